@@ -1,0 +1,132 @@
+//! `cargo bench -p smsdesk-bench`: runs workloads 1, 2, 3 and 5 and writes `docs/benchmarks.md`
+//! (full form), or prints the report of the quick form (`SMSDESK_BENCH_QUICK=1`).
+//!
+//! The order keeps the memory readings clean: the service starts first and its idle memory is
+//! read before anything else has grown the process.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use smsdesk_bench::endpoint::{self, EndpointConfig};
+use smsdesk_bench::engine::{self, ConcurrentConfig, EngineConfig};
+use smsdesk_bench::memory::{self, rss_kib};
+use smsdesk_bench::report::{Machine, Report, load_average};
+use smsdesk_bench::service::{Backend, RunningService};
+use smsdesk_bench::{POSTGRES_ENV, Size, throughput};
+
+/// Extra messages seeded into the service (a bulk refresh takes at most 100).
+const SERVICE_MESSAGES: usize = 100;
+
+/// Identical loads in a row for the memory readings.
+const MEMORY_ROUNDS: usize = 3;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let size = Size::from_env();
+    let started = chrono::Utc::now();
+    let clock = Instant::now();
+    let machine = Machine::detect();
+    eprintln!("smsdesk benchmarks, {} form", size.name());
+
+    let service = RunningService::start(Backend::Sqlite, SERVICE_MESSAGES).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_kib = rss_kib();
+
+    eprintln!("workload 2: endpoint overhead on SQLite");
+    let mut endpoints = vec![endpoint::measure(&service, EndpointConfig::for_size(size)).await?];
+
+    eprintln!("workload 3: throughput");
+    let load_time = throughput::duration_for(size);
+    let mut rows = throughput::measure(&service, load_time).await?;
+    // Forget what the simulator kept of the load (one latency per request) before reading.
+    service.simulator.reset_stats();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after_load_kib = rss_kib();
+
+    eprintln!("workload 5: repeated loads, for memory");
+    let rounds = vec![
+        memory::rounds(
+            &service,
+            "GET /api/messages (reads only)",
+            throughput::list_request(&service),
+            load_time,
+            MEMORY_ROUNDS,
+        )
+        .await?,
+        memory::rounds(
+            &service,
+            "POST refresh-status?messageSid (each adds a history row)",
+            throughput::refresh_request(&service),
+            load_time,
+            MEMORY_ROUNDS,
+        )
+        .await?,
+    ];
+
+    eprintln!("workload 5: edge rate limiter");
+    let limiter = memory::edge_limiter(memory::limiter_keys(size)).await;
+    service.stop().await;
+
+    let postgres_note = match std::env::var(POSTGRES_ENV) {
+        Ok(url) if !url.is_empty() => {
+            eprintln!("workload 2: endpoint overhead on PostgreSQL");
+            let service = RunningService::start(Backend::Postgres(url), SERVICE_MESSAGES)
+                .await
+                .context("starting the service on PostgreSQL")?;
+            let measured = endpoint::measure(&service, EndpointConfig::for_size(size)).await;
+            // Status callbacks per second on PostgreSQL, beside the SQLite row of workload 3.
+            eprintln!("workload 3: status callbacks on PostgreSQL");
+            let callbacks = throughput::drive(
+                throughput::CONNECTIONS,
+                load_time,
+                throughput::callback_request(&service),
+            )
+            .await;
+            service.stop().await;
+            endpoints.push(measured?);
+            rows.push(throughput::Row {
+                target: "POST status-callback (signed, duplicate `sent`), PostgreSQL",
+                load: callbacks?,
+            });
+            None
+        }
+        _ => Some(format!(
+            "PostgreSQL was not measured in this run: set `{POSTGRES_ENV}` to include it."
+        )),
+    };
+
+    eprintln!("workload 1: refresh engine, 100 messages");
+    let engine_hundred = engine::compare(EngineConfig::hundred(size)).await?;
+    eprintln!("workload 1: refresh engine, 1,000 messages");
+    let engine_thousand = engine::compare(EngineConfig::thousand(size)).await?;
+    eprintln!("workload 1: concurrent bulk refreshes");
+    let concurrent = engine::concurrent_bulk(ConcurrentConfig::for_size(size)).await?;
+
+    let report = Report {
+        size,
+        machine,
+        started,
+        total_time: clock.elapsed(),
+        engine_hundred,
+        engine_thousand,
+        concurrent,
+        endpoint: endpoints,
+        postgres_note,
+        throughput: rows,
+        throughput_secs: load_time.as_secs(),
+        idle_kib,
+        after_load_kib,
+        memory_rounds: rounds,
+        load_average_at_end: load_average(),
+        limiter,
+    };
+    let markdown = report.to_markdown();
+    println!("{markdown}");
+    if size == Size::Full {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks.md");
+        std::fs::write(&path, &markdown).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

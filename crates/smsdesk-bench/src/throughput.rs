@@ -1,0 +1,302 @@
+//! Workload 3: requests per second at 64 connections, each endpoint beside a bare actix-web
+//! handler (a small JSON answer, two workers like the service) on the same machine as the
+//! ceiling.
+//!
+//! The load generator is in this process: 64 tasks share one keep-alive `reqwest` client (64
+//! pooled connections), each sending its next request as soon as the last one is answered, for a
+//! fixed time. Loopback only; every request has a timeout, so a stuck server cannot hang the run.
+//! The generator competes with the server for the same cores, for the ceiling as for smsdesk, so
+//! the ratio is fair even where the absolute numbers are modest.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use smsdesk_domain::services::STATUS_CALLBACK_PATH;
+use smsdesk_twilio::signature::{SIGNATURE_HEADER, compute_signature};
+
+use crate::Size;
+use crate::memory::{cpu_time, rss_kib};
+use crate::service::RunningService;
+
+/// Concurrent connections.
+pub const CONNECTIONS: usize = 64;
+
+/// How long each target is loaded.
+pub fn duration_for(size: Size) -> Duration {
+    match size {
+        Size::Full => Duration::from_secs(10),
+        Size::Quick => Duration::from_secs(1),
+    }
+}
+
+/// What one load run achieved.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// Answers 2xx.
+    pub ok: u64,
+    /// Answers otherwise, and transport errors.
+    pub errors: u64,
+    /// How long the load ran.
+    pub elapsed: Duration,
+    /// The largest resident memory seen while it ran, KiB.
+    pub peak_rss_kib: Option<u64>,
+    /// CPU time the whole process (server and generator) used while it ran.
+    pub cpu: Option<Duration>,
+    /// Up to five kinds of failed request (status and the start of the body, or the transport
+    /// error), each with how often it happened.
+    pub error_kinds: Vec<(String, u64)>,
+}
+
+impl Load {
+    /// Successful requests per second.
+    pub fn per_second(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// CPUs kept busy on average (2.0 is both cores of a 2-CPU machine).
+    pub fn busy_cpus(&self) -> Option<f64> {
+        self.cpu
+            .map(|cpu| cpu.as_secs_f64() / self.elapsed.as_secs_f64())
+    }
+
+    /// CPU time per successful request, server and generator together.
+    pub fn cpu_per_request(&self) -> Option<Duration> {
+        let ok = u32::try_from(self.ok).ok().filter(|ok| *ok > 0)?;
+        self.cpu.map(|cpu| cpu / ok)
+    }
+}
+
+/// One target's throughput beside the bare handler's.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// What was requested.
+    pub target: &'static str,
+    /// Its load.
+    pub load: Load,
+}
+
+/// A request to send: built afresh for each attempt from a running counter.
+pub type MakeRequest = Arc<dyn Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync>;
+
+/// Drives `make`'s requests from `connections` tasks for `duration`, sampling resident memory.
+///
+/// # Errors
+/// When the HTTP client cannot be built.
+pub async fn drive(
+    connections: usize,
+    duration: Duration,
+    make: MakeRequest,
+) -> anyhow::Result<Load> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let ok = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let counter = Arc::new(AtomicU64::new(0));
+    let error_kinds: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let cpu_before = cpu_time();
+    let started = Instant::now();
+    let deadline = started + duration;
+
+    let sampler = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let mut peak = rss_kib();
+            while !done.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                peak = peak.max(rss_kib());
+            }
+            peak
+        }
+    });
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let (client, make) = (client.clone(), make.clone());
+            let (ok, errors, counter) = (ok.clone(), errors.clone(), counter.clone());
+            let kinds = error_kinds.clone();
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let failure = match make(&client, n).send().await {
+                        Ok(response) => {
+                            let status = response.status();
+                            match response.bytes().await {
+                                Ok(_) if status.is_success() => None,
+                                Ok(body) => Some(format!(
+                                    "HTTP {status}: {}",
+                                    String::from_utf8_lossy(&body[..body.len().min(160)])
+                                )),
+                                Err(error) => Some(format!("reading the body: {error}")),
+                            }
+                        }
+                        Err(error) => Some(format!("transport: {error}")),
+                    };
+                    match failure {
+                        None => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(failure) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            let mut kinds = kinds.lock().unwrap_or_else(PoisonError::into_inner);
+                            // A few distinct examples are enough to say what went wrong.
+                            if kinds.len() < 5 || kinds.contains_key(&failure) {
+                                *kinds.entry(failure).or_insert(0) += 1;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await?;
+    }
+    let elapsed = started.elapsed();
+    let cpu = cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    done.store(true, Ordering::Relaxed);
+    let peak_rss_kib = sampler.await?;
+    Ok(Load {
+        ok: ok.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        elapsed,
+        peak_rss_kib,
+        cpu,
+        error_kinds: std::mem::take(
+            &mut *error_kinds.lock().unwrap_or_else(PoisonError::into_inner),
+        )
+        .into_iter()
+        .collect(),
+    })
+}
+
+/// A bare actix-web server answering `GET /bare` with `{"ok":true}`, on two workers.
+pub struct BareServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl BareServer {
+    /// Starts it on a free loopback port.
+    ///
+    /// # Errors
+    /// When it cannot bind.
+    pub fn start() -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", 0))?;
+        let addr = listener.local_addr()?;
+        let server = HttpServer::new(|| {
+            App::new().route(
+                "/bare",
+                web::get()
+                    .to(|| async { HttpResponse::Ok().json(serde_json::json!({"ok": true})) }),
+            )
+        })
+        .workers(2)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Ok(Self { addr, handle })
+    }
+
+    /// Stops it.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
+/// `GET /api/messages` with the demo key.
+pub fn list_request(service: &RunningService) -> MakeRequest {
+    let key = service.api_key.clone();
+    let url = service.url("/api/messages");
+    Arc::new(move |client, _| client.get(&url).bearer_auth(&key))
+}
+
+/// `POST …/refresh-status?messageSid=…`, cycling through the seeded messages.
+pub fn refresh_request(service: &RunningService) -> MakeRequest {
+    let key = service.api_key.clone();
+    let urls: Vec<String> = service
+        .sids
+        .iter()
+        .map(|sid| {
+            service.url(&format!(
+                "/api/integrations/twilio/messages/refresh-status?messageSid={sid}"
+            ))
+        })
+        .collect();
+    Arc::new(move |client, n| {
+        let url = &urls[(n as usize) % urls.len()];
+        client.post(url).bearer_auth(&key)
+    })
+}
+
+/// A signed status callback (`sent`, a duplicate) for the seeded messages in turn.
+pub fn callback_request(service: &RunningService) -> MakeRequest {
+    let url = service.url(STATUS_CALLBACK_PATH);
+    let signed: Vec<(Vec<(String, String)>, String)> = service
+        .sids
+        .iter()
+        .map(|sid| {
+            let params = vec![
+                ("AccountSid".to_owned(), service.account_sid.to_string()),
+                ("MessageSid".to_owned(), sid.to_string()),
+                ("MessageStatus".to_owned(), "sent".to_owned()),
+            ];
+            let signature = compute_signature(&service.auth_token, &url, &params);
+            (params, signature)
+        })
+        .collect();
+    Arc::new(move |client, n| {
+        let (params, signature) = &signed[(n as usize) % signed.len()];
+        client
+            .post(&url)
+            .header(SIGNATURE_HEADER, signature)
+            .form(params)
+    })
+}
+
+/// Loads the bare handler, then `GET /api/messages`, single refreshes and status callbacks of
+/// `service`, each for `duration` at [`CONNECTIONS`] connections.
+///
+/// # Errors
+/// When a server cannot start or the client cannot be built.
+pub async fn measure(service: &RunningService, duration: Duration) -> anyhow::Result<Vec<Row>> {
+    let bare = BareServer::start()?;
+    let bare_url = format!("http://{}/bare", bare.addr);
+    let bare_load = drive(
+        CONNECTIONS,
+        duration,
+        Arc::new(move |client, _| client.get(&bare_url)),
+    )
+    .await?;
+    bare.stop().await;
+    let mut rows = vec![Row {
+        target: "bare actix-web handler (ceiling)",
+        load: bare_load,
+    }];
+    let targets = [
+        ("GET /api/messages (first page, 50)", list_request(service)),
+        (
+            "POST refresh-status?messageSid (single refresh)",
+            refresh_request(service),
+        ),
+        (
+            "POST status-callback (signed, duplicate `sent`)",
+            callback_request(service),
+        ),
+    ];
+    for (target, make) in targets {
+        let load = drive(CONNECTIONS, duration, make).await?;
+        rows.push(Row { target, load });
+    }
+    Ok(rows)
+}

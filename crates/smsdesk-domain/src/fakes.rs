@@ -1,0 +1,588 @@
+//! In-memory implementations of the ports, for tests and examples that want behaviour rather
+//! than mock expectations.
+//!
+//! - [`InMemoryStore`]: messages, history, integrations and cool-downs (implements
+//!   [`MessageRepository`], [`IntegrationRepository`] and [`RefreshLimiter`]), honouring the same
+//!   contracts as the database adapter, including conditional writes and tenant scoping.
+//! - [`FakeSmsProvider`]: answers from a table, counts calls and the most calls in flight at once,
+//!   and can delay each call through a hook you supply (e.g. `tokio::time::sleep` under paused time)
+//!   so this crate stays free of any runtime.
+//! - [`ManualClock`]: a clock that moves only when told.
+//!
+//! They are plain `std` code, so they are always compiled; they cost nothing unless used.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+
+use crate::ids::{AccountSid, MessageSid, TeamId, UserId};
+use crate::message::{
+    DeliveryState, Message, NewMessage, StatusEvent, StatusObservation, Timestamp,
+};
+use crate::ports::{
+    CallbackInbox, Clock, IntegrationRepository, MessageCursor, MessagePage, MessageQuery,
+    MessageRepository, NewIntegration, ObservationWrite, OutboundSms, ProviderError,
+    ProviderMessage, RefreshLimiter, RepositoryError, SmsProvider, TwilioAuth, TwilioCredentials,
+    TwilioIntegration, WriteOutcome,
+};
+use crate::refresh_rules::CooldownClaim;
+use crate::status::{Direction, MessageStatus};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in another test thread must not hide this one's result behind a poisoned lock.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[derive(Default)]
+struct StoreState {
+    messages: BTreeMap<MessageSid, Message>,
+    events: Vec<(MessageSid, StatusEvent)>,
+    integrations: HashMap<TeamId, TwilioIntegration>,
+    message_claims: HashMap<(TeamId, MessageSid), Timestamp>,
+    bulk_claims: HashMap<(TeamId, UserId), Timestamp>,
+    parked: Vec<(TeamId, MessageSid, StatusObservation)>,
+    unavailable: bool,
+}
+
+/// An in-memory store implementing every repository port and the refresh limiter.
+#[derive(Default, Clone)]
+pub struct InMemoryStore {
+    state: Arc<Mutex<StoreState>>,
+}
+
+impl InMemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes every call fail with [`RepositoryError::Unavailable`] (or work again), to test how
+    /// callers behave when the database is down.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        lock(&self.state).unavailable = unavailable;
+    }
+
+    /// Every stored message, whatever its team (for assertions).
+    pub fn all_messages(&self) -> Vec<Message> {
+        lock(&self.state).messages.values().cloned().collect()
+    }
+
+    /// How many history events are stored (for assertions).
+    pub fn event_count(&self) -> usize {
+        lock(&self.state).events.len()
+    }
+
+    fn guard(&self) -> Result<MutexGuard<'_, StoreState>, RepositoryError> {
+        let state = lock(&self.state);
+        if state.unavailable {
+            return Err(RepositoryError::Unavailable(
+                "the in-memory store is switched off".into(),
+            ));
+        }
+        Ok(state)
+    }
+}
+
+fn newest_first(a: &Message, b: &Message) -> std::cmp::Ordering {
+    b.created_at
+        .cmp(&a.created_at)
+        .then_with(|| b.sid.cmp(&a.sid))
+}
+
+#[async_trait]
+impl MessageRepository for InMemoryStore {
+    async fn insert(&self, message: NewMessage) -> Result<Message, RepositoryError> {
+        let mut state = self.guard()?;
+        if state.messages.contains_key(&message.sid) {
+            return Err(RepositoryError::Duplicate(format!(
+                "message {}",
+                message.sid
+            )));
+        }
+        let stored = Message {
+            sid: message.sid.clone(),
+            team_id: message.team_id,
+            account_sid: message.account_sid,
+            direction: message.direction,
+            from: message.from,
+            to: message.to,
+            body: message.body,
+            delivery: message.first_observation.state.clone(),
+            created_at: message.created_at,
+            updated_at: message.first_observation.observed_at,
+            last_refreshed_at: None,
+        };
+        state.messages.insert(message.sid.clone(), stored.clone());
+        state.events.push((
+            message.sid,
+            StatusEvent {
+                observation: message.first_observation,
+                applied: true,
+            },
+        ));
+        Ok(stored)
+    }
+
+    async fn find(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+    ) -> Result<Option<Message>, RepositoryError> {
+        let state = self.guard()?;
+        Ok(state
+            .messages
+            .get(sid)
+            .filter(|m| m.team_id == team)
+            .cloned())
+    }
+
+    async fn refresh_candidates(
+        &self,
+        team: TeamId,
+        created_since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Message>, RepositoryError> {
+        let state = self.guard()?;
+        let mut found: Vec<Message> = state
+            .messages
+            .values()
+            .filter(|m| {
+                m.team_id == team
+                    && m.direction.is_outbound()
+                    && !m.delivery.status.is_terminal()
+                    && m.created_at >= created_since
+            })
+            .cloned()
+            .collect();
+        found.sort_by(newest_first);
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn apply_observations(
+        &self,
+        team: TeamId,
+        writes: Vec<ObservationWrite>,
+    ) -> Result<Vec<WriteOutcome>, RepositoryError> {
+        let mut state = self.guard()?;
+        // All or nothing, like the database's transaction: decide every outcome on a copy first.
+        let mut outcomes = Vec::with_capacity(writes.len());
+        let mut staged_messages = Vec::new();
+        let mut staged_events = Vec::new();
+        for write in writes {
+            let Some(current) = state.messages.get(&write.sid).filter(|m| m.team_id == team) else {
+                outcomes.push(WriteOutcome::Missing);
+                continue;
+            };
+            let staged_status = staged_messages
+                .iter()
+                .rev()
+                .find(|m: &&Message| m.sid == write.sid)
+                .map_or(&current.delivery.status, |m| &m.delivery.status);
+            match &write.change {
+                Some(change) if change.expected_status != *staged_status => {
+                    outcomes.push(WriteOutcome::Conflict);
+                }
+                Some(change) => {
+                    let mut updated = current.clone();
+                    updated.delivery = change.next.clone();
+                    updated.updated_at = write.observation.observed_at;
+                    staged_messages.push(updated);
+                    staged_events.push((
+                        write.sid,
+                        StatusEvent {
+                            observation: write.observation,
+                            applied: true,
+                        },
+                    ));
+                    outcomes.push(WriteOutcome::Written);
+                }
+                None => {
+                    staged_events.push((
+                        write.sid,
+                        StatusEvent {
+                            observation: write.observation,
+                            applied: false,
+                        },
+                    ));
+                    outcomes.push(WriteOutcome::Recorded);
+                }
+            }
+        }
+        for message in staged_messages {
+            state.messages.insert(message.sid.clone(), message);
+        }
+        state.events.extend(staged_events);
+        Ok(outcomes)
+    }
+
+    async fn history(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+    ) -> Result<Vec<StatusEvent>, RepositoryError> {
+        let state = self.guard()?;
+        if state.messages.get(sid).is_none_or(|m| m.team_id != team) {
+            return Ok(Vec::new());
+        }
+        Ok(state
+            .events
+            .iter()
+            .filter(|(event_sid, _)| event_sid == sid)
+            .map(|(_, event)| event.clone())
+            .collect())
+    }
+
+    async fn list(
+        &self,
+        team: TeamId,
+        query: MessageQuery,
+    ) -> Result<MessagePage, RepositoryError> {
+        let state = self.guard()?;
+        let limit = query.limit.clamp(1, 200);
+        let mut found: Vec<Message> = state
+            .messages
+            .values()
+            .filter(|m| m.team_id == team)
+            .filter(|m| query.direction.is_none_or(|d| m.direction == d))
+            .filter(|m| {
+                query
+                    .status
+                    .as_ref()
+                    .is_none_or(|s| m.delivery.status == *s)
+            })
+            .filter(|m| {
+                query
+                    .created_since
+                    .is_none_or(|since| m.created_at >= since)
+            })
+            .filter(|m| {
+                query
+                    .after
+                    .as_ref()
+                    .is_none_or(|c| (m.created_at, &m.sid) < (c.created_at, &c.sid))
+            })
+            .cloned()
+            .collect();
+        found.sort_by(newest_first);
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = if more {
+            found.last().map(|m| MessageCursor {
+                created_at: m.created_at,
+                sid: m.sid.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(MessagePage {
+            messages: found,
+            next,
+        })
+    }
+}
+
+#[async_trait]
+impl IntegrationRepository for InMemoryStore {
+    async fn for_team(&self, team: TeamId) -> Result<Option<TwilioIntegration>, RepositoryError> {
+        Ok(self.guard()?.integrations.get(&team).cloned())
+    }
+
+    async fn for_account(
+        &self,
+        account: &AccountSid,
+    ) -> Result<Option<TwilioIntegration>, RepositoryError> {
+        Ok(self
+            .guard()?
+            .integrations
+            .values()
+            .find(|i| i.credentials.account_sid == *account)
+            .cloned())
+    }
+
+    async fn upsert(
+        &self,
+        team: TeamId,
+        integration: NewIntegration,
+    ) -> Result<TwilioIntegration, RepositoryError> {
+        let mut state = self.guard()?;
+        if state
+            .integrations
+            .values()
+            .any(|i| i.team_id != team && i.credentials.account_sid == integration.account_sid)
+        {
+            return Err(RepositoryError::Duplicate(format!(
+                "account {} belongs to another team",
+                integration.account_sid
+            )));
+        }
+        let auth = match integration.api_key {
+            Some((sid, secret)) => TwilioAuth::ApiKey { sid, secret },
+            None => TwilioAuth::AuthToken(integration.auth_token.clone()),
+        };
+        let stored = TwilioIntegration {
+            team_id: team,
+            credentials: TwilioCredentials {
+                account_sid: integration.account_sid,
+                auth,
+            },
+            auth_token: integration.auth_token,
+            sender: integration.sender,
+        };
+        state.integrations.insert(team, stored.clone());
+        Ok(stored)
+    }
+}
+
+#[async_trait]
+impl RefreshLimiter for InMemoryStore {
+    async fn claim_messages(
+        &self,
+        team: TeamId,
+        sids: &[MessageSid],
+        now: Timestamp,
+        cooldown: Duration,
+    ) -> Result<Vec<CooldownClaim>, RepositoryError> {
+        let mut state = self.guard()?;
+        Ok(sids
+            .iter()
+            .map(|sid| {
+                let key = (team, sid.clone());
+                let claim =
+                    CooldownClaim::decide(state.message_claims.get(&key).copied(), now, cooldown);
+                if claim.is_granted() {
+                    state.message_claims.insert(key, now);
+                    if let Some(message) = state.messages.get_mut(sid).filter(|m| m.team_id == team)
+                    {
+                        message.last_refreshed_at = Some(now);
+                    }
+                }
+                claim
+            })
+            .collect())
+    }
+
+    async fn claim_bulk(
+        &self,
+        team: TeamId,
+        user: UserId,
+        now: Timestamp,
+        cooldown: Duration,
+    ) -> Result<CooldownClaim, RepositoryError> {
+        let mut state = self.guard()?;
+        let claim =
+            CooldownClaim::decide(state.bulk_claims.get(&(team, user)).copied(), now, cooldown);
+        if claim.is_granted() {
+            state.bulk_claims.insert((team, user), now);
+        }
+        Ok(claim)
+    }
+}
+
+#[async_trait]
+impl CallbackInbox for InMemoryStore {
+    async fn park(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+        observation: StatusObservation,
+    ) -> Result<(), RepositoryError> {
+        let mut state = self.guard()?;
+        let known = state
+            .parked
+            .iter()
+            .any(|(t, s, o)| *t == team && s == sid && o.state.status == observation.state.status);
+        if !known {
+            state.parked.push((team, sid.clone(), observation));
+        }
+        Ok(())
+    }
+
+    async fn take_parked(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+    ) -> Result<Vec<StatusObservation>, RepositoryError> {
+        let mut state = self.guard()?;
+        let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.parked)
+            .into_iter()
+            .partition(|(t, s, _)| *t == team && s == sid);
+        state.parked = kept;
+        Ok(taken.into_iter().map(|(_, _, o)| o).collect())
+    }
+
+    async fn discard_parked_before(&self, cutoff: Timestamp) -> Result<u64, RepositoryError> {
+        let mut state = self.guard()?;
+        let before = state.parked.len();
+        state.parked.retain(|(_, _, o)| o.observed_at >= cutoff);
+        Ok(u64::try_from(before - state.parked.len()).unwrap_or(u64::MAX))
+    }
+}
+
+/// A hook that delays one provider call; given the SID being fetched.
+pub type DelayHook = Arc<dyn Fn(&MessageSid) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// A scripted SMS provider.
+///
+/// `fetch_message` answers from the table set with [`FakeSmsProvider::set_state`] /
+/// [`FakeSmsProvider::set_error`] (an unknown SID is [`ProviderError::NotFound`]);
+/// `send_message` invents a SID and answers `queued`.
+#[derive(Clone, Default)]
+pub struct FakeSmsProvider {
+    answers: Arc<Mutex<HashMap<MessageSid, Result<DeliveryState, ProviderError>>>>,
+    delay: Option<DelayHook>,
+    calls: Arc<AtomicUsize>,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+    sent: Arc<Mutex<Vec<OutboundSms>>>,
+}
+
+impl FakeSmsProvider {
+    /// A provider that knows no messages yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Delays every call by awaiting `hook(sid)` before answering.
+    #[must_use]
+    pub fn with_delay(mut self, hook: DelayHook) -> Self {
+        self.delay = Some(hook);
+        self
+    }
+
+    /// From now on, fetching `sid` answers `state`.
+    pub fn set_state(&self, sid: &MessageSid, state: DeliveryState) {
+        lock(&self.answers).insert(sid.clone(), Ok(state));
+    }
+
+    /// From now on, fetching `sid` fails with `error`.
+    pub fn set_error(&self, sid: &MessageSid, error: ProviderError) {
+        lock(&self.answers).insert(sid.clone(), Err(error));
+    }
+
+    /// Calls made so far (fetch and send).
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// The most calls that were ever in flight at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Messages sent so far.
+    pub fn sent(&self) -> Vec<OutboundSms> {
+        lock(&self.sent).clone()
+    }
+
+    async fn enter(&self, sid: &MessageSid) -> InFlight {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let guard = InFlight(self.in_flight.clone());
+        if let Some(delay) = &self.delay {
+            delay(sid).await;
+        }
+        guard
+    }
+}
+
+/// Decrements the in-flight count when a call ends, however it ends.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl SmsProvider for FakeSmsProvider {
+    async fn fetch_message(
+        &self,
+        _credentials: &TwilioCredentials,
+        sid: &MessageSid,
+    ) -> Result<ProviderMessage, ProviderError> {
+        let _in_flight = self.enter(sid).await;
+        let answer = lock(&self.answers).get(sid).cloned();
+        let state = answer.unwrap_or(Err(ProviderError::NotFound))?;
+        Ok(ProviderMessage {
+            sid: sid.clone(),
+            state,
+            account_sid: None,
+            direction: Some(Direction::OutboundApi),
+            from: None,
+            to: None,
+            body: None,
+            date_created: None,
+        })
+    }
+
+    async fn send_message(
+        &self,
+        credentials: &TwilioCredentials,
+        sms: &OutboundSms,
+    ) -> Result<ProviderMessage, ProviderError> {
+        let number = {
+            let mut sent = lock(&self.sent);
+            sent.push(sms.clone());
+            sent.len()
+        };
+        let sid = MessageSid::parse(&format!("SM{number:032x}")).map_err(|e| {
+            ProviderError::Unexpected {
+                reason: e.to_string(),
+            }
+        })?;
+        let _in_flight = self.enter(&sid).await;
+        let state = DeliveryState::new(MessageStatus::Queued);
+        self.set_state(&sid, state.clone());
+        Ok(ProviderMessage {
+            sid,
+            state,
+            account_sid: Some(credentials.account_sid.clone()),
+            direction: Some(Direction::OutboundApi),
+            from: None,
+            to: Some(sms.to.clone().into()),
+            body: Some(sms.body.clone()),
+            date_created: None,
+        })
+    }
+}
+
+/// A clock that stands still until moved.
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    now: Arc<Mutex<Timestamp>>,
+}
+
+impl ManualClock {
+    /// A clock showing `start`.
+    pub fn new(start: Timestamp) -> Self {
+        Self {
+            now: Arc::new(Mutex::new(start)),
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let mut now = lock(&self.now);
+        *now += chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
+    }
+
+    /// Sets the clock.
+    pub fn set(&self, to: Timestamp) {
+        *lock(&self.now) = to;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *lock(&self.now)
+    }
+}

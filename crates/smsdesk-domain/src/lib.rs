@@ -1,0 +1,58 @@
+//! # smsdesk-domain
+//!
+//! The rules of smsdesk and the ports they need, with no I/O of their own: no database driver,
+//! HTTP client or async runtime is a dependency of this crate. Adapters (`smsdesk-store`,
+//! `smsdesk-twilio`, `smsdesk-web`) implement or call what is defined here; a backend can embed
+//! this crate with its own adapters.
+//!
+//! Layout:
+//! - [`ids`]: validated identifiers (`MessageSid`, `AccountSid`, `TeamId`, `PhoneNumber`, ...);
+//! - [`status`]: Twilio's 13 statuses (plus unknown ones, kept verbatim) and directions;
+//! - [`rules`]: the forward-only status rule every source of status goes through;
+//! - [`delivery_error`]: Twilio error codes explained and classed (temporary or permanent);
+//! - [`access`]: plans, roles and the requester of a use case;
+//! - [`refresh_rules`]: the bulk window, limits and cool-down arithmetic;
+//! - [`ports`]: the traits adapters implement (repositories, limiter, SMS provider, clock);
+//! - [`services`]: the use cases, starting with [`services::RefreshStatus`];
+//! - [`fakes`]: in-memory implementations of the ports for tests and examples.
+//!
+//! ```
+//! use smsdesk_domain::{rules::{decide, StatusDecision}, DeliveryState, MessageStatus,
+//!     ObservationSource, StatusObservation};
+//!
+//! let stored = DeliveryState::new(MessageStatus::Delivered);
+//! let late_callback = StatusObservation {
+//!     state: DeliveryState::new(MessageStatus::Sent),
+//!     source: ObservationSource::Callback,
+//!     observed_at: chrono::Utc::now(),
+//! };
+//! // A late "sent" never regresses a delivered message.
+//! assert!(matches!(decide(&stored, &late_callback), StatusDecision::Stale { .. }));
+//! ```
+
+pub mod access;
+pub mod delivery_error;
+pub mod fakes;
+pub mod ids;
+pub mod message;
+pub mod ports;
+pub mod refresh_rules;
+pub mod rules;
+pub mod services;
+pub mod status;
+
+pub use access::{Plan, Requester, Role};
+pub use delivery_error::{DeliveryError, ErrorClass};
+pub use ids::{
+    AccountSid, Address, ApiKeySid, IdError, MessageSid, MessagingServiceSid, PhoneNumber, TeamId,
+    UserId,
+};
+pub use message::{
+    DeliveryState, Message, NewMessage, ObservationSource, StatusEvent, StatusObservation,
+    Timestamp,
+};
+pub use refresh_rules::{CooldownClaim, RefreshPolicy, RefreshWindow, RefreshWindowError};
+pub use status::{Direction, MessageStatus};
+
+/// Re-exported so adapters and callers name the same secret type as the ports.
+pub use secrecy;

@@ -1,0 +1,469 @@
+//! The ports: what the domain needs from the outside world, as traits.
+//!
+//! Adapters implement them (`smsdesk-store` for the repositories and the limiter,
+//! `smsdesk-twilio` for the provider); the use cases in [`crate::services`] hold them as
+//! `Arc<dyn Port>`. With the `mocks` feature every port has a mockall mock (`MockMessageRepository`,
+//! ...); [`crate::fakes`] has in-memory implementations for tests that want behaviour, not
+//! expectations.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::ids::{
+    AccountSid, Address, ApiKeySid, MessageSid, MessagingServiceSid, PhoneNumber, TeamId, UserId,
+};
+use crate::message::{
+    DeliveryState, Message, NewMessage, StatusEvent, StatusObservation, Timestamp,
+};
+use crate::refresh_rules::CooldownClaim;
+use crate::status::{Direction, MessageStatus};
+
+/// A failure of a repository or limiter, already translated from the driver's terms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RepositoryError {
+    /// The store cannot be reached (connection refused or lost, pool exhausted). Worth retrying.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// A row with the same unique key exists (e.g. a message SID stored twice).
+    #[error("already exists: {0}")]
+    Duplicate(String),
+    /// A stored value could not be read back into a domain type, or a constraint was violated.
+    #[error("unexpected store error: {0}")]
+    Unexpected(String),
+}
+
+/// A status change to store, conditional on the message still having `expected_status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// The status the decision was made from. If the stored status differs when the write lands,
+    /// another writer got there first: the write is refused ([`WriteOutcome::Conflict`]) rather
+    /// than allowed to overwrite a newer status.
+    pub expected_status: MessageStatus,
+    /// The state to store.
+    pub next: DeliveryState,
+}
+
+/// One observation to record, with the change it causes, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservationWrite {
+    /// The message observed.
+    pub sid: MessageSid,
+    /// What was observed; always recorded as a history event unless the change conflicts.
+    pub observation: StatusObservation,
+    /// The change to make; `None` records the observation as not applied (duplicate or stale).
+    pub change: Option<StateChange>,
+}
+
+/// What happened to one [`ObservationWrite`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The change was stored and the observation recorded as applied.
+    Written,
+    /// The observation was recorded as not applied (it carried no change).
+    Recorded,
+    /// The stored status no longer matched `expected_status`; nothing was written for this
+    /// message. The caller re-reads and decides again.
+    Conflict,
+    /// No such message in this team; nothing was written.
+    Missing,
+}
+
+/// Filters and paging for [`MessageRepository::list`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MessageQuery {
+    /// Only this direction.
+    pub direction: Option<Direction>,
+    /// Only this status.
+    pub status: Option<MessageStatus>,
+    /// Only messages created at or after this time.
+    pub created_since: Option<Timestamp>,
+    /// Continue after this position (from a previous page's `next`).
+    pub after: Option<MessageCursor>,
+    /// Page size; adapters cap it at 200.
+    pub limit: usize,
+}
+
+/// A position in the newest-first message order: creation time, then SID as the tie-breaker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageCursor {
+    /// Creation time of the last message on the previous page.
+    pub created_at: Timestamp,
+    /// Its SID.
+    pub sid: MessageSid,
+}
+
+/// One page of messages, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagePage {
+    /// The messages.
+    pub messages: Vec<Message>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<MessageCursor>,
+}
+
+/// Stored messages and their status history. Every method is scoped by team: a message of
+/// another team is indistinguishable from a missing one.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait MessageRepository: Send + Sync {
+    /// Stores a new message and its first observation as one history event.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Duplicate`] when the SID is already stored (in any team);
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn insert(&self, message: NewMessage) -> Result<Message, RepositoryError>;
+
+    /// The team's message with this SID.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn find(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+    ) -> Result<Option<Message>, RepositoryError>;
+
+    /// Messages a bulk refresh should ask Twilio about: the team's outbound, non-terminal messages
+    /// created at or after `created_since`, newest first (SID descending breaks ties), at most
+    /// `limit`.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn refresh_candidates(
+        &self,
+        team: TeamId,
+        created_since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Message>, RepositoryError>;
+
+    /// Records observations and applies their changes, all in **one transaction**: either every
+    /// write that did not conflict lands with its history event, or (on error) none does. Each
+    /// change is conditional on the stored status still being `expected_status`, so two writers
+    /// racing can never regress a status. Returns one outcome per write, in order.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached; nothing was written.
+    async fn apply_observations(
+        &self,
+        team: TeamId,
+        writes: Vec<ObservationWrite>,
+    ) -> Result<Vec<WriteOutcome>, RepositoryError>;
+
+    /// The message's history, oldest first.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn history(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+    ) -> Result<Vec<StatusEvent>, RepositoryError>;
+
+    /// A page of the team's messages, newest first.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn list(&self, team: TeamId, query: MessageQuery)
+    -> Result<MessagePage, RepositoryError>;
+}
+
+/// How smsdesk authenticates to Twilio's REST API for one account.
+#[derive(Debug, Clone)]
+pub struct TwilioCredentials {
+    /// The account, which is also part of every API path.
+    pub account_sid: AccountSid,
+    /// The username/password pair for HTTP Basic auth.
+    pub auth: TwilioAuth,
+}
+
+/// The HTTP Basic credentials for Twilio's REST API.
+#[derive(Debug, Clone)]
+pub enum TwilioAuth {
+    /// The account SID with its auth token.
+    AuthToken(SecretString),
+    /// An API key SID with its secret (preferred: revocable without changing the auth token).
+    ApiKey {
+        /// The key's SID (`SK…`).
+        sid: ApiKeySid,
+        /// The key's secret.
+        secret: SecretString,
+    },
+}
+
+/// Who a message is sent from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "value")]
+pub enum Sender {
+    /// One of the account's numbers.
+    Number(PhoneNumber),
+    /// A messaging service, which picks the number.
+    MessagingService(MessagingServiceSid),
+}
+
+/// A team's Twilio integration, with its secrets decrypted.
+#[derive(Debug, Clone)]
+pub struct TwilioIntegration {
+    /// The owning team.
+    pub team_id: TeamId,
+    /// Credentials for the REST API (API key if configured, else the auth token).
+    pub credentials: TwilioCredentials,
+    /// The account's auth token: Twilio signs webhooks with it, even when an API key is used
+    /// for REST calls.
+    pub auth_token: SecretString,
+    /// The default sender.
+    pub sender: Sender,
+}
+
+/// What to store as a team's integration; the adapter encrypts the secrets.
+#[derive(Debug, Clone)]
+pub struct NewIntegration {
+    /// The account.
+    pub account_sid: AccountSid,
+    /// The account's auth token.
+    pub auth_token: SecretString,
+    /// An API key to use for REST calls instead of the auth token.
+    pub api_key: Option<(ApiKeySid, SecretString)>,
+    /// The default sender.
+    pub sender: Sender,
+}
+
+/// Teams' Twilio integrations.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait IntegrationRepository: Send + Sync {
+    /// The team's integration, secrets decrypted.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached;
+    /// [`RepositoryError::Unexpected`] when a secret cannot be decrypted with the configured keys.
+    async fn for_team(&self, team: TeamId) -> Result<Option<TwilioIntegration>, RepositoryError>;
+
+    /// The integration for a Twilio account, to route its webhooks to a team. Account SIDs are
+    /// compared in plaintext.
+    ///
+    /// # Errors
+    /// As [`IntegrationRepository::for_team`].
+    async fn for_account(
+        &self,
+        account: &AccountSid,
+    ) -> Result<Option<TwilioIntegration>, RepositoryError>;
+
+    /// Sets or replaces the team's integration.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Duplicate`] when another team already uses this account SID;
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn upsert(
+        &self,
+        team: TeamId,
+        integration: NewIntegration,
+    ) -> Result<TwilioIntegration, RepositoryError>;
+}
+
+/// A message Twilio reported (fetch or create). Twilio makes every field nullable; only what the
+/// domain relies on is required.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderMessage {
+    /// Twilio's id.
+    pub sid: MessageSid,
+    /// The delivery facts.
+    pub state: DeliveryState,
+    /// The account, if reported.
+    pub account_sid: Option<AccountSid>,
+    /// The direction, if reported and recognised.
+    pub direction: Option<Direction>,
+    /// Sender, if reported.
+    pub from: Option<Address>,
+    /// Recipient, if reported.
+    pub to: Option<Address>,
+    /// The text, if reported.
+    pub body: Option<String>,
+    /// When Twilio created it.
+    pub date_created: Option<Timestamp>,
+}
+
+/// An SMS to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundSms {
+    /// Recipient.
+    pub to: PhoneNumber,
+    /// Text, at most 1600 characters.
+    pub body: String,
+    /// Sender.
+    pub sender: Sender,
+    /// Where Twilio should post status callbacks (absent: no callbacks).
+    pub status_callback: Option<String>,
+}
+
+/// Why a provider call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// Twilio does not know the message (404 / 20404): deleted, or another account's.
+    #[error("Twilio has no such message")]
+    NotFound,
+    /// Twilio refused the credentials (401 / 20003): the integration is misconfigured.
+    #[error("Twilio rejected the credentials (code {code:?}): {message}")]
+    CredentialsRejected {
+        /// Twilio's error code.
+        code: Option<u32>,
+        /// Twilio's error message.
+        message: String,
+    },
+    /// Too many requests (429 / 20429), still so after the adapter's retries.
+    #[error("Twilio is rate limiting this account")]
+    RateLimited {
+        /// Twilio's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// Twilio refused the request itself (4xx other than the above, e.g. 21211 invalid To).
+    #[error("Twilio refused the request (HTTP {status}, code {code:?}): {message}")]
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// Twilio's error code.
+        code: Option<u32>,
+        /// Twilio's error message.
+        message: String,
+    },
+    /// Twilio could not be reached or failed (5xx, timeout, connection error).
+    #[error("Twilio is unavailable: {reason}")]
+    Unavailable {
+        /// What went wrong, without secrets.
+        reason: String,
+    },
+    /// Twilio answered something this client cannot read (malformed JSON, missing SID).
+    #[error("unexpected answer from Twilio: {reason}")]
+    Unexpected {
+        /// What went wrong, without secrets.
+        reason: String,
+    },
+}
+
+/// Twilio's Programmable Messaging API, as the domain needs it.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait SmsProvider: Send + Sync {
+    /// Fetches a message's current state.
+    ///
+    /// # Errors
+    /// Any [`ProviderError`]; [`ProviderError::NotFound`] for an unknown SID.
+    async fn fetch_message(
+        &self,
+        credentials: &TwilioCredentials,
+        sid: &MessageSid,
+    ) -> Result<ProviderMessage, ProviderError>;
+
+    /// Sends a message and returns Twilio's record of it, including its initial status.
+    ///
+    /// # Errors
+    /// Any [`ProviderError`]; [`ProviderError::Rejected`] for a request Twilio refuses (invalid
+    /// number, unsubscribed recipient, ...).
+    async fn send_message(
+        &self,
+        credentials: &TwilioCredentials,
+        sms: &OutboundSms,
+    ) -> Result<ProviderMessage, ProviderError>;
+}
+
+/// Cool-downs that must hold across requests, restarts and replicas. A claim is atomic: of
+/// concurrent claims for the same key exactly one is granted.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait RefreshLimiter: Send + Sync {
+    /// Claims the per-message cool-down for each SID (one answer per SID, in order). A granted
+    /// claim starts the message's cool-down at `now`; a denied one changes nothing.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached; no claim was made.
+    async fn claim_messages(
+        &self,
+        team: TeamId,
+        sids: &[MessageSid],
+        now: Timestamp,
+        cooldown: Duration,
+    ) -> Result<Vec<CooldownClaim>, RepositoryError>;
+
+    /// Claims the user's bulk-refresh cool-down.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached; no claim was made.
+    async fn claim_bulk(
+        &self,
+        team: TeamId,
+        user: UserId,
+        now: Timestamp,
+        cooldown: Duration,
+    ) -> Result<CooldownClaim, RepositoryError>;
+}
+
+/// The time. Injected so that cool-downs and windows can be tested without waiting.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait Clock: Send + Sync {
+    /// Now, in UTC.
+    fn now(&self) -> Timestamp;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        chrono::Utc::now()
+    }
+}
+
+/// Resolves a presented API key to the requester it belongs to. Implementations store only a hash
+/// of each key and compare in constant time; a revoked key resolves to `None`.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ApiKeyAuthenticator: Send + Sync {
+    /// The requester for `presented_key`, or `None` when the key is unknown, malformed or
+    /// revoked (callers must not tell these apart in their answer).
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn authenticate(
+        &self,
+        presented_key: &SecretString,
+    ) -> Result<Option<crate::access::Requester>, RepositoryError>;
+}
+
+/// Status callbacks that arrived before their message was stored (Twilio's first callback can
+/// beat the send's own write). They are parked here and replayed when the message appears, or
+/// discarded after a bounded time.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait CallbackInbox: Send + Sync {
+    /// Keeps `observation` for a message of `team` that is not stored yet. Parking the same
+    /// (SID, status) twice keeps one.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn park(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+        observation: StatusObservation,
+    ) -> Result<(), RepositoryError>;
+
+    /// Removes and returns the observations parked for the message, oldest first.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached; nothing was removed.
+    async fn take_parked(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+    ) -> Result<Vec<StatusObservation>, RepositoryError>;
+
+    /// Discards observations parked before `cutoff` (their message never appeared); returns how
+    /// many.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn discard_parked_before(&self, cutoff: Timestamp) -> Result<u64, RepositoryError>;
+}

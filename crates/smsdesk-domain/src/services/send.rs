@@ -1,0 +1,515 @@
+//! The `SendSms` use case: send one SMS through the team's Twilio integration and store it.
+//!
+//! The order matters: the body is checked before anything else, the integration is loaded, Twilio
+//! is asked, and only a message Twilio accepted is stored. A refused send leaves no row behind.
+//! What is stored is Twilio's record: its SID, its initial status (the first history event, from
+//! [`ObservationSource::Send`], because Twilio posts no callback for it) and its creation time.
+//! The account SID is stored in plaintext: it is a public identifier that inbound webhooks are
+//! matched against.
+
+use std::sync::Arc;
+
+use crate::access::Requester;
+use crate::ids::{Address, PhoneNumber};
+use crate::message::{Message, NewMessage, ObservationSource, StatusObservation};
+use crate::ports::{
+    Clock, IntegrationRepository, MessageRepository, OutboundSms, ProviderError, RepositoryError,
+    Sender, SmsProvider,
+};
+use crate::status::Direction;
+
+/// Where smsdesk's HTTP service receives Twilio's status callbacks, below its public base URL.
+pub const STATUS_CALLBACK_PATH: &str = "/api/integrations/twilio/status-callback";
+
+/// The longest body Twilio accepts, in characters.
+pub const MAX_BODY_CHARS: usize = 1600;
+
+/// An SMS to send on behalf of a requester.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRequest {
+    /// The recipient.
+    pub to: PhoneNumber,
+    /// The text: 1 to [`MAX_BODY_CHARS`] characters.
+    pub body: String,
+    /// Overrides the integration's default sender (a number or a messaging service).
+    pub sender: Option<Sender>,
+}
+
+/// Why a send did not happen. Nothing is stored in any of these cases.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendSmsError {
+    /// The body is empty or longer than Twilio accepts.
+    #[error("the body must be 1 to {MAX_BODY_CHARS} characters, got {chars}")]
+    InvalidBody {
+        /// The body's length in characters.
+        chars: usize,
+    },
+    /// The team has no Twilio integration.
+    #[error("the team has no Twilio integration configured")]
+    IntegrationMissing,
+    /// Twilio refused or failed; the message may not have been sent (see [`ProviderError`]).
+    #[error(transparent)]
+    Provider(ProviderError),
+    /// The store failed. When this happens after Twilio accepted the message, the message was
+    /// sent but not recorded; its status callbacks will find no row.
+    #[error(transparent)]
+    Store(RepositoryError),
+}
+
+/// The send use case. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct SendSms {
+    messages: Arc<dyn MessageRepository>,
+    integrations: Arc<dyn IntegrationRepository>,
+    provider: Arc<dyn SmsProvider>,
+    clock: Arc<dyn Clock>,
+    status_callback: Option<String>,
+}
+
+impl SendSms {
+    /// Builds the use case over its ports, asking Twilio for no status callbacks.
+    pub fn new(
+        messages: Arc<dyn MessageRepository>,
+        integrations: Arc<dyn IntegrationRepository>,
+        provider: Arc<dyn SmsProvider>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            messages,
+            integrations,
+            provider,
+            clock,
+            status_callback: None,
+        }
+    }
+
+    /// Asks Twilio to post status callbacks to `{public_base_url}`[`STATUS_CALLBACK_PATH`]. The
+    /// base is where Twilio can reach this service (e.g. `https://sms.example.com`); a trailing
+    /// slash is ignored.
+    #[must_use]
+    pub fn with_public_base_url(mut self, public_base_url: &str) -> Self {
+        let base = public_base_url.trim_end_matches('/');
+        self.status_callback = Some(format!("{base}{STATUS_CALLBACK_PATH}"));
+        self
+    }
+
+    /// The status callback URL sent with every message, if any.
+    pub fn status_callback(&self) -> Option<&str> {
+        self.status_callback.as_deref()
+    }
+
+    /// Sends `request` from the requester's team and stores the message Twilio created.
+    ///
+    /// # Errors
+    /// See [`SendSmsError`]: an invalid body, a missing integration, Twilio's refusal or failure,
+    /// or the store's failure.
+    pub async fn send(
+        &self,
+        requester: &Requester,
+        request: SendRequest,
+    ) -> Result<Message, SendSmsError> {
+        let chars = request.body.chars().count();
+        if !(1..=MAX_BODY_CHARS).contains(&chars) {
+            return Err(SendSmsError::InvalidBody { chars });
+        }
+        let team = requester.team_id;
+        let integration = self
+            .integrations
+            .for_team(team)
+            .await
+            .map_err(SendSmsError::Store)?
+            .ok_or(SendSmsError::IntegrationMissing)?;
+        let sender = request.sender.unwrap_or(integration.sender);
+        let sms = OutboundSms {
+            to: request.to,
+            body: request.body,
+            sender,
+            status_callback: self.status_callback.clone(),
+        };
+        let created = self
+            .provider
+            .send_message(&integration.credentials, &sms)
+            .await
+            .map_err(SendSmsError::Provider)?;
+
+        let now = self.clock.now();
+        // Twilio normally reports the sender; when it does not, the sender we asked for is the
+        // best record (a messaging service is kept as its SID).
+        let from = created.from.unwrap_or_else(|| match &sms.sender {
+            Sender::Number(number) => Address::from(number.clone()),
+            Sender::MessagingService(service) => {
+                Address::parse(service.as_str()).unwrap_or_else(|_| Address::from(sms.to.clone()))
+            }
+        });
+        let new_message = NewMessage {
+            sid: created.sid,
+            team_id: team,
+            account_sid: integration.credentials.account_sid,
+            direction: Direction::OutboundApi,
+            from,
+            to: Address::from(sms.to),
+            body: sms.body,
+            first_observation: StatusObservation {
+                state: created.state,
+                source: ObservationSource::Send,
+                observed_at: now,
+            },
+            created_at: created.date_created.unwrap_or(now),
+        };
+        self.messages
+            .insert(new_message)
+            .await
+            .map_err(SendSmsError::Store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::TimeZone;
+    use mockall::predicate::always;
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::access::{Plan, Role};
+    use crate::fakes::{FakeSmsProvider, InMemoryStore, ManualClock};
+    use crate::ids::{AccountSid, MessageSid, MessagingServiceSid, TeamId, UserId};
+    use crate::message::{DeliveryState, Timestamp};
+    use crate::ports::{
+        MockIntegrationRepository, MockMessageRepository, MockSmsProvider, NewIntegration,
+        ProviderMessage,
+    };
+    use crate::status::MessageStatus;
+
+    const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+    const SERVICE: &str = "MG0123456789abcdef0123456789abcdef";
+
+    fn start() -> Timestamp {
+        chrono::Utc
+            .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn requester(team: i64) -> Requester {
+        Requester {
+            team_id: TeamId::new(team).expect("team id"),
+            user_id: UserId::new(1).expect("user id"),
+            plan: Plan::Free,
+            role: Role::Member,
+        }
+    }
+
+    fn number(value: &str) -> PhoneNumber {
+        PhoneNumber::parse(value).expect("valid number")
+    }
+
+    fn request(body: &str) -> SendRequest {
+        SendRequest {
+            to: number("+14155550100"),
+            body: body.to_owned(),
+            sender: None,
+        }
+    }
+
+    struct World {
+        store: InMemoryStore,
+        provider: FakeSmsProvider,
+        clock: ManualClock,
+        send: SendSms,
+    }
+
+    async fn world_with_integration() -> World {
+        let store = InMemoryStore::new();
+        let provider = FakeSmsProvider::new();
+        let clock = ManualClock::new(start());
+        let upserted = IntegrationRepository::upsert(
+            &store,
+            requester(1).team_id,
+            NewIntegration {
+                account_sid: AccountSid::parse(ACCOUNT).expect("account"),
+                auth_token: SecretString::from("token"),
+                api_key: None,
+                sender: Sender::Number(number("+15005550006")),
+            },
+        )
+        .await;
+        assert!(upserted.is_ok(), "seeding the integration: {upserted:?}");
+        let send = SendSms::new(
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            Arc::new(provider.clone()),
+            Arc::new(clock.clone()),
+        );
+        World {
+            store,
+            provider,
+            clock,
+            send,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_stores_twilios_record_with_the_plaintext_account_sid() {
+        let world = world_with_integration().await;
+        world.clock.advance(std::time::Duration::from_secs(5));
+
+        let stored = world
+            .send
+            .send(&requester(1), request("hello"))
+            .await
+            .expect("send succeeds");
+
+        assert_eq!(stored.account_sid.as_str(), ACCOUNT);
+        assert_eq!(stored.direction, Direction::OutboundApi);
+        assert_eq!(stored.delivery.status, MessageStatus::Queued);
+        assert_eq!(stored.from.as_str(), "+15005550006", "the default sender");
+        assert_eq!(stored.to.as_str(), "+14155550100");
+        assert_eq!(stored.body, "hello");
+        assert_eq!(
+            stored.created_at,
+            world.clock.now(),
+            "the clock when Twilio gives no date"
+        );
+        assert_eq!(world.store.all_messages(), vec![stored]);
+        assert_eq!(
+            world.store.event_count(),
+            1,
+            "the initial status is history"
+        );
+        let sent = world.provider.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].status_callback, None, "no public URL configured");
+    }
+
+    #[tokio::test]
+    async fn the_first_history_event_is_twilios_initial_status_from_send() {
+        let world = world_with_integration().await;
+        let stored = world
+            .send
+            .send(&requester(1), request("hi"))
+            .await
+            .expect("send succeeds");
+        let history = MessageRepository::history(&world.store, stored.team_id, &stored.sid)
+            .await
+            .expect("history");
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].observation.source, ObservationSource::Send);
+        assert_eq!(history[0].observation.state.status, MessageStatus::Queued);
+        assert!(history[0].applied);
+    }
+
+    #[tokio::test]
+    async fn a_sender_override_and_the_callback_url_reach_twilio() {
+        let mut world = world_with_integration().await;
+        world.send = world.send.with_public_base_url("https://sms.example.com/");
+        let service = MessagingServiceSid::parse(SERVICE).expect("service sid");
+        let mut req = request("hi");
+        req.sender = Some(Sender::MessagingService(service.clone()));
+
+        let stored = world.send.send(&requester(1), req).await.expect("sent");
+
+        let sent = world.provider.sent();
+        assert_eq!(sent[0].sender, Sender::MessagingService(service));
+        assert_eq!(
+            sent[0].status_callback.as_deref(),
+            Some("https://sms.example.com/api/integrations/twilio/status-callback"),
+            "the trailing slash of the base is not doubled"
+        );
+        assert_eq!(
+            stored.from.as_str(),
+            SERVICE,
+            "a messaging service is recorded by its SID when Twilio reports no number"
+        );
+    }
+
+    #[tokio::test]
+    async fn bodies_outside_1_to_1600_characters_are_refused_before_twilio_is_asked() {
+        let world = world_with_integration().await;
+        let cases = [
+            (String::new(), Some(0), "empty"),
+            ("x".repeat(1601), Some(1601), "one over"),
+            (
+                "é".repeat(1601),
+                Some(1601),
+                "counted in characters, not bytes",
+            ),
+            ("x".repeat(1600), None, "exactly the maximum"),
+            ("é".repeat(1600), None, "1600 two-byte characters"),
+            ("x".to_owned(), None, "one character"),
+        ];
+        for (body, refused_with, why) in cases {
+            let result = world.send.send(&requester(1), request(&body)).await;
+            match refused_with {
+                Some(chars) => assert_eq!(
+                    result.map(|m| m.sid),
+                    Err(SendSmsError::InvalidBody { chars }),
+                    "{why}"
+                ),
+                None => assert!(result.is_ok(), "{why}: {result:?}"),
+            }
+        }
+        assert_eq!(
+            world.provider.sent().len(),
+            3,
+            "only valid bodies were sent"
+        );
+        assert_eq!(world.store.all_messages().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_team_without_an_integration_cannot_send() {
+        let world = world_with_integration().await;
+        let result = world.send.send(&requester(2), request("hi")).await;
+        assert_eq!(result.map(|m| m.sid), Err(SendSmsError::IntegrationMissing));
+        assert!(world.provider.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_store_outage_while_loading_the_integration_is_a_store_error() {
+        let world = world_with_integration().await;
+        world.store.set_unavailable(true);
+        let result = world.send.send(&requester(1), request("hi")).await;
+        assert!(
+            matches!(
+                result,
+                Err(SendSmsError::Store(RepositoryError::Unavailable(_)))
+            ),
+            "{result:?}"
+        );
+        assert!(world.provider.sent().is_empty(), "Twilio was not asked");
+    }
+
+    fn integration_repo() -> MockIntegrationRepository {
+        let mut integrations = MockIntegrationRepository::new();
+        integrations.expect_for_team().returning(|team| {
+            Ok(Some(crate::ports::TwilioIntegration {
+                team_id: team,
+                credentials: crate::ports::TwilioCredentials {
+                    account_sid: AccountSid::parse(ACCOUNT).expect("account"),
+                    auth: crate::ports::TwilioAuth::AuthToken(SecretString::from("t")),
+                },
+                auth_token: SecretString::from("t"),
+                sender: Sender::Number(PhoneNumber::parse("+15005550006").expect("n")),
+            }))
+        });
+        integrations
+    }
+
+    #[tokio::test]
+    async fn nothing_is_stored_when_twilio_refuses() {
+        let refusals = [
+            ProviderError::Rejected {
+                status: 400,
+                code: Some(21211),
+                message: "invalid To".into(),
+            },
+            ProviderError::CredentialsRejected {
+                code: Some(20003),
+                message: "Authenticate".into(),
+            },
+            ProviderError::Unavailable {
+                reason: "timeout".into(),
+            },
+            ProviderError::RateLimited { retry_after: None },
+        ];
+        for refusal in refusals {
+            let mut provider = MockSmsProvider::new();
+            let answer = refusal.clone();
+            provider
+                .expect_send_message()
+                .times(1)
+                .returning(move |_, _| Err(answer.clone()));
+            let mut messages = MockMessageRepository::new();
+            messages.expect_insert().never();
+            let send = SendSms::new(
+                Arc::new(messages),
+                Arc::new(integration_repo()),
+                Arc::new(provider),
+                Arc::new(ManualClock::new(start())),
+            );
+            let result = send.send(&requester(1), request("hi")).await;
+            assert_eq!(
+                result.map(|m| m.sid),
+                Err(SendSmsError::Provider(refusal.clone())),
+                "{refusal:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn twilios_creation_time_and_sender_are_stored_when_reported() {
+        let sid = MessageSid::parse("SM0123456789abcdef0123456789abcdef").expect("sid");
+        let twilio_created = start() - chrono::Duration::seconds(3);
+        let mut provider = MockSmsProvider::new();
+        let reported_sid = sid.clone();
+        provider
+            .expect_send_message()
+            .with(always(), always())
+            .returning(move |_, sms| {
+                Ok(ProviderMessage {
+                    sid: reported_sid.clone(),
+                    state: DeliveryState::new(MessageStatus::Accepted),
+                    account_sid: None,
+                    direction: None,
+                    from: Some(Address::parse("+15005550009").expect("address")),
+                    to: Some(sms.to.clone().into()),
+                    body: Some(sms.body.clone()),
+                    date_created: Some(twilio_created),
+                })
+            });
+        let mut messages = MockMessageRepository::new();
+        messages.expect_insert().times(1).returning(|new| {
+            assert_eq!(new.first_observation.source, ObservationSource::Send);
+            Ok(Message {
+                sid: new.sid,
+                team_id: new.team_id,
+                account_sid: new.account_sid,
+                direction: new.direction,
+                from: new.from,
+                to: new.to,
+                body: new.body,
+                delivery: new.first_observation.state,
+                created_at: new.created_at,
+                updated_at: new.first_observation.observed_at,
+                last_refreshed_at: None,
+            })
+        });
+        let send = SendSms::new(
+            Arc::new(messages),
+            Arc::new(integration_repo()),
+            Arc::new(provider),
+            Arc::new(ManualClock::new(start())),
+        );
+
+        let stored = send.send(&requester(1), request("hi")).await.expect("sent");
+
+        assert_eq!(stored.sid, sid);
+        assert_eq!(stored.created_at, twilio_created);
+        assert_eq!(stored.from.as_str(), "+15005550009");
+        assert_eq!(stored.delivery.status, MessageStatus::Accepted);
+        assert_eq!(stored.updated_at, start());
+    }
+
+    #[tokio::test]
+    async fn a_failed_insert_after_twilio_accepted_is_a_store_error() {
+        let mut messages = MockMessageRepository::new();
+        messages
+            .expect_insert()
+            .returning(|_| Err(RepositoryError::Unavailable("down".into())));
+        let send = SendSms::new(
+            Arc::new(messages),
+            Arc::new(integration_repo()),
+            Arc::new(FakeSmsProvider::new()),
+            Arc::new(ManualClock::new(start())),
+        );
+        let result = send.send(&requester(1), request("hi")).await;
+        assert_eq!(
+            result.map(|m| m.sid),
+            Err(SendSmsError::Store(RepositoryError::Unavailable(
+                "down".into()
+            )))
+        );
+    }
+}

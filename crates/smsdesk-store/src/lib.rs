@@ -1,0 +1,53 @@
+//! # smsdesk-store
+//!
+//! smsdesk's storage on sea-orm, for SQLite (the embedded default: a file, or `sqlite::memory:`
+//! in tests) and PostgreSQL (production). A [`Store`] implements the domain's ports
+//! (`MessageRepository`, `IntegrationRepository`, `RefreshLimiter`, `ApiKeyAuthenticator`,
+//! `CallbackInbox`);
+//! driver errors become the domain's `RepositoryError` here, and no sea-orm type appears in a
+//! signature the domain sees.
+//!
+//! Layout:
+//! - [`store`]: [`Store`], [`StoreOptions`], connecting and migrating;
+//! - [`messages`]: messages, history, the bulk candidate query, conditional status writes;
+//! - [`integrations`]: Twilio integrations, secrets encrypted with the [`cipher`];
+//! - [`limiter`]: cool-downs claimed atomically in the database;
+//! - [`inbox`]: status callbacks parked until their message is stored;
+//! - [`admin`]: teams, users, API keys (issue, revoke, authenticate), secret re-encryption;
+//! - [`data_migrations`]: one-off data fixes, such as decrypting stored account SIDs;
+//! - [`cipher`]: AES-256-GCM for secrets at rest, with key rotation;
+//! - [`error`]: [`StoreError`] and the driver-error translation.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), smsdesk_store::StoreError> {
+//! use smsdesk_store::{SecretCipher, Store, StoreOptions};
+//! use smsdesk_domain::{Plan, Role};
+//!
+//! let cipher = SecretCipher::from_base64_keys::<&str>(&SecretCipher::generate_key(), &[])?;
+//! let store = Store::connect("sqlite://smsdesk.db?mode=rwc", StoreOptions::new(cipher)).await?;
+//! store.migrate().await?;
+//! let team = store.create_team("Demo", Plan::Pro).await?;
+//! let user = store.create_user(team.id, "Ada", "ada@example.com", Role::Admin).await?;
+//! let key = store.create_api_key(user.id).await?;
+//! // `key.key` is shown once; only its hash is stored.
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+#[doc(hidden)]
+pub mod bench_support;
+pub mod cipher;
+pub mod data_migrations;
+pub mod error;
+pub mod inbox;
+pub mod integrations;
+pub mod limiter;
+pub mod messages;
+mod schema;
+pub mod store;
+
+pub use admin::{ApiKeyRecord, IssuedApiKey, ReencryptReport, TeamRecord, UserRecord};
+pub use cipher::{CipherError, SecretCipher};
+pub use data_migrations::{DecryptOptions, DecryptReport, decrypt_account_sids};
+pub use error::StoreError;
+pub use store::{Backend, Store, StoreOptions};

@@ -1,0 +1,156 @@
+//! [`RefreshLimiter`] on SQL. The per-message cool-down is `sms_messages.last_refreshed_at`,
+//! claimed by one conditional UPDATE for all the SIDs of a request; the bulk cool-down is a row
+//! per (team, user) in `bulk_refresh_claims`, claimed by a conditional upsert. Either way the
+//! database decides, so of concurrent claimers exactly one wins, across replicas and restarts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sea_orm::ConnectionTrait;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use smsdesk_domain::ports::{RefreshLimiter, RepositoryError};
+use smsdesk_domain::{CooldownClaim, MessageSid, TeamId, Timestamp, UserId};
+
+use crate::error::{corrupt, repo_err};
+use crate::schema::{BulkRefreshClaims, SmsMessages};
+use crate::store::{Store, execute, stored_time};
+
+/// The latest last-claim time that lets a claim at `now` through.
+fn threshold(now: Timestamp, cooldown: Duration) -> Timestamp {
+    let cooldown = chrono::Duration::from_std(cooldown).unwrap_or(chrono::Duration::MAX);
+    now.checked_sub_signed(cooldown)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+}
+
+/// A denial computed from the stored time. The conditional write already refused the claim, so
+/// if the arithmetic disagrees (clock skew between replicas) the answer is still a denial.
+fn denial(last: Option<Timestamp>, now: Timestamp, cooldown: Duration) -> CooldownClaim {
+    match CooldownClaim::decide(last, now, cooldown) {
+        CooldownClaim::Granted => CooldownClaim::Denied {
+            retry_after_secs: 1,
+        },
+        denied => denied,
+    }
+}
+
+#[async_trait]
+impl RefreshLimiter for Store {
+    /// A SID that is not one of the team's stored messages has no cool-down to keep and is
+    /// granted (the caller found no such message anyway).
+    async fn claim_messages(
+        &self,
+        team: TeamId,
+        sids: &[MessageSid],
+        now: Timestamp,
+        cooldown: Duration,
+    ) -> Result<Vec<CooldownClaim>, RepositoryError> {
+        if sids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = stored_time(now);
+        let cutoff = stored_time(threshold(now, cooldown));
+        let wanted: Vec<&str> = sids.iter().map(MessageSid::as_str).collect();
+        let claim = Query::update()
+            .table(SmsMessages::Table)
+            .value(SmsMessages::LastRefreshedAt, now)
+            .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
+            .and_where(Expr::col(SmsMessages::Sid).is_in(wanted.iter().copied()))
+            .and_where(
+                Expr::col(SmsMessages::LastRefreshedAt)
+                    .is_null()
+                    .or(Expr::col(SmsMessages::LastRefreshedAt).lte(cutoff)),
+            )
+            .returning_col(SmsMessages::Sid)
+            .to_owned();
+        let granted: Vec<String> = self
+            .db
+            .query_all(&claim)
+            .await
+            .map_err(repo_err)?
+            .iter()
+            .map(|row| row.try_get::<String>("", "sid"))
+            .collect::<Result<_, _>>()
+            .map_err(repo_err)?;
+
+        let refused: Vec<&str> = wanted
+            .iter()
+            .copied()
+            .filter(|sid| !granted.iter().any(|g| g == sid))
+            .collect();
+        let mut last_claims: HashMap<String, Option<Timestamp>> = HashMap::new();
+        if !refused.is_empty() {
+            let query = Query::select()
+                .columns([SmsMessages::Sid, SmsMessages::LastRefreshedAt])
+                .from(SmsMessages::Table)
+                .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
+                .and_where(Expr::col(SmsMessages::Sid).is_in(refused.iter().copied()))
+                .to_owned();
+            for row in self.db.query_all(&query).await.map_err(repo_err)? {
+                let sid: String = row.try_get("", "sid").map_err(|err| corrupt("sid", err))?;
+                let last: Option<Timestamp> = row
+                    .try_get("", "last_refreshed_at")
+                    .map_err(|err| corrupt("last_refreshed_at", err))?;
+                last_claims.insert(sid, last);
+            }
+        }
+        Ok(wanted
+            .iter()
+            .map(|sid| {
+                if granted.iter().any(|g| g == sid) {
+                    return CooldownClaim::Granted;
+                }
+                match last_claims.get(*sid) {
+                    Some(last) => denial(*last, now, cooldown),
+                    None => CooldownClaim::Granted,
+                }
+            })
+            .collect())
+    }
+
+    async fn claim_bulk(
+        &self,
+        team: TeamId,
+        user: UserId,
+        now: Timestamp,
+        cooldown: Duration,
+    ) -> Result<CooldownClaim, RepositoryError> {
+        let now = stored_time(now);
+        let cutoff = stored_time(threshold(now, cooldown));
+        let claim = Query::insert()
+            .into_table(BulkRefreshClaims::Table)
+            .columns([
+                BulkRefreshClaims::TeamId,
+                BulkRefreshClaims::UserId,
+                BulkRefreshClaims::LastClaimedAt,
+            ])
+            .values_panic([team.get().into(), user.get().into(), now.into()])
+            .on_conflict(
+                OnConflict::columns([BulkRefreshClaims::TeamId, BulkRefreshClaims::UserId])
+                    .update_column(BulkRefreshClaims::LastClaimedAt)
+                    .action_and_where(
+                        Expr::col((BulkRefreshClaims::Table, BulkRefreshClaims::LastClaimedAt))
+                            .lte(cutoff),
+                    )
+                    .to_owned(),
+            )
+            .to_owned();
+        if execute(&self.db, &claim).await.map_err(repo_err)? > 0 {
+            return Ok(CooldownClaim::Granted);
+        }
+        let query = Query::select()
+            .column(BulkRefreshClaims::LastClaimedAt)
+            .from(BulkRefreshClaims::Table)
+            .and_where(Expr::col(BulkRefreshClaims::TeamId).eq(team.get()))
+            .and_where(Expr::col(BulkRefreshClaims::UserId).eq(user.get()))
+            .to_owned();
+        let last = match self.db.query_one(&query).await.map_err(repo_err)? {
+            Some(row) => Some(
+                row.try_get::<Timestamp>("", "last_claimed_at")
+                    .map_err(|err| corrupt("last_claimed_at", err))?,
+            ),
+            None => None,
+        };
+        Ok(denial(last, now, cooldown))
+    }
+}

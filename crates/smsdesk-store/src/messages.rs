@@ -1,0 +1,580 @@
+//! [`MessageRepository`] on SQL: messages, their history, the bulk candidate query and the
+//! conditional status writes.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sea_orm::sea_query::{Expr, ExprTrait, Order, Query, SelectStatement};
+use sea_orm::{ConnectionTrait, QueryResult, Statement, TransactionTrait};
+use smsdesk_domain::ports::{
+    MessageCursor, MessagePage, MessageQuery, MessageRepository, ObservationWrite, RepositoryError,
+    WriteOutcome,
+};
+use smsdesk_domain::status::KNOWN_STATUSES;
+use smsdesk_domain::{
+    AccountSid, Address, DeliveryState, Direction, Message, MessageSid, MessageStatus, NewMessage,
+    ObservationSource, StatusEvent, StatusObservation, TeamId, Timestamp,
+};
+
+use crate::cipher::{SecretCipher, is_encrypted};
+use crate::error::{StoreError, corrupt, repo_err, store_err};
+use crate::schema::{MessageStatusEvents, SmsMessages};
+use crate::store::{Backend, Store, execute, stored_time};
+
+/// The largest page [`MessageRepository::list`] returns.
+pub const MAX_PAGE_SIZE: usize = 200;
+
+/// Rows per multi-row event INSERT, well under every driver's bound-parameter limit.
+const EVENT_INSERT_CHUNK: usize = 200;
+
+const MESSAGE_COLUMNS: [SmsMessages; 16] = [
+    SmsMessages::Sid,
+    SmsMessages::TeamId,
+    SmsMessages::Direction,
+    SmsMessages::FromAddress,
+    SmsMessages::ToAddress,
+    SmsMessages::Body,
+    SmsMessages::Status,
+    SmsMessages::ErrorCode,
+    SmsMessages::ErrorMessage,
+    SmsMessages::NumSegments,
+    SmsMessages::Price,
+    SmsMessages::PriceUnit,
+    SmsMessages::AccountSid,
+    SmsMessages::CreatedAt,
+    SmsMessages::UpdatedAt,
+    SmsMessages::LastRefreshedAt,
+];
+
+fn select_messages() -> SelectStatement {
+    Query::select()
+        .columns(MESSAGE_COLUMNS)
+        .from(SmsMessages::Table)
+        .to_owned()
+}
+
+fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<T, RepositoryError> {
+    row.try_get::<T>("", column)
+        .map_err(|err| corrupt(column, err))
+}
+
+fn optional_u32(row: &QueryResult, column: &str) -> Result<Option<u32>, RepositoryError> {
+    get::<Option<i64>>(row, column)?
+        .map(|value| u32::try_from(value).map_err(|err| corrupt(column, err)))
+        .transpose()
+}
+
+/// The columns a new message row is written with, in the order of [`new_message_values`].
+pub(crate) const NEW_MESSAGE_COLUMNS: [SmsMessages; 15] = [
+    SmsMessages::Sid,
+    SmsMessages::TeamId,
+    SmsMessages::Direction,
+    SmsMessages::FromAddress,
+    SmsMessages::ToAddress,
+    SmsMessages::Body,
+    SmsMessages::Status,
+    SmsMessages::ErrorCode,
+    SmsMessages::ErrorMessage,
+    SmsMessages::NumSegments,
+    SmsMessages::Price,
+    SmsMessages::PriceUnit,
+    SmsMessages::AccountSid,
+    SmsMessages::CreatedAt,
+    SmsMessages::UpdatedAt,
+];
+
+/// A new message row's values, in the order of [`NEW_MESSAGE_COLUMNS`]; `updated_at` is the
+/// first observation's time.
+pub(crate) fn new_message_values(message: &NewMessage) -> [Expr; 15] {
+    let state = &message.first_observation.state;
+    [
+        message.sid.as_str().into(),
+        message.team_id.get().into(),
+        message.direction.as_str().into(),
+        message.from.as_str().into(),
+        message.to.as_str().into(),
+        message.body.as_str().into(),
+        state.status.as_str().into(),
+        to_i64(state.error_code).into(),
+        state.error_message.clone().into(),
+        to_i64(state.num_segments).into(),
+        state.price.clone().into(),
+        state.price_unit.clone().into(),
+        message.account_sid.as_str().into(),
+        stored_time(message.created_at).into(),
+        stored_time(message.first_observation.observed_at).into(),
+    ]
+}
+
+fn to_i64(value: Option<u32>) -> Option<i64> {
+    value.map(i64::from)
+}
+
+fn delivery_from_row(row: &QueryResult) -> Result<DeliveryState, RepositoryError> {
+    Ok(DeliveryState {
+        status: MessageStatus::parse(&get::<String>(row, "status")?),
+        error_code: optional_u32(row, "error_code")?,
+        error_message: get(row, "error_message")?,
+        num_segments: optional_u32(row, "num_segments")?,
+        price: get(row, "price")?,
+        price_unit: get(row, "price_unit")?,
+    })
+}
+
+/// Reads a stored account SID, decrypting it when an older deployment stored it encrypted.
+fn account_sid_from_stored(
+    stored: &str,
+    cipher: &SecretCipher,
+) -> Result<AccountSid, RepositoryError> {
+    let plaintext;
+    let value = if is_encrypted(stored) {
+        plaintext = cipher
+            .decrypt(stored)
+            .map_err(|err| corrupt("account SID", err))?;
+        plaintext.as_str()
+    } else {
+        stored
+    };
+    AccountSid::parse(value).map_err(|err| corrupt("account SID", err))
+}
+
+fn message_from_row(row: &QueryResult, cipher: &SecretCipher) -> Result<Message, RepositoryError> {
+    let team = get::<i64>(row, "team_id")?;
+    Ok(Message {
+        sid: MessageSid::parse(&get::<String>(row, "sid")?).map_err(|err| corrupt("sid", err))?,
+        team_id: TeamId::new(team).map_err(|err| corrupt("team_id", err))?,
+        account_sid: account_sid_from_stored(&get::<String>(row, "account_sid")?, cipher)?,
+        direction: Direction::parse(&get::<String>(row, "direction")?)
+            .map_err(|err| corrupt("direction", err))?,
+        from: Address::parse(&get::<String>(row, "from_address")?)
+            .map_err(|err| corrupt("from_address", err))?,
+        to: Address::parse(&get::<String>(row, "to_address")?)
+            .map_err(|err| corrupt("to_address", err))?,
+        body: get(row, "body")?,
+        delivery: delivery_from_row(row)?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+        last_refreshed_at: get(row, "last_refreshed_at")?,
+    })
+}
+
+fn event_from_row(row: &QueryResult) -> Result<StatusEvent, RepositoryError> {
+    let source = get::<String>(row, "source")?;
+    Ok(StatusEvent {
+        observation: StatusObservation {
+            state: delivery_from_row(row)?,
+            source: ObservationSource::parse(&source)
+                .ok_or_else(|| corrupt("event source", &source))?,
+            observed_at: get(row, "observed_at")?,
+        },
+        applied: get(row, "applied")?,
+    })
+}
+
+/// One history row to insert.
+struct EventRow<'a> {
+    message_id: i64,
+    observation: &'a StatusObservation,
+    applied: bool,
+}
+
+/// Inserts history rows with one multi-row INSERT per chunk.
+async fn insert_events<C: ConnectionTrait>(
+    conn: &C,
+    events: &[EventRow<'_>],
+) -> Result<(), sea_orm::DbErr> {
+    for chunk in events.chunks(EVENT_INSERT_CHUNK) {
+        let mut insert = Query::insert();
+        insert.into_table(MessageStatusEvents::Table).columns([
+            MessageStatusEvents::MessageId,
+            MessageStatusEvents::Status,
+            MessageStatusEvents::ErrorCode,
+            MessageStatusEvents::ErrorMessage,
+            MessageStatusEvents::NumSegments,
+            MessageStatusEvents::Price,
+            MessageStatusEvents::PriceUnit,
+            MessageStatusEvents::Source,
+            MessageStatusEvents::ObservedAt,
+            MessageStatusEvents::Applied,
+        ]);
+        for event in chunk {
+            let state = &event.observation.state;
+            insert.values_panic([
+                event.message_id.into(),
+                state.status.as_str().into(),
+                to_i64(state.error_code).into(),
+                state.error_message.clone().into(),
+                to_i64(state.num_segments).into(),
+                state.price.clone().into(),
+                state.price_unit.clone().into(),
+                event.observation.source.as_str().into(),
+                stored_time(event.observation.observed_at).into(),
+                event.applied.into(),
+            ]);
+        }
+        execute(conn, &insert).await?;
+    }
+    Ok(())
+}
+
+fn outbound_directions() -> Vec<&'static str> {
+    [
+        Direction::OutboundApi,
+        Direction::OutboundCall,
+        Direction::OutboundReply,
+    ]
+    .into_iter()
+    .map(Direction::as_str)
+    .collect()
+}
+
+fn terminal_statuses() -> Vec<String> {
+    KNOWN_STATUSES
+        .iter()
+        .filter(|status| status.is_terminal())
+        .map(|status| status.as_str().to_owned())
+        .collect()
+}
+
+/// The bulk candidate query. Equality on `team_id`, a short IN list on `direction`, then
+/// `status` and `created_at`: the shape of the composite index
+/// `(team_id, direction, status, created_at)`.
+fn refresh_candidates_query(
+    team: TeamId,
+    created_since: Timestamp,
+    limit: usize,
+) -> SelectStatement {
+    select_messages()
+        .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
+        .and_where(Expr::col(SmsMessages::Direction).is_in(outbound_directions()))
+        .and_where(Expr::col(SmsMessages::Status).is_not_in(terminal_statuses()))
+        .and_where(Expr::col(SmsMessages::CreatedAt).gte(stored_time(created_since)))
+        .order_by(SmsMessages::CreatedAt, Order::Desc)
+        .order_by(SmsMessages::Sid, Order::Desc)
+        .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+        .to_owned()
+}
+
+/// The list query: the team's messages with optional filters, newest first, after the cursor,
+/// one row more than the page so the caller knows whether another page follows.
+fn list_query(team: TeamId, query: &MessageQuery) -> SelectStatement {
+    let limit = query.limit.clamp(1, MAX_PAGE_SIZE);
+    let mut select = select_messages();
+    select.and_where(Expr::col(SmsMessages::TeamId).eq(team.get()));
+    if let Some(direction) = query.direction {
+        select.and_where(Expr::col(SmsMessages::Direction).eq(direction.as_str()));
+    }
+    if let Some(status) = &query.status {
+        select.and_where(Expr::col(SmsMessages::Status).eq(status.as_str()));
+    }
+    if let Some(since) = query.created_since {
+        select.and_where(Expr::col(SmsMessages::CreatedAt).gte(stored_time(since)));
+    }
+    if let Some(after) = &query.after {
+        let at = stored_time(after.created_at);
+        select.and_where(
+            Expr::col(SmsMessages::CreatedAt)
+                .lt(at)
+                .or(Expr::col(SmsMessages::CreatedAt)
+                    .eq(at)
+                    .and(Expr::col(SmsMessages::Sid).lt(after.sid.as_str()))),
+        );
+    }
+    select
+        .order_by(SmsMessages::CreatedAt, Order::Desc)
+        .order_by(SmsMessages::Sid, Order::Desc)
+        .limit(u64::try_from(limit + 1).unwrap_or(u64::MAX));
+    select
+}
+
+impl Store {
+    /// The database's query plan for the bulk candidate query (`EXPLAIN QUERY PLAN` on SQLite,
+    /// `EXPLAIN` on PostgreSQL), one plan line per line, to check that it uses the composite index
+    /// [`smsdesk_migrations::SMS_MESSAGE_COMPOSITE_INDEX`].
+    ///
+    /// On PostgreSQL sequential scans are disabled for this one statement (in a transaction that
+    /// is rolled back), so the answer shows whether the index *can* serve the query even on a
+    /// table too small for the planner to bother with it.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`] from the database.
+    pub async fn explain_refresh_candidates(
+        &self,
+        team: TeamId,
+        created_since: Timestamp,
+        limit: usize,
+    ) -> Result<String, StoreError> {
+        self.explain(&refresh_candidates_query(team, created_since, limit))
+            .await
+    }
+
+    /// The database's query plan for [`MessageRepository::list`] with this query, as
+    /// [`Store::explain_refresh_candidates`] explains the bulk query.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`] from the database.
+    pub async fn explain_list(
+        &self,
+        team: TeamId,
+        query: &MessageQuery,
+    ) -> Result<String, StoreError> {
+        self.explain(&list_query(team, query)).await
+    }
+
+    async fn explain(&self, select: &SelectStatement) -> Result<String, StoreError> {
+        let query = self.db_backend().build(select);
+        let (prefix, column) = match self.backend() {
+            Backend::Sqlite => ("EXPLAIN QUERY PLAN ", "detail"),
+            Backend::Postgres => ("EXPLAIN ", "QUERY PLAN"),
+        };
+        let explain = Statement {
+            sql: format!("{prefix}{}", query.sql),
+            ..query
+        };
+        let tx = self.db.begin().await.map_err(store_err)?;
+        if self.backend() == Backend::Postgres {
+            tx.execute_unprepared("SET LOCAL enable_seqscan = off")
+                .await
+                .map_err(store_err)?;
+        }
+        let rows = tx.query_all_raw(explain).await.map_err(store_err)?;
+        tx.rollback().await.map_err(store_err)?;
+        let lines = rows
+            .iter()
+            .map(|row| row.try_get::<String>("", column))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(store_err)?;
+        Ok(lines.join("\n"))
+    }
+
+    async fn message_ids(
+        conn: &impl ConnectionTrait,
+        team: TeamId,
+        sids: &[&str],
+    ) -> Result<HashMap<String, i64>, sea_orm::DbErr> {
+        let query = Query::select()
+            .columns([SmsMessages::Id, SmsMessages::Sid])
+            .from(SmsMessages::Table)
+            .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
+            .and_where(Expr::col(SmsMessages::Sid).is_in(sids.iter().copied()))
+            .to_owned();
+        let rows = conn.query_all(&query).await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get::<String>("", "sid")?,
+                    row.try_get::<i64>("", "id")?,
+                ))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl MessageRepository for Store {
+    async fn insert(&self, message: NewMessage) -> Result<Message, RepositoryError> {
+        let first = &message.first_observation;
+        let created_at = stored_time(message.created_at);
+        let updated_at = stored_time(first.observed_at);
+        let tx = self.begin_write().await.map_err(repo_err)?;
+        let insert = Query::insert()
+            .into_table(SmsMessages::Table)
+            .columns(NEW_MESSAGE_COLUMNS)
+            .values_panic(new_message_values(&message))
+            .returning_col(SmsMessages::Id)
+            .to_owned();
+        let row = tx
+            .query_one(&insert)
+            .await
+            .map_err(repo_err)?
+            .ok_or_else(|| RepositoryError::Unexpected("INSERT returned no id".into()))?;
+        let id = get::<i64>(&row, "id")?;
+        insert_events(
+            &tx,
+            &[EventRow {
+                message_id: id,
+                observation: first,
+                applied: true,
+            }],
+        )
+        .await
+        .map_err(repo_err)?;
+        tx.commit().await.map_err(repo_err)?;
+        tracing::debug!(sid = %message.sid, team = %message.team_id, "message stored");
+        Ok(Message {
+            sid: message.sid,
+            team_id: message.team_id,
+            account_sid: message.account_sid,
+            direction: message.direction,
+            from: message.from,
+            to: message.to,
+            body: message.body,
+            delivery: message.first_observation.state,
+            created_at,
+            updated_at,
+            last_refreshed_at: None,
+        })
+    }
+
+    async fn find(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+    ) -> Result<Option<Message>, RepositoryError> {
+        let query = select_messages()
+            .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
+            .and_where(Expr::col(SmsMessages::Sid).eq(sid.as_str()))
+            .to_owned();
+        let row = self.db.query_one(&query).await.map_err(repo_err)?;
+        row.map(|row| message_from_row(&row, &self.cipher))
+            .transpose()
+    }
+
+    async fn refresh_candidates(
+        &self,
+        team: TeamId,
+        created_since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Message>, RepositoryError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let query = refresh_candidates_query(team, created_since, limit);
+        let rows = self.db.query_all(&query).await.map_err(repo_err)?;
+        rows.iter()
+            .map(|row| message_from_row(row, &self.cipher))
+            .collect()
+    }
+
+    async fn apply_observations(
+        &self,
+        team: TeamId,
+        writes: Vec<ObservationWrite>,
+    ) -> Result<Vec<WriteOutcome>, RepositoryError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = self.begin_write().await.map_err(repo_err)?;
+        let sids: Vec<&str> = writes.iter().map(|write| write.sid.as_str()).collect();
+        let ids = Self::message_ids(&tx, team, &sids)
+            .await
+            .map_err(repo_err)?;
+        // Rows are locked in message-id order, whatever the order of `writes`, so two batches
+        // touching the same messages cannot deadlock on PostgreSQL. The sort is stable: writes
+        // to one message keep their relative order.
+        let mut order: Vec<usize> = (0..writes.len()).collect();
+        order.sort_by_key(|&index| ids.get(writes[index].sid.as_str()).copied());
+        let mut outcomes = vec![WriteOutcome::Missing; writes.len()];
+        let mut events = Vec::with_capacity(writes.len());
+        for index in order {
+            let write = &writes[index];
+            let Some(&message_id) = ids.get(write.sid.as_str()) else {
+                continue;
+            };
+            let Some(change) = &write.change else {
+                events.push(EventRow {
+                    message_id,
+                    observation: &write.observation,
+                    applied: false,
+                });
+                outcomes[index] = WriteOutcome::Recorded;
+                continue;
+            };
+            // The forward-only rule in SQL: the write lands only if nobody changed the status
+            // since the caller read it. A concurrent writer that got there first makes this
+            // match no row.
+            let next = &change.next;
+            let update = Query::update()
+                .table(SmsMessages::Table)
+                .value(SmsMessages::Status, next.status.as_str())
+                .value(SmsMessages::ErrorCode, to_i64(next.error_code))
+                .value(SmsMessages::ErrorMessage, next.error_message.clone())
+                .value(SmsMessages::NumSegments, to_i64(next.num_segments))
+                .value(SmsMessages::Price, next.price.clone())
+                .value(SmsMessages::PriceUnit, next.price_unit.clone())
+                .value(
+                    SmsMessages::UpdatedAt,
+                    stored_time(write.observation.observed_at),
+                )
+                .and_where(Expr::col(SmsMessages::Id).eq(message_id))
+                .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
+                .and_where(Expr::col(SmsMessages::Status).eq(change.expected_status.as_str()))
+                .to_owned();
+            if execute(&tx, &update).await.map_err(repo_err)? == 1 {
+                events.push(EventRow {
+                    message_id,
+                    observation: &write.observation,
+                    applied: true,
+                });
+                outcomes[index] = WriteOutcome::Written;
+            } else {
+                outcomes[index] = WriteOutcome::Conflict;
+            }
+        }
+        insert_events(&tx, &events).await.map_err(repo_err)?;
+        tx.commit().await.map_err(repo_err)?;
+        Ok(outcomes)
+    }
+
+    async fn history(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+    ) -> Result<Vec<StatusEvent>, RepositoryError> {
+        let query = Query::select()
+            .columns(
+                [
+                    MessageStatusEvents::Status,
+                    MessageStatusEvents::ErrorCode,
+                    MessageStatusEvents::ErrorMessage,
+                    MessageStatusEvents::NumSegments,
+                    MessageStatusEvents::Price,
+                    MessageStatusEvents::PriceUnit,
+                    MessageStatusEvents::Source,
+                    MessageStatusEvents::ObservedAt,
+                    MessageStatusEvents::Applied,
+                ]
+                .map(|column| (MessageStatusEvents::Table, column)),
+            )
+            .from(MessageStatusEvents::Table)
+            .inner_join(
+                SmsMessages::Table,
+                Expr::col((SmsMessages::Table, SmsMessages::Id))
+                    .equals((MessageStatusEvents::Table, MessageStatusEvents::MessageId)),
+            )
+            .and_where(Expr::col((SmsMessages::Table, SmsMessages::TeamId)).eq(team.get()))
+            .and_where(Expr::col((SmsMessages::Table, SmsMessages::Sid)).eq(sid.as_str()))
+            .order_by(
+                (MessageStatusEvents::Table, MessageStatusEvents::Id),
+                Order::Asc,
+            )
+            .to_owned();
+        let rows = self.db.query_all(&query).await.map_err(repo_err)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn list(
+        &self,
+        team: TeamId,
+        query: MessageQuery,
+    ) -> Result<MessagePage, RepositoryError> {
+        let limit = query.limit.clamp(1, MAX_PAGE_SIZE);
+        let select = list_query(team, &query);
+        let rows = self.db.query_all(&select).await.map_err(repo_err)?;
+        let mut messages = rows
+            .iter()
+            .map(|row| message_from_row(row, &self.cipher))
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = messages.len() > limit;
+        messages.truncate(limit);
+        let next = if more {
+            messages.last().map(|last| MessageCursor {
+                created_at: last.created_at,
+                sid: last.sid.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(MessagePage { messages, next })
+    }
+}

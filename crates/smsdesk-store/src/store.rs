@@ -1,0 +1,194 @@
+//! The [`Store`]: one connection pool, the secret cipher, and the helpers every repository uses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::SubsecRound;
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, StatementBuilder, TransactionOptions, TransactionTrait,
+};
+use smsdesk_domain::Timestamp;
+use smsdesk_migrations::{Migrator, MigratorTrait};
+
+use crate::cipher::SecretCipher;
+use crate::error::{StoreError, store_err};
+
+/// How long a SQLite writer waits for another writer's lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Encrypts and decrypts integration secrets.
+    pub cipher: Arc<SecretCipher>,
+    /// Pool size. PostgreSQL default 10; a SQLite file default 4 (writers queue on the busy
+    /// timeout); `sqlite::memory:` always uses one shared connection.
+    pub max_connections: Option<u32>,
+    /// How long a caller waits for a pooled connection before the store counts as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl StoreOptions {
+    /// Default pool settings with this cipher.
+    pub fn new(cipher: SecretCipher) -> Self {
+        Self {
+            cipher: Arc::new(cipher),
+            max_connections: None,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (a file, or in memory).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// smsdesk's storage: implements `MessageRepository`, `IntegrationRepository`, `RefreshLimiter`,
+/// `ApiKeyAuthenticator` and `CallbackInbox`, plus the administrative functions. Cheap to clone (the pool and
+/// the cipher are shared).
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) cipher: Arc<SecretCipher>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects to `url`: `sqlite://path/to/file.db?mode=rwc` (created if missing),
+    /// `sqlite::memory:` (tests), or `postgres://user@host:port/db`. Does not migrate; call
+    /// [`Store::migrate`].
+    ///
+    /// SQLite files are opened in WAL mode with a busy timeout, so concurrent writers wait for
+    /// each other instead of failing; foreign keys are enforced.
+    ///
+    /// # Errors
+    /// [`StoreError::UnsupportedUrl`] for another scheme; [`StoreError::Unavailable`] when the
+    /// database cannot be opened.
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            let scheme = url.split(':').next().unwrap_or_default();
+            return Err(StoreError::UnsupportedUrl(format!("scheme '{scheme}'")));
+        };
+        let mut connect = ConnectOptions::new(url.to_owned());
+        connect
+            .acquire_timeout(options.acquire_timeout)
+            .connect_timeout(options.acquire_timeout)
+            .sqlx_logging(false);
+        match backend {
+            Backend::Sqlite if url.contains(":memory:") || url.contains("mode=memory") => {
+                // Each connection to an in-memory database is its own database: keep exactly one,
+                // forever.
+                connect
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None::<Duration>)
+                    .max_lifetime(None::<Duration>);
+            }
+            Backend::Sqlite => {
+                connect
+                    .max_connections(options.max_connections.unwrap_or(4))
+                    .map_sqlx_sqlite_opts(|opts| {
+                        opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                            .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                            .foreign_keys(true)
+                    });
+            }
+            Backend::Postgres => {
+                connect.max_connections(options.max_connections.unwrap_or(10));
+            }
+        }
+        let db = Database::connect(connect)
+            .await
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        Ok(Self {
+            db,
+            cipher: options.cipher,
+            backend,
+        })
+    }
+
+    /// Applies every pending migration; a no-op on an up-to-date database.
+    ///
+    /// # Errors
+    /// [`StoreError::Migration`] naming the failure.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.db, None)
+            .await
+            .map_err(|err| StoreError::Migration(err.to_string()))
+    }
+
+    /// Checks the database answers (for readiness probes).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db
+            .ping()
+            .await
+            .map_err(|err| StoreError::Unavailable(err.to_string()))
+    }
+
+    /// Closes the pool; further calls fail as unavailable.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if closing failed.
+    pub async fn close(self) -> Result<(), StoreError> {
+        self.db.close().await.map_err(store_err)
+    }
+
+    /// Which database this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn db_backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at `BEGIN` (IMMEDIATE), so a
+    /// transaction that reads before it writes waits on the busy timeout instead of failing
+    /// when another writer commits in between.
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: match self.backend {
+                Backend::Sqlite => Some(SqliteTransactionMode::Immediate),
+                Backend::Postgres => None,
+            },
+            ..TransactionOptions::default()
+        };
+        self.db.begin_with_options(options).await
+    }
+}
+
+/// Timestamps are stored with microsecond precision (PostgreSQL's), on both databases, so a value
+/// read back equals the value written.
+pub(crate) fn stored_time(at: Timestamp) -> Timestamp {
+    at.trunc_subsecs(6)
+}
+
+/// Runs `statement` and returns how many rows it changed.
+pub(crate) async fn execute<C: ConnectionTrait, S: StatementBuilder>(
+    conn: &C,
+    statement: &S,
+) -> Result<u64, DbErr> {
+    Ok(conn.execute(statement).await?.rows_affected())
+}

@@ -1,0 +1,707 @@
+// smsdesk SMS page: sign-in, message list, refresh (single and bulk), send, live updates.
+// Plain JS, no dependencies. Every timer, interval and request belongs to the signed-in session
+// and is released when the session ends (sign-out, page hide), so nothing outlives its use.
+'use strict';
+
+(() => {
+  const KEY_STORAGE = 'smsdesk.apiKey';
+  const PAGE_SIZE = 50;
+  const AUTO_REFRESH_MS = 5000;
+  const FALLBACK_POLL_MS = 10000;
+  const INLINE_ERROR_MS = 6000;
+  const RELATIVE_TICK_MS = 30000;
+  const RECONNECT_MAX_MS = 60000;
+
+  const body = document.body;
+  const TERMINAL = new Set((body.dataset.terminal || '').split(' ').filter(Boolean));
+  const MESSAGE_COOLDOWN_S = Number(body.dataset.messageCooldown) || 60;
+  const BULK_COOLDOWN_S = Number(body.dataset.bulkCooldown) || 60;
+  const TONES = {
+    delivered: 'ok', read: 'ok', received: 'ok',
+    sent: 'info', sending: 'info', receiving: 'info',
+    failed: 'bad', undelivered: 'bad', canceled: 'bad',
+    partially_delivered: 'warn',
+  };
+  const DIRECTIONS = {
+    'inbound': 'Inbound', 'outbound-api': 'Outbound',
+    'outbound-reply': 'Outbound reply', 'outbound-call': 'Outbound (call)',
+  };
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    signInPanel: $('sign-in-panel'), signIn: $('sign-in'), key: $('api-key'),
+    signInError: $('sign-in-error'), demoHint: $('demo-hint'), app: $('app'),
+    session: $('session'), live: $('live'), signOut: $('sign-out'),
+    sendForm: $('send-form'), sendTo: $('send-to'), sendBody: $('send-body'),
+    sendButton: $('send-button'), sendResult: $('send-result'),
+    bulkForm: $('bulk-form'), bulkHours: $('bulk-hours'), bulkButton: $('bulk-button'),
+    bulkResult: $('bulk-result'), filterStatus: $('filter-status'),
+    filterDirection: $('filter-direction'), autoRefresh: $('auto-refresh'), reload: $('reload'),
+    list: $('messages'), listError: $('list-error'), empty: $('empty'), loadMore: $('load-more'),
+  };
+
+  /** The signed-in session; everything it starts is recorded here so `end` can stop it. */
+  let session = null;
+
+  class ApiFailure extends Error {
+    constructor(status, error, retryAfter) {
+      super((error && error.message) || `the server answered ${status}`);
+      this.status = status;
+      this.code = (error && error.code) || 'http_' + status;
+      this.field = error && error.field;
+      this.retryAfter = retryAfter;
+    }
+  }
+
+  function newSession(key) {
+    return {
+      key,
+      abort: new AbortController(),
+      timeouts: new Set(),
+      intervals: new Set(),
+      rows: new Map(),          // sid -> { message, li }
+      cooldowns: new Map(),     // sid (or '#bulk') -> { until, onTick, onDone }
+      cooldownTicker: null,
+      cursor: null,
+      loading: false,
+      autoRefresh: null,
+      poll: null,
+      reconnectDelay: 2000,
+      streamLive: false,
+    };
+  }
+
+  function later(s, fn, ms) {
+    const id = setTimeout(() => { s.timeouts.delete(id); fn(); }, ms);
+    s.timeouts.add(id);
+    return id;
+  }
+
+  function every(s, fn, ms) {
+    const id = setInterval(fn, ms);
+    s.intervals.add(id);
+    return id;
+  }
+
+  function stopEvery(s, id) {
+    if (id !== null && id !== undefined) {
+      clearInterval(id);
+      s.intervals.delete(id);
+    }
+    return null;
+  }
+
+  function endSession() {
+    const s = session;
+    if (!s) return;
+    session = null;
+    s.abort.abort();
+    s.timeouts.forEach(clearTimeout);
+    s.intervals.forEach(clearInterval);
+    s.timeouts.clear();
+    s.intervals.clear();
+    s.cooldowns.clear();
+    s.rows.clear();
+  }
+
+  async function api(s, method, path, payload) {
+    const headers = { Authorization: 'Bearer ' + s.key, Accept: 'application/json' };
+    const init = { method, headers, signal: s.abort.signal, cache: 'no-store' };
+    if (payload !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(payload);
+    }
+    const response = await fetch(path, init);
+    let json = null;
+    try { json = await response.json(); } catch (_) { json = null; }
+    if (!response.ok) {
+      const error = json && json.error;
+      const header = Number(response.headers.get('Retry-After'));
+      const retry = (error && error.retryAfterSeconds) || (header > 0 ? header : null);
+      throw new ApiFailure(response.status, error, retry);
+    }
+    return json;
+  }
+
+  // ---- formatting -------------------------------------------------------------------------
+
+  const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+  function relativeTime(iso) {
+    const seconds = Math.round((Date.parse(iso) - Date.now()) / 1000);
+    const abs = Math.abs(seconds);
+    if (abs < 45) return 'just now';
+    if (abs < 2700) return relative.format(Math.round(seconds / 60), 'minute');
+    if (abs < 79200) return relative.format(Math.round(seconds / 3600), 'hour');
+    return relative.format(Math.round(seconds / 86400), 'day');
+  }
+  function exactTime(iso) {
+    return new Date(iso).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+  }
+  function clockTime(ms) {
+    return new Date(ms).toLocaleTimeString(undefined, { timeStyle: 'medium' });
+  }
+
+  function make(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  // ---- rows -------------------------------------------------------------------------------
+
+  function refreshable(message) {
+    return message.direction !== 'inbound' && !TERMINAL.has(message.status);
+  }
+
+  function buildRow(s, message) {
+    const li = make('li', 'msg');
+    li.dataset.sid = message.sid;
+    const meta = make('div', 'meta');
+    meta.append(
+      make('span', 'dir', DIRECTIONS[message.direction] || message.direction),
+      make('span', 'parties', `${message.from} → ${message.to}`),
+    );
+    const time = make('time');
+    time.dateTime = message.createdAt;
+    time.title = exactTime(message.createdAt);
+    time.textContent = relativeTime(message.createdAt);
+    meta.append(time);
+    const text = make('p', 'body', message.body);
+    const failure = make('p', 'failure');
+    const state = make('div', 'state');
+    const badge = make('span', 'badge');
+    const inlineError = make('span', 'inline-error');
+    inlineError.setAttribute('role', 'alert');
+    state.append(badge);
+    li.append(meta, text, failure, state);
+    const row = { message, li, badge, failure, state, inlineError, button: null, errorTimer: null };
+    if (message.direction !== 'inbound') {
+      const button = make('button', 'refresh');
+      button.type = 'button';
+      button.setAttribute('aria-label', `Refresh status of message ${message.sid}`);
+      button.append(make('span', 'label', 'Refresh'));
+      button.addEventListener('click', () => refreshOne(s, row));
+      row.button = button;
+      state.append(button);
+    }
+    state.append(inlineError);
+    paint(s, row, false);
+    return row;
+  }
+
+  /** Shows the row's message as it is now; `changed` makes the badge pulse once. */
+  function paint(s, row, changed) {
+    const m = row.message;
+    row.li.dataset.status = m.status;
+    row.badge.textContent = m.status.replace(/_/g, ' ');
+    row.badge.dataset.tone = TONES[m.status] || 'wait';
+    if (changed) {
+      row.badge.classList.remove('changed');
+      void row.badge.offsetWidth;
+      row.badge.classList.add('changed');
+    }
+    row.failure.textContent = '';
+    if (m.errorCode || m.errorMessage) {
+      const code = make('span', 'code', m.errorCode ? `Error ${m.errorCode}` : 'Error');
+      const words = [m.errorReason, m.errorMessage && m.errorMessage !== m.errorReason ? `(Twilio: ${m.errorMessage})` : null]
+        .filter(Boolean).join(' ');
+      row.failure.append(code, document.createTextNode(words ? ': ' + words : ''));
+    }
+    row.failure.hidden = !row.failure.textContent;
+    if (row.button) {
+      row.button.hidden = !refreshable(m);
+      paintButton(s, row);
+    }
+  }
+
+  function paintButton(s, row) {
+    const button = row.button;
+    if (!button) return;
+    const cooling = s.cooldowns.get(row.message.sid);
+    const busy = button.dataset.busy === 'true';
+    button.textContent = '';
+    if (busy) {
+      const spinner = make('span', 'spinner');
+      spinner.setAttribute('aria-hidden', 'true');
+      button.append(spinner, make('span', 'label', 'Refreshing…'));
+    } else if (cooling) {
+      const left = Math.max(1, Math.ceil((cooling.until - Date.now()) / 1000));
+      button.append(make('span', 'label', `Wait ${left} s`));
+    } else {
+      button.append(make('span', 'label', 'Refresh'));
+    }
+    button.dataset.cooling = cooling ? 'true' : 'false';
+    // aria-disabled rather than disabled: the button keeps keyboard focus while it waits.
+    button.setAttribute('aria-disabled', busy || cooling ? 'true' : 'false');
+    button.setAttribute('aria-busy', busy ? 'true' : 'false');
+  }
+
+  function showInlineError(s, row, text) {
+    row.inlineError.textContent = text;
+    if (row.errorTimer !== null) {
+      clearTimeout(row.errorTimer);
+      s.timeouts.delete(row.errorTimer);
+    }
+    row.errorTimer = later(s, () => { row.inlineError.textContent = ''; row.errorTimer = null; }, INLINE_ERROR_MS);
+  }
+
+  function matchesFilters(message) {
+    const status = el.filterStatus.value;
+    const direction = el.filterDirection.value;
+    return (!status || message.status === status) && (!direction || message.direction === direction);
+  }
+
+  /** Adds or updates rows; new ones go to the top (`atTop`) or the bottom (paging). */
+  function upsert(s, messages, atTop) {
+    const fresh = [];
+    for (const message of messages) {
+      const row = s.rows.get(message.sid);
+      if (row) {
+        const changed = row.message.status !== message.status;
+        row.message = message;
+        paint(s, row, changed);
+      } else {
+        const created = buildRow(s, message);
+        s.rows.set(message.sid, created);
+        fresh.push(created.li);
+      }
+    }
+    if (atTop) el.list.prepend(...fresh); else el.list.append(...fresh);
+    el.empty.hidden = s.rows.size > 0;
+  }
+
+  function applyChange(s, change) {
+    const row = s.rows.get(change.sid);
+    if (!row) return false;
+    const message = Object.assign({}, row.message, {
+      status: change.status,
+      errorCode: change.errorCode,
+      errorMessage: change.errorMessage,
+      errorReason: change.errorReason,
+    });
+    upsert(s, [message], true);
+    return true;
+  }
+
+  // ---- cool-downs -------------------------------------------------------------------------
+
+  /** One ticker for every countdown, running only while some countdown does. */
+  function startCooldown(s, key, seconds, onTick) {
+    s.cooldowns.set(key, { until: Date.now() + seconds * 1000, onTick });
+    onTick();
+    if (s.cooldownTicker === null) {
+      s.cooldownTicker = every(s, () => tickCooldowns(s), 1000);
+    }
+  }
+
+  function tickCooldowns(s) {
+    const now = Date.now();
+    for (const [key, entry] of s.cooldowns) {
+      if (entry.until <= now) s.cooldowns.delete(key);
+      entry.onTick();
+    }
+    if (s.cooldowns.size === 0) s.cooldownTicker = stopEvery(s, s.cooldownTicker);
+  }
+
+  function rowCooldown(s, row, seconds) {
+    const sid = row.message.sid;
+    startCooldown(s, sid, seconds, () => {
+      // The row may have been rebuilt (reload, filters): paint the one shown now. A message no
+      // longer listed takes its countdown with it.
+      const current = s.rows.get(sid);
+      if (current) paintButton(s, current); else s.cooldowns.delete(sid);
+    });
+  }
+
+  // ---- refresh ----------------------------------------------------------------------------
+
+  function describeFailure(error, what) {
+    if (error.status === 429) {
+      const seconds = error.retryAfter || MESSAGE_COOLDOWN_S;
+      return `${what} was refreshed moments ago; try again in ${seconds} s (at ${clockTime(Date.now() + seconds * 1000)}).`;
+    }
+    if (error.status === 0 || error.name === 'TypeError') return 'The service could not be reached.';
+    return error.message;
+  }
+
+  async function refreshOne(s, row) {
+    const button = row.button;
+    if (!button || button.getAttribute('aria-disabled') === 'true') return;
+    button.dataset.busy = 'true';
+    paintButton(s, row);
+    const sid = row.message.sid;
+    try {
+      const answer = await api(s, 'POST', `/api/integrations/twilio/messages/refresh-status?messageSid=${encodeURIComponent(sid)}`);
+      if (session !== s) return;
+      const outcome = answer.outcomes[0];
+      button.dataset.busy = 'false';
+      applyChange(s, {
+        sid, status: outcome.newStatus, errorCode: outcome.errorCode,
+        errorMessage: outcome.errorMessage, errorReason: outcome.errorReason || null,
+      });
+      if (outcome.outcome === 'skipped' && outcome.reason === 'coolingDown') {
+        showInlineError(s, row, `Refreshed moments ago; try again in ${outcome.retryAfterSeconds} s.`);
+        rowCooldown(s, row, outcome.retryAfterSeconds || MESSAGE_COOLDOWN_S);
+      } else {
+        if (outcome.outcome === 'failed' || outcome.outcome === 'skipped') {
+          showInlineError(s, row, outcome.detail || `Not refreshed (${outcome.reason}).`);
+        }
+        rowCooldown(s, row, MESSAGE_COOLDOWN_S);
+      }
+    } catch (error) {
+      if (session !== s || error.name === 'AbortError') return;
+      button.dataset.busy = 'false';
+      if (error.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
+      showInlineError(s, row, describeFailure(error, 'This message'));
+      if (error.status === 429) rowCooldown(s, row, error.retryAfter || MESSAGE_COOLDOWN_S);
+      else paintButton(s, row);
+    }
+  }
+
+  function validHours(raw) {
+    if (!/^\d{1,3}$/.test(raw)) return null;
+    const hours = Number(raw);
+    return hours >= 1 && hours <= 168 ? hours : null;
+  }
+
+  function bulkButtonState(s) {
+    const entry = s.cooldowns.get('#bulk');
+    const running = el.bulkButton.dataset.busy === 'true';
+    el.bulkButton.textContent = running ? 'Refreshing…'
+      : entry ? `Refresh recent (wait ${Math.max(1, Math.ceil((entry.until - Date.now()) / 1000))} s)` : 'Refresh recent';
+    el.bulkButton.setAttribute('aria-disabled', running || entry ? 'true' : 'false');
+  }
+
+  async function refreshRecent(s) {
+    if (el.bulkButton.getAttribute('aria-disabled') === 'true') return;
+    const hours = validHours(el.bulkHours.value.trim());
+    if (hours === null) {
+      el.bulkHours.setAttribute('aria-invalid', 'true');
+      showResult(el.bulkResult, 'Hours must be a whole number from 1 to 168.', true);
+      el.bulkHours.focus();
+      return;
+    }
+    el.bulkHours.removeAttribute('aria-invalid');
+    el.bulkButton.dataset.busy = 'true';
+    bulkButtonState(s);
+    showResult(el.bulkResult, `Asking Twilio about the last ${hours} h…`, false);
+    try {
+      const answer = await api(s, 'POST', `/api/integrations/twilio/messages/refresh-status?hours=${hours}`);
+      if (session !== s) return;
+      for (const outcome of answer.outcomes) {
+        applyChange(s, {
+          sid: outcome.sid, status: outcome.newStatus, errorCode: outcome.errorCode,
+          errorMessage: outcome.errorMessage, errorReason: outcome.errorReason || null,
+        });
+      }
+      const sum = answer.summary;
+      el.bulkResult.textContent = '';
+      const title = make('p', '', `Last ${answer.windowHours} h: ${sum.candidates} message${sum.candidates === 1 ? '' : 's'} checked in ${sum.durationMs} ms.`);
+      const list = make('ul', 'summary');
+      list.setAttribute('aria-label', 'Outcomes');
+      for (const [label, count] of [['updated', sum.updated], ['unchanged', sum.unchanged], ['failed', sum.failed], ['skipped', sum.skipped], ['Twilio calls', sum.twilioCalls]]) {
+        const item = make('li', '', `${count} ${label}`);
+        item.dataset.outcome = label;
+        list.append(item);
+      }
+      el.bulkResult.append(title, list);
+      startCooldown(s, '#bulk', BULK_COOLDOWN_S, () => bulkButtonState(s));
+    } catch (error) {
+      if (session !== s || error.name === 'AbortError') return;
+      if (error.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
+      showResult(el.bulkResult, describeFailure(error, 'A bulk refresh'), true);
+      if (error.status === 429) startCooldown(s, '#bulk', error.retryAfter || BULK_COOLDOWN_S, () => bulkButtonState(s));
+    } finally {
+      if (session === s) {
+        el.bulkButton.dataset.busy = 'false';
+        bulkButtonState(s);
+      }
+    }
+  }
+
+  function showResult(node, text, isError) {
+    node.textContent = text;
+    node.classList.toggle('error', isError);
+  }
+
+  // ---- list -------------------------------------------------------------------------------
+
+  function listPath(cursor) {
+    const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+    if (el.filterStatus.value) params.set('status', el.filterStatus.value);
+    if (el.filterDirection.value) params.set('direction', el.filterDirection.value);
+    if (cursor) params.set('cursor', cursor);
+    return '/api/messages?' + params;
+  }
+
+  /** Loads the first page from scratch (`reset`) or merges it into the rows shown. */
+  async function loadFirstPage(s, reset) {
+    const page = await api(s, 'GET', listPath(null));
+    if (session !== s) return;
+    if (reset) {
+      el.list.textContent = '';
+      s.rows.clear();
+      s.cursor = page.nextCursor;
+      el.loadMore.hidden = !page.nextCursor;
+    }
+    // The page is newest first, and so is a block of rows put on top.
+    upsert(s, page.messages, true);
+    el.listError.textContent = '';
+  }
+
+  async function loadMore(s) {
+    if (!s.cursor || s.loading) return;
+    s.loading = true;
+    el.loadMore.textContent = 'Loading…';
+    try {
+      const page = await api(s, 'GET', listPath(s.cursor));
+      if (session !== s) return;
+      upsert(s, page.messages, false);
+      s.cursor = page.nextCursor;
+      el.loadMore.hidden = !page.nextCursor;
+    } catch (error) {
+      if (session === s && error.name !== 'AbortError') el.listError.textContent = describeFailure(error, 'The list');
+    } finally {
+      s.loading = false;
+      el.loadMore.textContent = 'Load more';
+    }
+  }
+
+  async function reload(s) {
+    try {
+      await loadFirstPage(s, true);
+    } catch (error) {
+      if (session !== s || error.name === 'AbortError') return;
+      if (error.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
+      el.listError.textContent = describeFailure(error, 'The list');
+    }
+  }
+
+  /** A quiet merge of the first page (auto-refresh, polling fallback). */
+  async function merge(s) {
+    try {
+      await loadFirstPage(s, false);
+    } catch (error) {
+      if (session === s && error.name !== 'AbortError' && error.status === 401) {
+        signOut('Your API key is no longer accepted; sign in again.');
+      }
+    }
+  }
+
+  async function fetchCreated(s, sid) {
+    try {
+      const message = await api(s, 'GET', `/api/messages/${encodeURIComponent(sid)}`);
+      if (session === s && matchesFilters(message) && !s.rows.has(sid)) upsert(s, [message], true);
+    } catch (_) {
+      // The next poll or reload shows it.
+    }
+  }
+
+  // ---- live updates -----------------------------------------------------------------------
+
+  function setLive(state, text) {
+    el.live.dataset.state = state;
+    el.live.textContent = text;
+  }
+
+  function startPolling(s) {
+    if (s.poll === null) s.poll = every(s, () => merge(s), FALLBACK_POLL_MS);
+  }
+
+  function handleEvent(s, name, data) {
+    if (name === 'ready') {
+      s.streamLive = true;
+      s.reconnectDelay = 2000;
+      s.poll = stopEvery(s, s.poll);
+      setLive('live', 'Live');
+      // Changes made while the stream was down are caught up once.
+      merge(s);
+    } else if (name === 'message') {
+      let change;
+      try { change = JSON.parse(data); } catch (_) { return; }
+      if (!applyChange(s, change) && change.change === 'created') fetchCreated(s, change.sid);
+    } else if (name === 'resync') {
+      merge(s);
+    }
+  }
+
+  /**
+   * Reads `GET /api/messages/events` with fetch so the key travels in a header (EventSource
+   * cannot send one), parsing the text/event-stream frames by hand.
+   */
+  async function stream(s) {
+    try {
+      const response = await fetch('/api/messages/events', {
+        headers: { Authorization: 'Bearer ' + s.key, Accept: 'text/event-stream' },
+        signal: s.abort.signal,
+        cache: 'no-store',
+      });
+      if (response.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
+      if (!response.ok || !response.body) throw new Error('no stream: ' + response.status);
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value.replace(/\r\n?/g, '\n');
+        let end;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const frame = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let name = 'message';
+          const data = [];
+          for (const line of frame.split('\n')) {
+            if (line.startsWith(':')) continue;
+            const colon = line.indexOf(':');
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const text = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+            if (field === 'event') name = text;
+            else if (field === 'data') data.push(text);
+          }
+          if (data.length) handleEvent(s, name, data.join('\n'));
+        }
+      }
+    } catch (error) {
+      if (error.name === 'AbortError') return;
+    }
+    if (session !== s) return;
+    // The stream ended or failed: poll meanwhile, and try again later with back-off.
+    s.streamLive = false;
+    setLive('polling', 'Live updates unavailable; checking every 10 s');
+    startPolling(s);
+    later(s, () => stream(s), s.reconnectDelay);
+    s.reconnectDelay = Math.min(s.reconnectDelay * 2, RECONNECT_MAX_MS);
+  }
+
+  // ---- session ----------------------------------------------------------------------------
+
+  async function signIn(key) {
+    endSession();
+    const s = newSession(key);
+    session = s;
+    el.signInError.textContent = '';
+    try {
+      await loadFirstPage(s, true);
+    } catch (error) {
+      if (session !== s) return;
+      endSession();
+      sessionStorage.removeItem(KEY_STORAGE);
+      el.signInError.textContent = error.status === 401
+        ? 'That API key is not valid.'
+        : describeFailure(error, 'The list');
+      showSignIn();
+      return;
+    }
+    sessionStorage.setItem(KEY_STORAGE, key);
+    el.signInPanel.hidden = true;
+    el.app.hidden = false;
+    el.session.hidden = false;
+    setLive('connecting', 'Connecting…');
+    every(s, () => {
+      for (const time of el.list.querySelectorAll('time')) time.textContent = relativeTime(time.dateTime);
+    }, RELATIVE_TICK_MS);
+    if (el.autoRefresh.checked) setAutoRefresh(s, true);
+    stream(s);
+  }
+
+  function showSignIn() {
+    el.app.hidden = true;
+    el.session.hidden = true;
+    el.signInPanel.hidden = false;
+    el.list.textContent = '';
+    el.key.focus();
+  }
+
+  function signOut(reason) {
+    endSession();
+    sessionStorage.removeItem(KEY_STORAGE);
+    if (!el.key.dataset.demo) el.key.value = '';
+    el.signInError.textContent = reason || '';
+    el.bulkResult.textContent = '';
+    el.sendResult.textContent = '';
+    showSignIn();
+  }
+
+  function setAutoRefresh(s, on) {
+    s.autoRefresh = stopEvery(s, s.autoRefresh);
+    if (on) s.autoRefresh = every(s, () => merge(s), AUTO_REFRESH_MS);
+  }
+
+  async function send(s) {
+    const to = el.sendTo.value.trim();
+    const text = el.sendBody.value;
+    el.sendTo.toggleAttribute('aria-invalid', false);
+    el.sendBody.toggleAttribute('aria-invalid', false);
+    if (!/^\+[1-9]\d{6,14}$/.test(to)) {
+      el.sendTo.setAttribute('aria-invalid', 'true');
+      showResult(el.sendResult, 'Enter the number in international format, e.g. +14155550100.', true);
+      el.sendTo.focus();
+      return;
+    }
+    if (!text.trim()) {
+      el.sendBody.setAttribute('aria-invalid', 'true');
+      showResult(el.sendResult, 'Write a message first.', true);
+      el.sendBody.focus();
+      return;
+    }
+    el.sendButton.setAttribute('aria-disabled', 'true');
+    showResult(el.sendResult, 'Sending…', false);
+    try {
+      const message = await api(s, 'POST', '/api/integrations/twilio/sms/send', { to, body: text });
+      if (session !== s) return;
+      if (matchesFilters(message)) upsert(s, [message], true);
+      showResult(el.sendResult, `Sent to ${message.to}: ${message.status}.`, false);
+      el.sendBody.value = '';
+    } catch (error) {
+      if (session !== s || error.name === 'AbortError') return;
+      if (error.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
+      if (error.field === 'to') el.sendTo.setAttribute('aria-invalid', 'true');
+      if (error.field === 'body') el.sendBody.setAttribute('aria-invalid', 'true');
+      showResult(el.sendResult, describeFailure(error, 'Sending'), true);
+    } finally {
+      el.sendButton.setAttribute('aria-disabled', 'false');
+    }
+  }
+
+  // ---- wiring -----------------------------------------------------------------------------
+
+  el.signIn.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const key = el.key.value.trim();
+    if (!key) {
+      el.signInError.textContent = 'Enter your API key.';
+      el.key.focus();
+      return;
+    }
+    signIn(key);
+  });
+  el.signOut.addEventListener('click', () => signOut(''));
+  el.sendForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (session && el.sendButton.getAttribute('aria-disabled') !== 'true') send(session);
+  });
+  el.bulkForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (session) refreshRecent(session);
+  });
+  el.bulkHours.addEventListener('input', () => el.bulkHours.removeAttribute('aria-invalid'));
+  for (const select of [el.filterStatus, el.filterDirection]) {
+    select.addEventListener('change', () => { if (session) reload(session); });
+  }
+  el.reload.addEventListener('click', () => { if (session) reload(session); });
+  el.loadMore.addEventListener('click', () => { if (session) loadMore(session); });
+  el.autoRefresh.addEventListener('change', () => { if (session) setAutoRefresh(session, el.autoRefresh.checked); });
+
+  // Leaving the page (or entering the back-forward cache) ends the session's work; coming back
+  // starts it again with the key kept for the tab.
+  window.addEventListener('pagehide', endSession);
+  window.addEventListener('pageshow', (event) => {
+    const kept = sessionStorage.getItem(KEY_STORAGE);
+    if (event.persisted && kept && !session) signIn(kept);
+  });
+
+  if (el.key.dataset.demo) el.demoHint.hidden = false;
+  const kept = sessionStorage.getItem(KEY_STORAGE);
+  if (kept) signIn(kept); else el.key.focus();
+})();

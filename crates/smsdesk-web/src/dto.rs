@@ -1,0 +1,326 @@
+//! The JSON shapes of requests and answers (camelCase), converted from and to domain types here
+//! so the domain's own serialisation never becomes the API by accident.
+
+use serde::{Deserialize, Serialize};
+use smsdesk_domain::ports::{Sender, TwilioAuth, TwilioIntegration};
+use smsdesk_domain::services::{FailureReason, MessageOutcome, OutcomeKind, SkipReason};
+use smsdesk_domain::{DeliveryError, Message, StatusEvent, Timestamp};
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageDto {
+    /// Twilio's SID.
+    pub sid: String,
+    /// The Twilio account (plaintext; a public identifier).
+    pub account_sid: String,
+    /// `inbound`, `outbound-api`, `outbound-call` or `outbound-reply`.
+    pub direction: String,
+    /// Sender.
+    pub from: String,
+    /// Recipient.
+    pub to: String,
+    /// Text.
+    pub body: String,
+    /// Twilio's status word.
+    pub status: String,
+    /// Twilio's error code (failures only).
+    pub error_code: Option<u32>,
+    /// Twilio's error text (failures only).
+    pub error_message: Option<String>,
+    /// What `error_code` means, in one sentence (failures only).
+    #[serde(default)]
+    pub error_reason: Option<String>,
+    /// SMS segments billed.
+    pub num_segments: Option<u32>,
+    /// Price as Twilio's decimal string.
+    pub price: Option<String>,
+    /// Currency of `price`.
+    pub price_unit: Option<String>,
+    /// Creation time at Twilio (RFC 3339).
+    pub created_at: Timestamp,
+    /// Last change of the stored row.
+    pub updated_at: Timestamp,
+    /// Last time a refresh asked Twilio about it.
+    pub last_refreshed_at: Option<Timestamp>,
+}
+
+impl From<Message> for MessageDto {
+    fn from(message: Message) -> Self {
+        Self {
+            sid: message.sid.to_string(),
+            account_sid: message.account_sid.to_string(),
+            direction: message.direction.as_str().to_owned(),
+            from: message.from.to_string(),
+            to: message.to.to_string(),
+            body: message.body,
+            status: message.delivery.status.as_str().to_owned(),
+            error_reason: message
+                .delivery
+                .error_code
+                .map(|code| DeliveryError::explain(code).reason.to_owned()),
+            error_code: message.delivery.error_code,
+            error_message: message.delivery.error_message,
+            num_segments: message.delivery.num_segments,
+            price: message.delivery.price,
+            price_unit: message.delivery.price_unit,
+            created_at: message.created_at,
+            updated_at: message.updated_at,
+            last_refreshed_at: message.last_refreshed_at,
+        }
+    }
+}
+
+/// One observation in a message's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusEventDto {
+    /// The observed status.
+    pub status: String,
+    /// The observed error code.
+    pub error_code: Option<u32>,
+    /// The observed error text.
+    pub error_message: Option<String>,
+    /// `send`, `poll`, `callback` or `inbound`.
+    pub source: String,
+    /// When it was observed.
+    pub observed_at: Timestamp,
+    /// Whether it changed the message (false: a duplicate or a stale report, ignored).
+    pub applied: bool,
+}
+
+impl From<StatusEvent> for StatusEventDto {
+    fn from(event: StatusEvent) -> Self {
+        let observation = event.observation;
+        Self {
+            status: observation.state.status.as_str().to_owned(),
+            error_code: observation.state.error_code,
+            error_message: observation.state.error_message,
+            source: observation.source.as_str().to_owned(),
+            observed_at: observation.observed_at,
+            applied: event.applied,
+        }
+    }
+}
+
+/// A message with its history (`GET /api/messages/{sid}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageWithHistoryDto {
+    /// The message.
+    #[serde(flatten)]
+    pub message: MessageDto,
+    /// Every observation, oldest first.
+    pub history: Vec<StatusEventDto>,
+}
+
+/// A page of messages (`GET /api/messages`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePageDto {
+    /// Newest first.
+    pub messages: Vec<MessageDto>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// What a refresh did with one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutcomeDto {
+    /// The message.
+    pub sid: String,
+    /// Status before.
+    pub previous_status: String,
+    /// Status after.
+    pub new_status: String,
+    /// Error code after.
+    pub error_code: Option<u32>,
+    /// Error text after.
+    pub error_message: Option<String>,
+    /// What `error_code` means, in one sentence.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error_reason: Option<String>,
+    /// `updated`, `unchanged`, `failed` or `skipped`.
+    pub outcome: String,
+    /// Why, for `failed` and `skipped` (e.g. `coolingDown`, `rateLimited`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// Human-readable detail of a failure.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub detail: Option<String>,
+    /// Twilio's code for a failure.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub twilio_code: Option<u32>,
+    /// For `coolingDown`: seconds until the message may be refreshed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub retry_after_seconds: Option<u64>,
+}
+
+fn failure_reason(reason: FailureReason) -> &'static str {
+    match reason {
+        FailureReason::RateLimited => "rateLimited",
+        FailureReason::ProviderUnavailable => "providerUnavailable",
+        FailureReason::CredentialsRejected => "credentialsRejected",
+        FailureReason::Rejected => "rejected",
+        FailureReason::Unexpected => "unexpected",
+    }
+}
+
+impl From<MessageOutcome> for OutcomeDto {
+    fn from(outcome: MessageOutcome) -> Self {
+        let mut dto = Self {
+            sid: outcome.sid.to_string(),
+            previous_status: outcome.previous_status.as_str().to_owned(),
+            new_status: outcome.new_status.as_str().to_owned(),
+            error_reason: outcome
+                .error_code
+                .map(|code| DeliveryError::explain(code).reason.to_owned()),
+            error_code: outcome.error_code,
+            error_message: outcome.error_message,
+            outcome: String::new(),
+            reason: None,
+            detail: None,
+            twilio_code: None,
+            retry_after_seconds: None,
+        };
+        match outcome.result {
+            OutcomeKind::Updated => dto.outcome = "updated".into(),
+            OutcomeKind::Unchanged => dto.outcome = "unchanged".into(),
+            OutcomeKind::Failed {
+                reason,
+                code,
+                message,
+            } => {
+                dto.outcome = "failed".into();
+                dto.reason = Some(failure_reason(reason).into());
+                dto.twilio_code = code;
+                dto.detail = Some(message);
+            }
+            OutcomeKind::Skipped { reason } => {
+                dto.outcome = "skipped".into();
+                dto.reason = Some(
+                    match reason {
+                        SkipReason::CoolingDown { retry_after_secs } => {
+                            dto.retry_after_seconds = Some(retry_after_secs);
+                            "coolingDown"
+                        }
+                        SkipReason::NotFoundAtProvider => "notFoundAtProvider",
+                        SkipReason::IntegrationMissing => "integrationMissing",
+                    }
+                    .into(),
+                );
+            }
+        }
+        dto
+    }
+}
+
+/// Counts over a refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SummaryDto {
+    /// Messages considered.
+    pub candidates: usize,
+    /// Outcomes `updated`.
+    pub updated: usize,
+    /// Outcomes `unchanged`.
+    pub unchanged: usize,
+    /// Outcomes `failed`.
+    pub failed: usize,
+    /// Outcomes `skipped`.
+    pub skipped: usize,
+    /// Calls made to Twilio.
+    pub twilio_calls: usize,
+    /// Wall-clock duration of the refresh.
+    pub duration_ms: u64,
+}
+
+/// The answer to a refresh, single or bulk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshResponseDto {
+    /// `single` or `bulk`.
+    pub mode: String,
+    /// The bulk window in hours (bulk only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub window_hours: Option<u32>,
+    /// One outcome per message, newest first.
+    pub outcomes: Vec<OutcomeDto>,
+    /// Counts.
+    pub summary: SummaryDto,
+}
+
+/// `POST /api/integrations/twilio/sms/send`'s body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendSmsDto {
+    /// Recipient, E.164.
+    pub to: String,
+    /// Text, 1 to 1600 characters.
+    pub body: String,
+    /// Sender number overriding the integration's.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Messaging service overriding the integration's sender.
+    #[serde(default)]
+    pub messaging_service_sid: Option<String>,
+}
+
+/// `PUT /api/integrations/twilio`'s body. Deliberately not `Debug`: it holds secrets.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IntegrationDto {
+    /// `AC…`.
+    pub account_sid: String,
+    /// The account's auth token.
+    pub auth_token: String,
+    /// `SK…`, with `apiKeySecret`.
+    #[serde(default)]
+    pub api_key_sid: Option<String>,
+    /// The API key's secret.
+    #[serde(default)]
+    pub api_key_secret: Option<String>,
+    /// Default sender number (exactly one of this and `messagingServiceSid`).
+    #[serde(default)]
+    pub from_number: Option<String>,
+    /// Default messaging service.
+    #[serde(default)]
+    pub messaging_service_sid: Option<String>,
+}
+
+/// The answer to `PUT /api/integrations/twilio`: never a token or secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationViewDto {
+    /// The account.
+    pub account_sid: String,
+    /// `authToken` or `apiKey`: what REST calls authenticate with.
+    pub credentials: String,
+    /// The API key SID, when one is used.
+    pub api_key_sid: Option<String>,
+    /// Default sender number.
+    pub from_number: Option<String>,
+    /// Default messaging service.
+    pub messaging_service_sid: Option<String>,
+}
+
+impl From<&TwilioIntegration> for IntegrationViewDto {
+    fn from(integration: &TwilioIntegration) -> Self {
+        let (credentials, api_key_sid) = match &integration.credentials.auth {
+            TwilioAuth::AuthToken(_) => ("authToken", None),
+            TwilioAuth::ApiKey { sid, .. } => ("apiKey", Some(sid.to_string())),
+        };
+        let (from_number, messaging_service_sid) = match &integration.sender {
+            Sender::Number(number) => (Some(number.to_string()), None),
+            Sender::MessagingService(service) => (None, Some(service.to_string())),
+        };
+        Self {
+            account_sid: integration.credentials.account_sid.to_string(),
+            credentials: credentials.into(),
+            api_key_sid,
+            from_number,
+            messaging_service_sid,
+        }
+    }
+}

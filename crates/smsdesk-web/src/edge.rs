@@ -1,0 +1,384 @@
+//! The edge: what every request goes through before and after its handler.
+//!
+//! One middleware ([`edge`]) does, in order:
+//! 1. takes the request id from `X-Request-Id` (if it is a sane token) or makes one, opens a
+//!    tracing span carrying it (so every log line of the request has it), and echoes it in the
+//!    response;
+//! 2. refuses a body whose `Content-Length` is over the limit (413) before reading any of it;
+//! 3. applies the edge rate limit: per API key when a bearer token is presented, else per client
+//!    IP (429 + `Retry-After`);
+//! 4. after the handler: turns any error answer into the one error shape, logs 5xx detail and,
+//!    in production mode, replaces it with a generic message; counts the request in the metrics.
+//!
+//! The rate limiter keys on a hash of the presented key, never the key itself, and its maps are
+//! trimmed by [`EdgeRateLimiter::housekeeping`], which the app runs on an interval.
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, ResponseError, web};
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tracing::Instrument;
+
+use crate::error::ApiError;
+use crate::state::{RateLimitConfig, WebState};
+
+/// The request id header, read and echoed.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Who a request is counted against at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgeKey {
+    /// A hash of the presented API key (valid or not: an unknown key still costs a lookup).
+    ApiKey(u64),
+    /// The client's IP, for requests without a key.
+    Ip(IpAddr),
+    /// The client's IP, for Twilio's webhooks (their own, larger budget).
+    WebhookIp(IpAddr),
+}
+
+/// The paths Twilio posts to; they are authenticated by signature, not by API key.
+const WEBHOOK_PATHS: [&str; 2] = [
+    "/api/integrations/twilio/status-callback",
+    "/api/integrations/twilio/sms/receive",
+];
+
+/// Per-API-key and per-IP request rates, in memory (one per process).
+pub struct EdgeRateLimiter {
+    per_key: DefaultKeyedRateLimiter<u64>,
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_webhook_ip: DefaultKeyedRateLimiter<IpAddr>,
+    hasher: RandomState,
+    clock: DefaultClock,
+}
+
+fn quota(per_minute: std::num::NonZeroU32, burst: std::num::NonZeroU32) -> Quota {
+    Quota::per_minute(per_minute).allow_burst(burst)
+}
+
+impl EdgeRateLimiter {
+    /// A limiter with the configured rates.
+    pub fn new(config: RateLimitConfig) -> Self {
+        Self {
+            per_key: RateLimiter::keyed(quota(config.per_key_per_minute, config.per_key_burst)),
+            per_ip: RateLimiter::keyed(quota(config.per_ip_per_minute, config.per_ip_burst)),
+            per_webhook_ip: RateLimiter::keyed(quota(
+                config.per_webhook_ip_per_minute,
+                config.per_webhook_ip_burst,
+            )),
+            hasher: RandomState::new(),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// The key for a presented API key: a keyed hash, so the map never holds a secret.
+    pub fn key_for_api_key(&self, presented: &str) -> EdgeKey {
+        EdgeKey::ApiKey(self.hasher.hash_one(presented))
+    }
+
+    /// Counts one request against `key`.
+    ///
+    /// # Errors
+    /// The time to wait when the key is over its rate.
+    pub fn check(&self, key: EdgeKey) -> Result<(), Duration> {
+        let result = match key {
+            EdgeKey::ApiKey(hash) => self.per_key.check_key(&hash),
+            EdgeKey::Ip(ip) => self.per_ip.check_key(&ip),
+            EdgeKey::WebhookIp(ip) => self.per_webhook_ip.check_key(&ip),
+        };
+        result.map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    /// Forgets keys whose limits have fully replenished and returns the memory, so the maps hold
+    /// only recently active keys. Run it every minute or so.
+    pub fn housekeeping(&self) {
+        self.per_key.retain_recent();
+        self.per_key.shrink_to_fit();
+        self.per_ip.retain_recent();
+        self.per_ip.shrink_to_fit();
+        self.per_webhook_ip.retain_recent();
+        self.per_webhook_ip.shrink_to_fit();
+    }
+
+    /// How many keys and IPs are tracked now.
+    pub fn tracked(&self) -> usize {
+        self.per_key.len() + self.per_ip.len() + self.per_webhook_ip.len()
+    }
+}
+
+/// A request id we are willing to echo: 1 to 128 characters of `[A-Za-z0-9._-]`.
+fn acceptable_request_id(value: &str) -> bool {
+    (1..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The token of an `Authorization: Bearer` header, when there is one.
+pub(crate) fn bearer_token(req: &actix_web::HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+fn declared_length(req: &ServiceRequest) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The edge middleware; installed by [`crate::configure`] around every route.
+///
+/// # Errors
+/// Only what the inner service returns as an error rather than a response (actix's own
+/// failures); every refusal of ours is answered in the error shape.
+pub async fn edge(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable_request_id(v))
+        .map_or_else(new_request_id, str::to_owned);
+    let span = tracing::info_span!(
+        "http_request",
+        request_id = %request_id,
+        method = %req.method(),
+        path = %req.path(),
+        team_id = tracing::field::Empty,
+    );
+    let state = req.app_data::<web::Data<WebState>>().cloned();
+    async move {
+        let started = Instant::now();
+        let method = req.method().to_string();
+        let refusal = state
+            .as_ref()
+            .and_then(|state| refuse_at_the_edge(state, &req));
+        // No clone of the request may be alive while the inner service runs: the router needs
+        // exclusive access to it. Inner services answer errors as responses (handlers and
+        // extractors do), so an `Err` here is actix's own and is passed on as it is.
+        let response = match refusal {
+            Some(error) => {
+                let (request, _) = req.into_parts();
+                ServiceResponse::new(request, HttpResponse::from_error(error))
+            }
+            None => next.call(req).await?.map_into_boxed_body(),
+        };
+        let production = state.as_ref().is_some_and(|s| s.config().production);
+        let mut response = finish(response, production, &request_id);
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+        }
+        let status = response.status().as_u16();
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        if let Some(state) = &state {
+            state.metrics().record_request(&route, &method, status);
+        }
+        tracing::info!(
+            status,
+            route = %route,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "request finished"
+        );
+        Ok(response)
+    }
+    .instrument(span)
+    .await
+}
+
+fn refuse_at_the_edge(state: &WebState, req: &ServiceRequest) -> Option<ApiError> {
+    let limit = state.config().body_limit_bytes;
+    if let Some(length) = declared_length(req).filter(|length| *length > limit) {
+        return Some(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body ({length} bytes) is larger than the limit of {limit} bytes"),
+        ));
+    }
+    let limiter = state.rate_limiter();
+    let peer = || {
+        req.peer_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip())
+    };
+    let key = match bearer_token(req.request()) {
+        Some(token) => limiter.key_for_api_key(token),
+        None if WEBHOOK_PATHS.contains(&req.path()) => EdgeKey::WebhookIp(peer()),
+        None => EdgeKey::Ip(peer()),
+    };
+    limiter.check(key).err().map(|wait| {
+        // Round up: retrying after a truncated wait would be refused again.
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests; slow down",
+        )
+        .with_retry_after(secs)
+    })
+}
+
+/// Puts every error answer in the one shape, logs it, and hides 5xx detail in production.
+fn finish(
+    response: ServiceResponse<BoxBody>,
+    production: bool,
+    request_id: &str,
+) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    let Some(error) = response.response().error() else {
+        if status.is_client_error() || status.is_server_error() {
+            // An error answer with no error attached (e.g. a bare 405 from a resource): give it
+            // the shape.
+            return replace(response, ApiError::from_status(status));
+        }
+        return response;
+    };
+    let api_error = match error.as_error::<ApiError>() {
+        Some(api_error) => api_error.clone(),
+        None => {
+            // Something of actix's own: keep its status, use our shape, log its words.
+            let mut api_error = ApiError::from_status(error.as_response_error().status_code());
+            if api_error.status().is_server_error() {
+                api_error = ApiError::internal(error.to_string());
+            }
+            api_error
+        }
+    };
+    if api_error.status().is_server_error() {
+        tracing::error!(code = api_error.code(), detail = %api_error.message(), "request failed");
+        if production {
+            return replace(response, api_error.redacted(request_id));
+        }
+    } else {
+        tracing::info!(code = api_error.code(), "request refused");
+    }
+    if error.as_error::<ApiError>().is_some() {
+        response
+    } else {
+        replace(response, api_error)
+    }
+}
+
+fn replace(response: ServiceResponse<BoxBody>, error: ApiError) -> ServiceResponse<BoxBody> {
+    let (request, _) = response.into_parts();
+    ServiceResponse::new(request, error.error_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use super::*;
+
+    fn nz(value: u32) -> NonZeroU32 {
+        NonZeroU32::new(value).unwrap_or(NonZeroU32::MIN)
+    }
+
+    #[test]
+    fn request_ids_are_echoed_only_when_they_are_short_plain_tokens() {
+        let cases = [
+            ("abc-123_X.y", true, "plain token"),
+            ("", false, "empty"),
+            ("has space", false, "space"),
+            ("new\nline", false, "control character"),
+            (&*"a".repeat(129), false, "too long"),
+        ];
+        for (value, expected, why) in cases {
+            assert_eq!(acceptable_request_id(value), expected, "{why}");
+        }
+        assert!(acceptable_request_id(&new_request_id()));
+    }
+
+    #[test]
+    fn a_key_over_its_burst_must_wait_and_others_are_unaffected() {
+        let limiter = EdgeRateLimiter::new(RateLimitConfig {
+            per_key_per_minute: nz(1),
+            per_key_burst: nz(2),
+            per_ip_per_minute: nz(1),
+            per_ip_burst: nz(1),
+            ..RateLimitConfig::default()
+        });
+        let alice = limiter.key_for_api_key("alice");
+        let bob = limiter.key_for_api_key("bob");
+        assert!(limiter.check(alice).is_ok());
+        assert!(limiter.check(alice).is_ok());
+        let wait = limiter
+            .check(alice)
+            .expect_err("third request in a burst of two");
+        assert!(wait > Duration::from_secs(30), "one per minute: {wait:?}");
+        assert!(limiter.check(bob).is_ok(), "another key has its own budget");
+        assert_eq!(limiter.tracked(), 2);
+    }
+
+    #[test]
+    fn twilios_webhooks_have_their_own_budget_per_ip() {
+        let limiter = EdgeRateLimiter::new(RateLimitConfig {
+            per_ip_per_minute: nz(1),
+            per_ip_burst: nz(1),
+            per_webhook_ip_per_minute: nz(1),
+            per_webhook_ip_burst: nz(2),
+            ..RateLimitConfig::default()
+        });
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert!(limiter.check(EdgeKey::Ip(ip)).is_ok());
+        assert!(
+            limiter.check(EdgeKey::Ip(ip)).is_err(),
+            "the page's budget is spent"
+        );
+        assert!(
+            limiter.check(EdgeKey::WebhookIp(ip)).is_ok(),
+            "a callback from the same address still passes"
+        );
+        assert!(
+            limiter.check(EdgeKey::WebhookIp(ip)).is_ok(),
+            "burst of two"
+        );
+        assert!(
+            limiter.check(EdgeKey::WebhookIp(ip)).is_err(),
+            "then it waits too"
+        );
+    }
+
+    #[test]
+    fn housekeeping_keeps_keys_that_are_still_limited() {
+        let limiter = EdgeRateLimiter::new(RateLimitConfig {
+            per_key_per_minute: nz(1),
+            per_key_burst: nz(1),
+            per_ip_per_minute: nz(1),
+            per_ip_burst: nz(1),
+            ..RateLimitConfig::default()
+        });
+        let ip = EdgeKey::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert!(limiter.check(ip).is_ok());
+        limiter.housekeeping();
+        assert!(
+            limiter.check(ip).is_err(),
+            "a key inside its period survives housekeeping"
+        );
+        assert_eq!(limiter.tracked(), 1);
+    }
+}

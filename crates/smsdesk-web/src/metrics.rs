@@ -1,0 +1,344 @@
+//! Prometheus metrics (served as text at `/metrics`) and the Twilio-call decorator that feeds them.
+//!
+//! - `smsdesk_http_requests_total{route,method,status}`: every answered request, by route pattern
+//!   (`/api/messages/{sid}`, never the concrete SID, so the label set stays small);
+//! - `smsdesk_twilio_calls_total{operation,outcome}` and
+//!   `smsdesk_twilio_call_duration_seconds{operation}`: every call to Twilio;
+//! - `smsdesk_status_transitions_total{from,to}`: statuses moved forward by a refresh;
+//! - `smsdesk_cooldown_rejections_total{scope}`: refreshes refused or skipped by a cool-down;
+//! - `smsdesk_refresh_duration_seconds{kind}`: how long refresh requests take;
+//! - `smsdesk_status_callbacks_total{outcome}`: Twilio status callbacks taken, by what they did
+//!   (`advanced`, `enriched`, `unchanged`, `stale`, `duplicate`, `parked`, `gave_up`);
+//! - `smsdesk_parked_callbacks_replayed_total{outcome}`: parked callbacks applied once their
+//!   message was stored, by what they did then;
+//! - `smsdesk_parked_callbacks_discarded_total`: parked callbacks whose message never appeared;
+//! - `smsdesk_inbound_sms_total{outcome}`: inbound SMS webhooks (`stored`, `duplicate`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use smsdesk_domain::MessageSid;
+use smsdesk_domain::ports::{
+    OutboundSms, ProviderError, ProviderMessage, SmsProvider, TwilioCredentials,
+};
+use smsdesk_domain::services::{CallbackOutcome, ReceiveOutcome};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TwilioCallLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    from: String,
+    to: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabels {
+    scope: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 5 ms to ~40 s: Twilio calls and bulk refreshes both fit.
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// The service's metrics. One per process, shared through [`crate::WebState`].
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    twilio_calls: Family<TwilioCallLabels, Counter>,
+    twilio_latency: HistogramFamily<OperationLabels>,
+    status_transitions: Family<TransitionLabels, Counter>,
+    cooldown_rejections: Family<ScopeLabels, Counter>,
+    refresh_duration: HistogramFamily<KindLabels>,
+    status_callbacks: Family<OutcomeLabels, Counter>,
+    parked_replayed: Family<OutcomeLabels, Counter>,
+    parked_discarded: Counter,
+    inbound_sms: Family<OutcomeLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("smsdesk");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route pattern, method and status",
+            http_requests.clone(),
+        );
+        let twilio_calls = Family::<TwilioCallLabels, Counter>::default();
+        registry.register(
+            "twilio_calls",
+            "Calls made to Twilio, by operation and outcome",
+            twilio_calls.clone(),
+        );
+        let twilio_latency: HistogramFamily<OperationLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "twilio_call_duration_seconds",
+            "Duration of calls to Twilio",
+            twilio_latency.clone(),
+        );
+        let status_transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register(
+            "status_transitions",
+            "Message statuses moved forward by a refresh",
+            status_transitions.clone(),
+        );
+        let cooldown_rejections = Family::<ScopeLabels, Counter>::default();
+        registry.register(
+            "cooldown_rejections",
+            "Refreshes refused (bulk) or messages skipped (message) because of a cool-down",
+            cooldown_rejections.clone(),
+        );
+        let refresh_duration: HistogramFamily<KindLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "refresh_duration_seconds",
+            "Duration of refresh requests, single or bulk",
+            refresh_duration.clone(),
+        );
+        let status_callbacks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "status_callbacks",
+            "Twilio status callbacks taken (signature valid), by outcome",
+            status_callbacks.clone(),
+        );
+        let parked_replayed = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "parked_callbacks_replayed",
+            "Parked status callbacks applied once their message was stored, by outcome",
+            parked_replayed.clone(),
+        );
+        let parked_discarded = Counter::default();
+        registry.register(
+            "parked_callbacks_discarded",
+            "Parked status callbacks discarded because their message never appeared",
+            parked_discarded.clone(),
+        );
+        let inbound_sms = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "inbound_sms",
+            "Inbound SMS webhooks taken (signature valid), by outcome",
+            inbound_sms.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            twilio_calls,
+            twilio_latency,
+            status_transitions,
+            cooldown_rejections,
+            refresh_duration,
+            status_callbacks,
+            parked_replayed,
+            parked_discarded,
+            inbound_sms,
+        }
+    }
+
+    /// Counts an answered request.
+    pub fn record_request(&self, route: &str, method: &str, status: u16) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Counts a call to Twilio and its duration. `operation` is `fetch` or `send`.
+    pub fn record_twilio_call(&self, operation: &'static str, outcome: &'static str, seconds: f64) {
+        self.twilio_calls
+            .get_or_create(&TwilioCallLabels { operation, outcome })
+            .inc();
+        self.twilio_latency
+            .get_or_create(&OperationLabels { operation })
+            .observe(seconds);
+    }
+
+    /// Counts a status moved forward.
+    pub fn record_transition(&self, from: &str, to: &str) {
+        self.status_transitions
+            .get_or_create(&TransitionLabels {
+                from: from.to_owned(),
+                to: to.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts cool-down refusals; `scope` is `message` or `bulk`.
+    pub fn record_cooldown_rejections(&self, scope: &'static str, count: u64) {
+        if count > 0 {
+            self.cooldown_rejections
+                .get_or_create(&ScopeLabels { scope })
+                .inc_by(count);
+        }
+    }
+
+    /// Records a refresh request's duration; `kind` is `single` or `bulk`.
+    pub fn record_refresh(&self, kind: &'static str, seconds: f64) {
+        self.refresh_duration
+            .get_or_create(&KindLabels { kind })
+            .observe(seconds);
+    }
+
+    /// Counts a status callback taken, by what it did.
+    pub fn record_status_callback(&self, outcome: &CallbackOutcome) {
+        self.status_callbacks
+            .get_or_create(&OutcomeLabels {
+                outcome: callback_outcome_label(outcome),
+            })
+            .inc();
+    }
+
+    /// Counts parked callbacks replayed after their message was stored, by what each did.
+    pub fn record_parked_replayed(&self, outcomes: &[CallbackOutcome]) {
+        for outcome in outcomes {
+            self.parked_replayed
+                .get_or_create(&OutcomeLabels {
+                    outcome: callback_outcome_label(outcome),
+                })
+                .inc();
+        }
+    }
+
+    /// Counts parked callbacks discarded because their message never appeared.
+    pub fn record_parked_discarded(&self, count: u64) {
+        if count > 0 {
+            self.parked_discarded.inc_by(count);
+        }
+    }
+
+    /// Counts an inbound SMS taken: stored for the first time or already stored.
+    pub fn record_inbound_sms(&self, outcome: &ReceiveOutcome) {
+        let outcome = match outcome {
+            ReceiveOutcome::Stored => "stored",
+            ReceiveOutcome::AlreadyStored => "duplicate",
+        };
+        self.inbound_sms
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// The outcome label of a status callback.
+fn callback_outcome_label(outcome: &CallbackOutcome) -> &'static str {
+    match outcome {
+        CallbackOutcome::Advanced { .. } => "advanced",
+        CallbackOutcome::Enriched => "enriched",
+        CallbackOutcome::Unchanged => "unchanged",
+        CallbackOutcome::Stale { .. } => "stale",
+        CallbackOutcome::Duplicate => "duplicate",
+        CallbackOutcome::Parked => "parked",
+        CallbackOutcome::GaveUp => "gave_up",
+    }
+}
+
+/// The outcome label of a Twilio call.
+fn outcome_label<T>(result: &Result<T, ProviderError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(ProviderError::NotFound) => "not_found",
+        Err(ProviderError::CredentialsRejected { .. }) => "credentials_rejected",
+        Err(ProviderError::RateLimited { .. }) => "rate_limited",
+        Err(ProviderError::Rejected { .. }) => "rejected",
+        Err(ProviderError::Unavailable { .. }) => "unavailable",
+        Err(ProviderError::Unexpected { .. }) => "unexpected",
+    }
+}
+
+/// An [`SmsProvider`] that counts and times every call of the one it wraps.
+pub struct MeteredSmsProvider {
+    inner: Arc<dyn SmsProvider>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredSmsProvider {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn SmsProvider>, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+}
+
+#[async_trait]
+impl SmsProvider for MeteredSmsProvider {
+    async fn fetch_message(
+        &self,
+        credentials: &TwilioCredentials,
+        sid: &MessageSid,
+    ) -> Result<ProviderMessage, ProviderError> {
+        let started = Instant::now();
+        let result = self.inner.fetch_message(credentials, sid).await;
+        self.metrics.record_twilio_call(
+            "fetch",
+            outcome_label(&result),
+            started.elapsed().as_secs_f64(),
+        );
+        result
+    }
+
+    async fn send_message(
+        &self,
+        credentials: &TwilioCredentials,
+        sms: &OutboundSms,
+    ) -> Result<ProviderMessage, ProviderError> {
+        let started = Instant::now();
+        let result = self.inner.send_message(credentials, sms).await;
+        self.metrics.record_twilio_call(
+            "send",
+            outcome_label(&result),
+            started.elapsed().as_secs_f64(),
+        );
+        result
+    }
+}

@@ -1,0 +1,83 @@
+//! Query strings read strictly: every key must be known and appear at most once, so a typo such
+//! as `?hour=48` is a 400 naming the key instead of a silently ignored filter.
+
+use actix_web::http::StatusCode;
+
+use crate::error::ApiError;
+
+/// A query string's pairs, checked against the keys an endpoint knows.
+pub(crate) struct QueryParams {
+    pairs: Vec<(String, String)>,
+}
+
+impl QueryParams {
+    /// Checks `pairs` against `allowed`.
+    pub(crate) fn new(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, ApiError> {
+        for (index, (key, _)) in pairs.iter().enumerate() {
+            if !allowed.contains(&key.as_str()) {
+                let shown: String = key.chars().take(64).collect();
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_parameter",
+                    format!(
+                        "unknown query parameter '{shown}'; this endpoint accepts: {}",
+                        allowed.join(", ")
+                    ),
+                )
+                .with_field(shown));
+            }
+            if pairs[..index].iter().any(|(seen, _)| seen == key) {
+                return Err(ApiError::invalid_parameter(
+                    key,
+                    format!("'{key}' is given more than once"),
+                ));
+            }
+        }
+        Ok(Self { pairs })
+    }
+
+    /// The value of `key`, if given.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn unknown_and_repeated_keys_are_refused_by_name() {
+        let unknown = QueryParams::new(pairs(&[("hour", "4")]), &["hours"])
+            .err()
+            .map(|e| e.body().error);
+        assert_eq!(
+            unknown.as_ref().map(|e| e.code.as_str()),
+            Some("unknown_parameter")
+        );
+        assert_eq!(unknown.and_then(|e| e.field), Some("hour".to_owned()));
+
+        let repeated = QueryParams::new(pairs(&[("hours", "4"), ("hours", "5")]), &["hours"])
+            .err()
+            .map(|e| e.body().error);
+        assert_eq!(repeated.and_then(|e| e.field), Some("hours".to_owned()));
+    }
+
+    #[test]
+    fn known_keys_are_read_back() {
+        let params = QueryParams::new(pairs(&[("hours", "4")]), &["hours", "messageSid"]);
+        assert_eq!(
+            params.ok().and_then(|p| p.get("hours").map(str::to_owned)),
+            Some("4".into())
+        );
+    }
+}

@@ -1,0 +1,520 @@
+//! The handlers, one per endpoint, and their registration.
+
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use smsdesk_domain::ports::{MessageCursor, MessageQuery, NewIntegration, Sender};
+use smsdesk_domain::secrecy::SecretString;
+use smsdesk_domain::services::{
+    MessageOutcome, OutcomeKind, STATUS_CALLBACK_PATH, SendRequest, SkipReason,
+};
+use smsdesk_domain::{
+    AccountSid, ApiKeySid, Direction, MessageSid, MessageStatus, MessagingServiceSid, PhoneNumber,
+    RefreshWindow,
+};
+
+use crate::auth::{Authenticated, require_admin};
+use crate::dto::{
+    IntegrationDto, IntegrationViewDto, MessageDto, MessagePageDto, MessageWithHistoryDto,
+    OutcomeDto, RefreshResponseDto, SendSmsDto, StatusEventDto, SummaryDto,
+};
+use crate::error::{ApiError, store_error};
+use crate::query::QueryParams;
+use crate::state::WebState;
+use crate::webhooks;
+
+type Query = web::Query<Vec<(String, String)>>;
+
+/// Registers every route on `cfg` (inside the edge-wrapped scope).
+pub(crate) fn register(scope: actix_web::Scope) -> actix_web::Scope {
+    scope
+        .service(resource("/healthz").route(web::get().to(healthz)))
+        .service(resource("/readyz").route(web::get().to(readyz)))
+        .service(resource("/metrics").route(web::get().to(metrics)))
+        .service(
+            resource("/api/integrations/twilio/messages/refresh-status")
+                .route(web::post().to(refresh_status)),
+        )
+        .service(resource("/api/integrations/twilio/sms/send").route(web::post().to(send_sms)))
+        // Twilio's webhooks: authenticated by X-Twilio-Signature, not by API key.
+        .service(resource(STATUS_CALLBACK_PATH).route(web::post().to(webhooks::status_callback)))
+        .service(
+            resource("/api/integrations/twilio/sms/receive")
+                .route(web::post().to(webhooks::receive_sms)),
+        )
+        .service(resource("/api/integrations/twilio").route(web::put().to(put_integration)))
+        .service(resource("/api/messages").route(web::get().to(list_messages)))
+        .service(resource("/api/messages/{sid}").route(web::get().to(get_message)))
+        .default_service(web::to(not_found))
+}
+
+/// A resource whose other methods answer 405 in the error shape.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("no such endpoint"))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this method is not allowed on this path",
+    ))
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(state: web::Data<WebState>) -> Result<HttpResponse, ApiError> {
+    if state.readiness().ready().await {
+        Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
+    } else {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "a dependency (the database) is not reachable",
+        ))
+    }
+}
+
+async fn metrics(state: web::Data<WebState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics().encode())
+}
+
+fn parse_sid(field: &str, raw: &str) -> Result<MessageSid, ApiError> {
+    MessageSid::parse(raw).map_err(|e| ApiError::invalid_parameter(field, e.to_string()))
+}
+
+async fn refresh_status(
+    state: web::Data<WebState>,
+    Authenticated(requester): Authenticated,
+    query: Query,
+) -> Result<HttpResponse, ApiError> {
+    let params = QueryParams::new(query.into_inner(), &["messageSid", "hours"])?;
+    let started = Instant::now();
+    let metrics = state.metrics();
+    match (params.get("messageSid"), params.get("hours")) {
+        (Some(_), Some(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "conflicting_parameters",
+            "give either messageSid (one message) or hours (bulk), not both",
+        )
+        .with_field("hours")),
+        (Some(raw_sid), None) => {
+            let sid = parse_sid("messageSid", raw_sid)?;
+            let result = state.refresh().refresh_one(&requester, &sid).await;
+            metrics.record_refresh("single", started.elapsed().as_secs_f64());
+            let outcome = match result {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    if matches!(
+                        error,
+                        smsdesk_domain::services::RefreshOneError::CoolingDown { .. }
+                    ) {
+                        metrics.record_cooldown_rejections("message", 1);
+                    }
+                    return Err(error.into());
+                }
+            };
+            record_outcomes(&state, std::slice::from_ref(&outcome));
+            state
+                .events()
+                .publish_outcomes(requester.team_id, std::slice::from_ref(&outcome));
+            let summary = summarise(std::slice::from_ref(&outcome), 1, started);
+            Ok(HttpResponse::Ok().json(RefreshResponseDto {
+                mode: "single".into(),
+                window_hours: None,
+                outcomes: vec![outcome.into()],
+                summary,
+            }))
+        }
+        (None, hours) => {
+            let window = RefreshWindow::parse(hours)
+                .map_err(|e| ApiError::invalid_parameter("hours", e.to_string()))?;
+            let result = state.refresh().refresh_recent(&requester, window).await;
+            metrics.record_refresh("bulk", started.elapsed().as_secs_f64());
+            let report = match result {
+                Ok(report) => report,
+                Err(error) => {
+                    if matches!(
+                        error,
+                        smsdesk_domain::services::RefreshRecentError::CoolingDown { .. }
+                    ) {
+                        metrics.record_cooldown_rejections("bulk", 1);
+                    }
+                    return Err(error.into());
+                }
+            };
+            record_outcomes(&state, &report.outcomes);
+            state
+                .events()
+                .publish_outcomes(requester.team_id, &report.outcomes);
+            let mut summary = summarise(&report.outcomes, report.summary.provider_calls, started);
+            summary.candidates = report.summary.candidates;
+            Ok(HttpResponse::Ok().json(RefreshResponseDto {
+                mode: "bulk".into(),
+                window_hours: Some(report.window_hours),
+                outcomes: report.outcomes.into_iter().map(OutcomeDto::from).collect(),
+                summary,
+            }))
+        }
+    }
+}
+
+fn record_outcomes(state: &WebState, outcomes: &[MessageOutcome]) {
+    let metrics = state.metrics();
+    let mut cooling = 0;
+    for outcome in outcomes {
+        match &outcome.result {
+            OutcomeKind::Updated if outcome.previous_status != outcome.new_status => {
+                metrics.record_transition(
+                    outcome.previous_status.as_str(),
+                    outcome.new_status.as_str(),
+                );
+            }
+            OutcomeKind::Skipped {
+                reason: SkipReason::CoolingDown { .. },
+            } => cooling += 1,
+            _ => {}
+        }
+    }
+    metrics.record_cooldown_rejections("message", cooling);
+}
+
+fn summarise(outcomes: &[MessageOutcome], twilio_calls: usize, started: Instant) -> SummaryDto {
+    let mut summary = SummaryDto {
+        candidates: outcomes.len(),
+        twilio_calls,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        ..SummaryDto::default()
+    };
+    for outcome in outcomes {
+        match outcome.result {
+            OutcomeKind::Updated => summary.updated += 1,
+            OutcomeKind::Unchanged => summary.unchanged += 1,
+            OutcomeKind::Failed { .. } => summary.failed += 1,
+            OutcomeKind::Skipped { .. } => summary.skipped += 1,
+        }
+    }
+    summary
+}
+
+fn parse_phone(field: &str, raw: &str) -> Result<PhoneNumber, ApiError> {
+    PhoneNumber::parse(raw).map_err(|e| ApiError::invalid_field(field, e.to_string()))
+}
+
+fn parse_service(raw: &str) -> Result<MessagingServiceSid, ApiError> {
+    MessagingServiceSid::parse(raw)
+        .map_err(|e| ApiError::invalid_field("messagingServiceSid", e.to_string()))
+}
+
+fn one_sender(
+    from: Option<&str>,
+    service: Option<&str>,
+    from_field: &str,
+) -> Result<Option<Sender>, ApiError> {
+    match (from, service) {
+        (Some(_), Some(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "conflicting_fields",
+            format!("give either {from_field} or messagingServiceSid, not both"),
+        )
+        .with_field("messagingServiceSid")),
+        (Some(number), None) => Ok(Some(Sender::Number(parse_phone(from_field, number)?))),
+        (None, Some(service)) => Ok(Some(Sender::MessagingService(parse_service(service)?))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Reads a JSON body only once the caller is known (and allowed): actix runs a handler's
+/// extractors concurrently, so a `web::Json` argument could answer an anonymous caller's broken
+/// body with a 400 before authentication answered 401. Limits and error shapes are `JsonConfig`'s.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, actix_web::Error> {
+    let mut payload = payload.into_inner();
+    Ok(web::Json::<T>::from_request(req, &mut payload)
+        .await?
+        .into_inner())
+}
+
+async fn send_sms(
+    state: web::Data<WebState>,
+    Authenticated(requester): Authenticated,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    let body: SendSmsDto = json_body(&req, payload).await?;
+    let request = SendRequest {
+        to: parse_phone("to", &body.to)?,
+        sender: one_sender(
+            body.from.as_deref(),
+            body.messaging_service_sid.as_deref(),
+            "from",
+        )?,
+        body: body.body,
+    };
+    let message = state
+        .send()
+        .send(&requester, request)
+        .await
+        .map_err(ApiError::from)?;
+    // Twilio's callbacks can beat the write above; apply the ones that did.
+    let message = webhooks::after_send(&state, requester.team_id, message).await;
+    state.events().publish(crate::events::MessageEvent::created(
+        requester.team_id,
+        &message,
+    ));
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/messages/{}", message.sid)))
+        .json(MessageDto::from(message)))
+}
+
+/// Validates a `PUT /api/integrations/twilio` body into what the repository stores.
+fn integration_from(dto: IntegrationDto) -> Result<NewIntegration, ApiError> {
+    let account_sid = AccountSid::parse(&dto.account_sid)
+        .map_err(|e| ApiError::invalid_field("accountSid", e.to_string()))?;
+    let secret = |field: &str, value: String| {
+        if value.is_empty() || value.len() > 256 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+            Err(ApiError::invalid_field(
+                field,
+                format!("{field} must be 1 to 256 visible ASCII characters"),
+            ))
+        } else {
+            Ok(SecretString::from(value))
+        }
+    };
+    let auth_token = secret("authToken", dto.auth_token)?;
+    let api_key = match (dto.api_key_sid, dto.api_key_secret) {
+        (Some(sid), Some(key_secret)) => Some((
+            ApiKeySid::parse(&sid)
+                .map_err(|e| ApiError::invalid_field("apiKeySid", e.to_string()))?,
+            secret("apiKeySecret", key_secret)?,
+        )),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ApiError::invalid_field(
+                "apiKeySecret",
+                "apiKeySid needs its apiKeySecret",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "apiKeySid",
+                "apiKeySecret needs its apiKeySid",
+            ));
+        }
+    };
+    let sender = one_sender(
+        dto.from_number.as_deref(),
+        dto.messaging_service_sid.as_deref(),
+        "fromNumber",
+    )?
+    .ok_or_else(|| {
+        ApiError::invalid_field(
+            "fromNumber",
+            "a default sender is required: fromNumber or messagingServiceSid",
+        )
+    })?;
+    Ok(NewIntegration {
+        account_sid,
+        auth_token,
+        api_key,
+        sender,
+    })
+}
+
+async fn put_integration(
+    state: web::Data<WebState>,
+    Authenticated(requester): Authenticated,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    require_admin(&requester)?;
+    let integration = integration_from(json_body(&req, payload).await?)?;
+    let stored = state
+        .integrations()
+        .upsert(requester.team_id, integration)
+        .await
+        .map_err(|error| match error {
+            smsdesk_domain::ports::RepositoryError::Duplicate(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "account_in_use",
+                "this Twilio account is already connected to another team",
+            )
+            .with_field("accountSid"),
+            other => store_error(&other),
+        })?;
+    tracing::info!(account_sid = %stored.credentials.account_sid, "Twilio integration set");
+    Ok(HttpResponse::Ok().json(IntegrationViewDto::from(&stored)))
+}
+
+/// The page size when the client names none, and the largest allowed.
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 200;
+
+/// Encodes a cursor as opaque URL-safe base64 of `created_at|sid`.
+pub(crate) fn encode_cursor(cursor: &MessageCursor) -> String {
+    let raw = format!(
+        "{}|{}",
+        cursor
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        cursor.sid
+    );
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+pub(crate) fn decode_cursor(raw: &str) -> Option<MessageCursor> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (created_at, sid) = text.split_once('|')?;
+    Some(MessageCursor {
+        created_at: chrono::DateTime::parse_from_rfc3339(created_at)
+            .ok()?
+            .with_timezone(&chrono::Utc),
+        sid: MessageSid::parse(sid).ok()?,
+    })
+}
+
+fn parse_list_query(params: &QueryParams) -> Result<MessageQuery, ApiError> {
+    let direction = params
+        .get("direction")
+        .map(Direction::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid_parameter("direction", e.to_string()))?;
+    let status = params
+        .get("status")
+        .map(MessageStatus::parse_known)
+        .transpose()
+        .map_err(|e| ApiError::invalid_parameter("status", e.to_string()))?;
+    let created_since = params
+        .get("since")
+        .map(|raw| {
+            chrono::DateTime::parse_from_rfc3339(raw)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| {
+                    ApiError::invalid_parameter(
+                        "since",
+                        "since must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z",
+                    )
+                })
+        })
+        .transpose()?;
+    let after = params
+        .get("cursor")
+        .map(|raw| {
+            decode_cursor(raw).ok_or_else(|| {
+                ApiError::invalid_parameter(
+                    "cursor",
+                    "cursor is not one this service issued; pass nextCursor from a previous page",
+                )
+            })
+        })
+        .transpose()?;
+    let limit = match params.get("limit") {
+        None => DEFAULT_PAGE,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n) && raw.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                ApiError::invalid_parameter(
+                    "limit",
+                    format!("limit must be a whole number from 1 to {MAX_PAGE}"),
+                )
+            })?,
+    };
+    Ok(MessageQuery {
+        direction,
+        status,
+        created_since,
+        after,
+        limit,
+    })
+}
+
+async fn list_messages(
+    state: web::Data<WebState>,
+    Authenticated(requester): Authenticated,
+    query: Query,
+) -> Result<HttpResponse, ApiError> {
+    let params = QueryParams::new(
+        query.into_inner(),
+        &["direction", "status", "since", "cursor", "limit"],
+    )?;
+    let query = parse_list_query(&params)?;
+    let page = state
+        .messages()
+        .list(requester.team_id, query)
+        .await
+        .map_err(|e| store_error(&e))?;
+    Ok(HttpResponse::Ok().json(MessagePageDto {
+        next_cursor: page.next.as_ref().map(encode_cursor),
+        messages: page.messages.into_iter().map(MessageDto::from).collect(),
+    }))
+}
+
+async fn get_message(
+    state: web::Data<WebState>,
+    Authenticated(requester): Authenticated,
+    path: web::Path<String>,
+    query: Query,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::new(query.into_inner(), &[])?;
+    let sid = parse_sid("sid", &path.into_inner())?;
+    let team = requester.team_id;
+    let message = state
+        .messages()
+        .find(team, &sid)
+        .await
+        .map_err(|e| store_error(&e))?
+        .ok_or_else(|| ApiError::not_found("no such message"))?;
+    let history = state
+        .messages()
+        .history(team, &sid)
+        .await
+        .map_err(|e| store_error(&e))?;
+    Ok(HttpResponse::Ok().json(MessageWithHistoryDto {
+        message: message.into(),
+        history: history.into_iter().map(StatusEventDto::from).collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_garbage_is_refused() {
+        let cursor = MessageCursor {
+            created_at: chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05.123456789Z")
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .unwrap_or_default(),
+            sid: MessageSid::parse("SM0123456789abcdef0123456789abcdef").expect("sid"),
+        };
+        assert_eq!(decode_cursor(&encode_cursor(&cursor)), Some(cursor));
+        for (raw, why) in [
+            ("", "empty"),
+            ("!!!", "not base64"),
+            ("aGVsbG8", "base64 without a separator"),
+            (
+                &*URL_SAFE_NO_PAD.encode("yesterday|SM1"),
+                "bad time and SID",
+            ),
+        ] {
+            assert_eq!(decode_cursor(raw), None, "{why}");
+        }
+    }
+}

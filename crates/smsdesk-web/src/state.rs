@@ -1,0 +1,333 @@
+//! What the HTTP layer is built from: the ports the app provides ([`WebPorts`]), the settings
+//! ([`WebConfig`]), and the shared state the handlers use ([`WebState`]).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use smsdesk_domain::RefreshPolicy;
+use smsdesk_domain::ports::{
+    ApiKeyAuthenticator, CallbackInbox, Clock, IntegrationRepository, MessageRepository,
+    RefreshLimiter, RepositoryError, SmsProvider,
+};
+use smsdesk_domain::services::{ApplyStatusCallback, ReceiveSms, RefreshStatus, SendSms};
+
+use crate::edge::EdgeRateLimiter;
+use crate::events::MessageEvents;
+use crate::metrics::{MeteredSmsProvider, Metrics};
+
+/// Whether the service can do its work (for `/readyz`); the app implements it over the database.
+#[async_trait]
+pub trait Readiness: Send + Sync {
+    /// True when the dependencies answer (e.g. the database accepts a trivial query). Should
+    /// return within a second or two: orchestrators call it often.
+    async fn ready(&self) -> bool;
+}
+
+/// A [`Readiness`] that is always ready, for services with nothing to check and for tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlwaysReady;
+
+#[async_trait]
+impl Readiness for AlwaysReady {
+    async fn ready(&self) -> bool {
+        true
+    }
+}
+
+/// Request rates allowed at the edge, before any handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Sustained requests per minute for one API key.
+    pub per_key_per_minute: NonZeroU32,
+    /// Requests one API key may make in a burst.
+    pub per_key_burst: NonZeroU32,
+    /// Sustained requests per minute for one client IP on requests without an API key.
+    pub per_ip_per_minute: NonZeroU32,
+    /// Requests one IP may make in a burst without an API key.
+    pub per_ip_burst: NonZeroU32,
+    /// Sustained requests per minute for one IP on Twilio's webhooks (status callbacks and
+    /// inbound SMS). Kept apart from `per_ip_per_minute` because Twilio posts every status of
+    /// every message from a handful of addresses: a bulk send must not be throttled like a
+    /// browser. The webhooks are still signature-checked before any write.
+    pub per_webhook_ip_per_minute: NonZeroU32,
+    /// Webhook requests one IP may make in a burst.
+    pub per_webhook_ip_burst: NonZeroU32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        const fn nz(value: u32) -> NonZeroU32 {
+            match NonZeroU32::new(value) {
+                Some(v) => v,
+                None => NonZeroU32::MIN,
+            }
+        }
+        Self {
+            per_key_per_minute: nz(600),
+            per_key_burst: nz(60),
+            per_ip_per_minute: nz(120),
+            per_ip_burst: nz(30),
+            per_webhook_ip_per_minute: nz(6000),
+            per_webhook_ip_burst: nz(600),
+        }
+    }
+}
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    /// Production mode (`SMSDESK_ENV=production`): 5xx answers carry no internal detail.
+    pub production: bool,
+    /// The largest request body accepted, in bytes (default 64 KiB); larger ones are refused
+    /// with 413 before they are read whole.
+    pub body_limit_bytes: usize,
+    /// Edge request rates.
+    pub rate_limits: RateLimitConfig,
+    /// Where Twilio can reach this service (e.g. `https://sms.example.com`); when set, every
+    /// sent message asks Twilio for status callbacks there, and Twilio's webhook signatures are
+    /// checked over this base plus the request's path and query string.
+    pub public_base_url: Option<String>,
+    /// Whether a reverse proxy in front of the service sets `X-Forwarded-Proto` and
+    /// `X-Forwarded-Host` truthfully (and strips clients' own). When true and either header is
+    /// present, webhook signatures are checked over the URL they describe; when false they are
+    /// ignored, since anyone can send them.
+    pub trust_forwarded_headers: bool,
+    /// Refresh limits (cool-downs, caps, concurrency).
+    pub refresh_policy: RefreshPolicy,
+    /// The demo team's API key, pre-filled on the SMS page's sign-in form. Set only in
+    /// development (demo mode); never rendered in production mode.
+    pub demo_api_key: Option<String>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            production: false,
+            body_limit_bytes: 64 * 1024,
+            rate_limits: RateLimitConfig::default(),
+            public_base_url: None,
+            trust_forwarded_headers: false,
+            refresh_policy: RefreshPolicy::default(),
+            demo_api_key: None,
+        }
+    }
+}
+
+/// The adapters the HTTP layer needs, provided by the app.
+#[derive(Clone)]
+pub struct WebPorts {
+    /// Stored messages.
+    pub messages: Arc<dyn MessageRepository>,
+    /// Teams' Twilio integrations.
+    pub integrations: Arc<dyn IntegrationRepository>,
+    /// Twilio (or its simulator). Wrapped in [`MeteredSmsProvider`] by [`WebState::new`].
+    pub provider: Arc<dyn SmsProvider>,
+    /// Cool-downs.
+    pub limiter: Arc<dyn RefreshLimiter>,
+    /// Status callbacks that arrived before their message was stored.
+    pub inbox: Arc<dyn CallbackInbox>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// API key lookup.
+    pub authenticator: Arc<dyn ApiKeyAuthenticator>,
+    /// `/readyz`'s check.
+    pub readiness: Arc<dyn Readiness>,
+}
+
+/// Everything the handlers share. Cheap to clone (one `Arc`); build one per process and clone it
+/// into each worker's `App`.
+#[derive(Clone)]
+pub struct WebState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: WebConfig,
+    messages: Arc<dyn MessageRepository>,
+    integrations: Arc<dyn IntegrationRepository>,
+    authenticator: Arc<dyn ApiKeyAuthenticator>,
+    readiness: Arc<dyn Readiness>,
+    refresh: RefreshStatus,
+    send: SendSms,
+    callbacks: ApplyStatusCallback,
+    receive: ReceiveSms,
+    inbox: Arc<dyn CallbackInbox>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    rate_limiter: Arc<EdgeRateLimiter>,
+    events: MessageEvents,
+}
+
+impl WebState {
+    /// Builds the use cases over `ports` (the provider wrapped so its calls are measured), the
+    /// metrics registry and the edge rate limiter.
+    pub fn new(ports: WebPorts, config: WebConfig) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let provider: Arc<dyn SmsProvider> =
+            Arc::new(MeteredSmsProvider::new(ports.provider, metrics.clone()));
+        let refresh = RefreshStatus::new(
+            ports.messages.clone(),
+            ports.integrations.clone(),
+            provider.clone(),
+            ports.limiter,
+            ports.clock.clone(),
+            config.refresh_policy,
+        );
+        let mut send = SendSms::new(
+            ports.messages.clone(),
+            ports.integrations.clone(),
+            provider,
+            ports.clock.clone(),
+        );
+        let callbacks = ApplyStatusCallback::new(
+            ports.messages.clone(),
+            ports.integrations.clone(),
+            ports.inbox.clone(),
+            ports.clock.clone(),
+        );
+        let receive = ReceiveSms::new(ports.messages.clone(), ports.clock.clone());
+        if let Some(base) = &config.public_base_url {
+            send = send.with_public_base_url(base);
+        }
+        let rate_limiter = Arc::new(EdgeRateLimiter::new(config.rate_limits));
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                messages: ports.messages,
+                integrations: ports.integrations,
+                authenticator: ports.authenticator,
+                readiness: ports.readiness,
+                refresh,
+                send,
+                callbacks,
+                receive,
+                inbox: ports.inbox,
+                clock: ports.clock,
+                metrics,
+                rate_limiter,
+                events: MessageEvents::new(),
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &WebConfig {
+        &self.inner.config
+    }
+
+    /// The metrics registry (also served at `/metrics`).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The live message events: publish every message created or changed, so the SMS page's
+    /// streams (`GET /api/messages/events`) show it.
+    pub fn events(&self) -> &MessageEvents {
+        &self.inner.events
+    }
+
+    /// The edge rate limiter; call [`EdgeRateLimiter::housekeeping`] periodically, or use
+    /// [`WebState::spawn_rate_limit_housekeeping`].
+    pub fn rate_limiter(&self) -> &Arc<EdgeRateLimiter> {
+        &self.inner.rate_limiter
+    }
+
+    /// Spawns, on the current actix/tokio runtime, a task that runs the rate limiter's
+    /// housekeeping every `period`, so the per-key and per-IP maps stay bounded. Dropping the
+    /// returned handle does not stop it; abort it on shutdown if needed.
+    pub fn spawn_rate_limit_housekeeping(
+        &self,
+        period: Duration,
+    ) -> actix_web::rt::task::JoinHandle<()> {
+        let limiter = self.inner.rate_limiter.clone();
+        actix_web::rt::spawn(async move {
+            let mut ticks = actix_web::rt::time::interval(period);
+            loop {
+                ticks.tick().await;
+                limiter.housekeeping();
+            }
+        })
+    }
+
+    /// Discards the status callbacks parked longer than `older_than` (their message never
+    /// appeared: it was sent by something else on the account, or its send failed after Twilio
+    /// accepted it) and returns how many. Run it on an interval, or use
+    /// [`WebState::spawn_parked_callback_housekeeping`]; an hour is a generous `older_than`, since
+    /// a callback normally waits only for the send's own write.
+    ///
+    /// # Errors
+    /// [`RepositoryError`] when the store fails; nothing is lost, the next run retries.
+    pub async fn discard_stale_parked_callbacks(
+        &self,
+        older_than: Duration,
+    ) -> Result<u64, RepositoryError> {
+        let age = chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let now = self.inner.clock.now();
+        let cutoff = now
+            .checked_sub_signed(age)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let discarded = self.inner.inbox.discard_parked_before(cutoff).await?;
+        if discarded > 0 {
+            tracing::info!(
+                discarded,
+                "discarded status callbacks whose message never appeared"
+            );
+        }
+        self.inner.metrics.record_parked_discarded(discarded);
+        Ok(discarded)
+    }
+
+    /// Spawns, on the current actix/tokio runtime, a task that runs
+    /// [`WebState::discard_stale_parked_callbacks`] every `period`. A failed run is logged and
+    /// retried at the next tick. Dropping the returned handle does not stop it.
+    pub fn spawn_parked_callback_housekeeping(
+        &self,
+        period: Duration,
+        older_than: Duration,
+    ) -> actix_web::rt::task::JoinHandle<()> {
+        let state = self.clone();
+        actix_web::rt::spawn(async move {
+            let mut ticks = actix_web::rt::time::interval(period);
+            loop {
+                ticks.tick().await;
+                if let Err(error) = state.discard_stale_parked_callbacks(older_than).await {
+                    tracing::warn!(%error, "could not discard stale parked status callbacks");
+                }
+            }
+        })
+    }
+
+    pub(crate) fn messages(&self) -> &Arc<dyn MessageRepository> {
+        &self.inner.messages
+    }
+
+    pub(crate) fn integrations(&self) -> &Arc<dyn IntegrationRepository> {
+        &self.inner.integrations
+    }
+
+    pub(crate) fn authenticator(&self) -> &Arc<dyn ApiKeyAuthenticator> {
+        &self.inner.authenticator
+    }
+
+    pub(crate) fn readiness(&self) -> &Arc<dyn Readiness> {
+        &self.inner.readiness
+    }
+
+    pub(crate) fn refresh(&self) -> &RefreshStatus {
+        &self.inner.refresh
+    }
+
+    pub(crate) fn send(&self) -> &SendSms {
+        &self.inner.send
+    }
+
+    pub(crate) fn callbacks(&self) -> &ApplyStatusCallback {
+        &self.inner.callbacks
+    }
+
+    pub(crate) fn receive(&self) -> &ReceiveSms {
+        &self.inner.receive
+    }
+}

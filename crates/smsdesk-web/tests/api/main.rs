@@ -1,0 +1,10 @@
+//! actix tests of the HTTP API over the domain's in-memory fakes: every endpoint, every error
+//! mapping, the extractors and the edge.
+
+mod edge;
+mod integration;
+mod messages;
+mod refresh;
+mod send;
+mod support;
+mod webhooks;

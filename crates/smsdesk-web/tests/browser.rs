@@ -1,0 +1,482 @@
+//! The SMS page in a real browser: Debian's headless Chromium driven over WebDriver
+//! (`chromedriver`) against the service on 127.0.0.1:0 over the in-memory fakes.
+//!
+//! Without `chromium` and `chromedriver` the tests print `SKIPPED: …` and pass, unless
+//! `SMSDESK_REQUIRE_BROWSER=1` (set by CI), where they fail. Nothing here sleeps to wait for
+//! something: every wait polls the DOM (or the server) for a condition with a bounded timeout.
+//! Screenshots go to `target/sms-page.png`, `target/sms-page-list.png` and
+//! `target/sms-page-360.png`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+
+use common::webdriver::{Browser, WAIT, browser_tools, http, wait_for, wait_within};
+use common::{PRO_KEY, World};
+use serde_json::json;
+use smsdesk_domain::{DeliveryState, Direction, MessageSid, MessageStatus};
+use smsdesk_web::{WebConfig, WebState};
+// ---- the service -------------------------------------------------------------------------
+
+/// Runs the service on 127.0.0.1:0 in its own thread and actix system; stops with the test.
+fn serve(state: WebState) -> SocketAddr {
+    let (bound, address) = mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(move || {
+                let state = state.clone();
+                actix_web::App::new().configure(move |cfg| smsdesk_web::configure(cfg, state))
+            })
+            .workers(2)
+            .disable_signals()
+            .bind(("127.0.0.1", 0))
+            .expect("binding 127.0.0.1:0");
+            let _ = bound.send(server.addrs()[0]);
+            server.run().await
+        })
+    });
+    address.recv_timeout(WAIT).expect("the server to bind")
+}
+
+/// A world served over HTTP, its address, and a Tokio runtime to script the fakes with.
+fn start(config: WebConfig) -> (World, SocketAddr, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let world = runtime.block_on(World::new(config));
+    let addr = serve(world.state.clone());
+    (world, addr, runtime)
+}
+
+const ROW: &str = "return document.querySelector(`#messages li[data-sid=\"${arguments[0]}\"]`)";
+
+fn row_status(browser: &Browser, sid: &str) -> Option<String> {
+    browser
+        .js(&format!("{ROW}?.dataset.status ?? null;"), json!([sid]))
+        .as_str()
+        .map(str::to_owned)
+}
+
+fn sign_in_with_demo_key(browser: &Browser, addr: SocketAddr) {
+    browser.open(&format!("http://{addr}/sms"));
+    let filled = browser.wait_js(
+        "the sign-in form",
+        "const k = document.getElementById('api-key'); return k && k.value;",
+        json!([]),
+    );
+    assert_eq!(filled, PRO_KEY, "demo mode fills in the demo key");
+    browser.click("#sign-in button[type=submit]");
+    browser.wait_js(
+        "the stream to be live",
+        "return document.getElementById('live').dataset.state === 'live';",
+        json!([]),
+    );
+}
+
+#[test]
+fn the_page_sends_shows_changes_live_and_refreshes_with_cool_downs_and_a_429() {
+    let Some((chromium, driver)) = browser_tools() else {
+        return;
+    };
+    let (world, addr, runtime) = start(WebConfig {
+        demo_api_key: Some(PRO_KEY.to_owned()),
+        ..WebConfig::default()
+    });
+    let browser = Browser::launch(&chromium, &driver);
+    sign_in_with_demo_key(&browser, addr);
+    assert_eq!(world.state.events().subscribers(), 1, "one live stream");
+    browser.js("window.notReloaded = true;", json!([]));
+
+    // Send from the form: the new message appears, queued.
+    browser.type_into("#send-to", "+14155550100");
+    browser.type_into("#send-body", "Hello from the browser test");
+    browser.click("#send-button");
+    let first = browser
+        .wait_js(
+            "the sent message's row",
+            "return document.querySelector('#messages li.msg')?.dataset.sid ?? null;",
+            json!([]),
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(row_status(&browser, &first).as_deref(), Some("queued"));
+    assert!(
+        browser
+            .text_of("#send-result")
+            .contains("Sent to +14155550100")
+    );
+
+    // Twilio moves it on and someone else refreshes it: the page shows it without reloading.
+    let sid = MessageSid::parse(&first).expect("a message SID");
+    world
+        .provider
+        .set_state(&sid, DeliveryState::new(MessageStatus::Sending));
+    let refreshed = http(
+        addr,
+        "POST",
+        &format!("/api/integrations/twilio/messages/refresh-status?messageSid={first}"),
+        &[("Authorization", &format!("Bearer {PRO_KEY}"))],
+        None,
+    );
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    wait_for("the pushed status", || {
+        (row_status(&browser, &first).as_deref() == Some("sending")).then_some(())
+    });
+    assert_eq!(
+        browser.js("return window.notReloaded === true;", json!([])),
+        true,
+        "the change arrived without a reload"
+    );
+    assert_eq!(
+        browser.text_of(&format!("li[data-sid='{first}'] .badge")),
+        "sending"
+    );
+
+    // Its refresh button: named for the message; the server answers 429 (refreshed moments
+    // ago), which shows when to retry and counts down on the button.
+    let button = format!("li[data-sid='{first}'] button.refresh");
+    let label = browser.js(
+        "return document.querySelector(arguments[0]).getAttribute('aria-label');",
+        json!([button]),
+    );
+    assert_eq!(label, json!(format!("Refresh status of message {first}")));
+    browser.click(&button);
+    let shown = browser.wait_js(
+        "the 429 message",
+        "const t = document.querySelector(arguments[0])?.textContent ?? ''; return /try again in \\d+ s/.test(t) && t;",
+        json!([format!("li[data-sid='{first}'] .inline-error")]),
+    );
+    assert!(
+        shown.as_str().unwrap_or("").contains("(at "),
+        "the retry time is shown: {shown}"
+    );
+    let countdown = browser.wait_js(
+        "the countdown",
+        "const t = document.querySelector(arguments[0]).textContent; return /^Wait \\d+ s$/.test(t) && t;",
+        json!([button]),
+    );
+    let seconds: u64 = countdown
+        .as_str()
+        .and_then(|t| t.split(' ').nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        (30..=60).contains(&seconds),
+        "counts down from the server's 60 s: {countdown}"
+    );
+    browser.wait_js(
+        "the countdown to tick",
+        "return document.querySelector(arguments[0]).textContent !== arguments[1];",
+        json!([button, countdown]),
+    );
+    // The error dismisses itself after a few seconds.
+    browser.wait_js(
+        "the inline error to go away",
+        "return document.querySelector(arguments[0]).textContent === '';",
+        json!([format!("li[data-sid='{first}'] .inline-error")]),
+    );
+
+    // A second message, refreshed from the page: a spinner while Twilio answers, then the new
+    // status in place and the cool-down.
+    browser.type_into("#send-to", "+14155550111");
+    browser.type_into("#send-body", "Second message");
+    browser.click("#send-button");
+    let second = browser
+        .wait_js(
+            "the second row",
+            "const s = document.querySelector('#messages li.msg')?.dataset.sid; return s !== arguments[0] && s;",
+            json!([first]),
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let second_sid = MessageSid::parse(&second).expect("a message SID");
+    world
+        .provider
+        .set_state(&second_sid, DeliveryState::new(MessageStatus::Sent));
+    world.twilio_gate.send_replace(false);
+    let button = format!("li[data-sid='{second}'] button.refresh");
+    browser.click(&button);
+    browser.wait_js(
+        "the spinner",
+        "const b = document.querySelector(arguments[0]); return b.getAttribute('aria-busy') === 'true' && b.querySelector('.spinner') !== null;",
+        json!([button]),
+    );
+    world.twilio_gate.send_replace(true);
+    wait_for("the refreshed status", || {
+        (row_status(&browser, &second).as_deref() == Some("sent")).then_some(())
+    });
+    browser.wait_js(
+        "the cool-down after a refresh",
+        "const b = document.querySelector(arguments[0]); return /^Wait \\d+ s$/.test(b.textContent) && b.getAttribute('aria-disabled') === 'true';",
+        json!([button]),
+    );
+
+    // Bulk: hours are checked in the page first, then the summary per outcome is shown.
+    browser.type_into("#bulk-hours", "0");
+    browser.click("#bulk-button");
+    browser.wait_js(
+        "the hours error",
+        "return document.getElementById('bulk-result').textContent.includes('1 to 168');",
+        json!([]),
+    );
+    assert_eq!(
+        browser.js(
+            "return document.getElementById('bulk-hours').getAttribute('aria-invalid');",
+            json!([])
+        ),
+        "true"
+    );
+    browser.type_into("#bulk-hours", "24");
+    browser.click("#bulk-button");
+    let summary = browser.wait_js(
+        "the bulk summary",
+        "const s = document.querySelector('#bulk-result .summary'); return s && document.getElementById('bulk-result').textContent;",
+        json!([]),
+    );
+    let summary = summary.as_str().unwrap_or_default();
+    assert!(
+        summary.contains("Last 24 h: 2 messages checked")
+            && summary.contains("0 updated")
+            && summary.contains(" unchanged")
+            && summary.contains(" failed")
+            && summary.contains(" skipped")
+            && summary.contains("0 Twilio calls"),
+        "both messages are cooling down (skipped), nothing was asked of Twilio: {summary}"
+    );
+
+    browser.screenshot("sms-page.png");
+
+    // Signing out aborts the stream; the server lets go of it at the latest when its next
+    // heartbeat finds the connection closed.
+    browser.click("#sign-out");
+    let heartbeat = smsdesk_web::events::HEARTBEAT_PERIOD;
+    wait_within(heartbeat + WAIT, "the stream to close", || {
+        (world.state.events().subscribers() == 0).then_some(())
+    });
+    assert_eq!(
+        browser.js("return sessionStorage.length;", json!([])),
+        0,
+        "the key is forgotten"
+    );
+    drop(browser);
+    drop(runtime);
+}
+
+#[test]
+fn the_page_pages_filters_explains_failures_and_works_by_keyboard_and_at_phone_width() {
+    let Some((chromium, driver)) = browser_tools() else {
+        return;
+    };
+    let (world, addr, runtime) = start(WebConfig::default());
+    runtime.block_on(async {
+        for number in 0..52 {
+            world
+                .seed(
+                    1,
+                    number,
+                    i64::from(120 + number),
+                    Direction::OutboundApi,
+                    DeliveryState::new(MessageStatus::Delivered),
+                )
+                .await;
+        }
+        world
+            .seed(
+                1,
+                100,
+                3,
+                Direction::OutboundApi,
+                World::failed(30003, "Unreachable destination handset"),
+            )
+            .await;
+        world
+            .seed(
+                1,
+                101,
+                2,
+                Direction::Inbound,
+                DeliveryState::new(MessageStatus::Received),
+            )
+            .await;
+        world
+            .seed(
+                1,
+                102,
+                1,
+                Direction::OutboundApi,
+                DeliveryState::new(MessageStatus::Sent),
+            )
+            .await;
+        world
+            .seed(
+                1,
+                103,
+                0,
+                Direction::OutboundApi,
+                DeliveryState::new(MessageStatus::Queued),
+            )
+            .await;
+    });
+    let browser = Browser::launch(&chromium, &driver);
+    browser.open(&format!("http://{addr}/sms"));
+    browser.wait_js(
+        "the sign-in form",
+        "return document.activeElement?.id === 'api-key';",
+        json!([]),
+    );
+    assert_eq!(
+        browser.js(
+            "return document.getElementById('api-key').value;",
+            json!([])
+        ),
+        "",
+        "no key is filled in outside demo mode"
+    );
+    browser.type_into("#api-key", "sk_wrong");
+    browser.click("#sign-in button[type=submit]");
+    browser.wait_js(
+        "the refusal",
+        "return document.getElementById('sign-in-error').textContent.includes('not valid');",
+        json!([]),
+    );
+    browser.type_into("#api-key", PRO_KEY);
+    browser.click("#sign-in button[type=submit]");
+    browser.wait_js(
+        "the first page",
+        "return document.querySelectorAll('#messages li.msg').length === 50;",
+        json!([]),
+    );
+
+    // Paging: the cursor brings the rest.
+    browser.click("#load-more");
+    browser.wait_js(
+        "the second page",
+        "return document.querySelectorAll('#messages li.msg').length === 56 && document.getElementById('load-more').hidden;",
+        json!([]),
+    );
+
+    // Failures carry the code, the human reason and Twilio's text; times say when exactly.
+    let failure = browser.text_of("#messages li[data-status='undelivered'] .failure");
+    assert!(
+        failure.contains("Error 30003")
+            && failure.contains("Unreachable destination handset (off, out of coverage")
+            && failure.contains("(Twilio: Unreachable destination handset)"),
+        "{failure}"
+    );
+    let time = browser.js(
+        "const t = document.querySelector('#messages li[data-status=\"undelivered\"] time'); return [t.textContent, t.title, t.dateTime];",
+        json!([]),
+    );
+    assert_eq!(time[0], "3 minutes ago", "relative time: {time}");
+    assert!(
+        time[1].as_str().is_some_and(|t| !t.is_empty())
+            && time[2].as_str().is_some_and(|t| t.ends_with('Z')),
+        "exact time on hover and machine-readable: {time}"
+    );
+    let buttons = browser.js(
+        "return [...document.querySelectorAll('#messages li.msg')].filter(li => { const b = li.querySelector('button.refresh'); return b && !b.hidden; }).map(li => li.dataset.status);",
+        json!([]),
+    );
+    assert_eq!(
+        buttons,
+        json!(["queued", "sent"]),
+        "only outbound messages that are not final can be refreshed"
+    );
+    let badge = browser.js(
+        "const b = document.querySelector('#messages li[data-status=\"delivered\"] .badge'); return [b.textContent, b.dataset.tone];",
+        json!([]),
+    );
+    assert_eq!(badge, json!(["delivered", "ok"]), "colour and text");
+
+    // Keyboard: tabbing from the reload button reaches the newest message's refresh button,
+    // which shows on focus while the others stay hidden until hovered or focused.
+    browser.click("#reload");
+    browser.wait_js(
+        "the reload to settle",
+        "return document.querySelectorAll('#messages li.msg').length === 50;",
+        json!([]),
+    );
+    browser.js("document.getElementById('reload').focus();", json!([]));
+    let newest = browser
+        .js(
+            "return document.querySelector('#messages li.msg').dataset.sid;",
+            json!([]),
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let focused = wait_for("Tab to reach a refresh button", || {
+        browser.press_tab();
+        let active = browser.js(
+            "const a = document.activeElement; return a.classList.contains('refresh') ? a.getAttribute('aria-label') : null;",
+            json!([]),
+        );
+        active.as_str().map(str::to_owned)
+    });
+    assert_eq!(focused, format!("Refresh status of message {newest}"));
+    browser.wait_js(
+        "the focused button to show",
+        "return getComputedStyle(document.activeElement).opacity === '1';",
+        json!([]),
+    );
+    let other = browser.js(
+        "return getComputedStyle(document.querySelector('#messages li[data-status=\"sent\"] button.refresh')).opacity;",
+        json!([]),
+    );
+    assert_eq!(
+        other, "0",
+        "unfocused, unhovered buttons stay out of the way"
+    );
+
+    browser.screenshot("sms-page-list.png");
+
+    // Filters.
+    browser.js(
+        "const s = document.getElementById('filter-status'); s.value = 'undelivered'; s.dispatchEvent(new Event('change'));",
+        json!([]),
+    );
+    browser.wait_js(
+        "the status filter",
+        "const rows = [...document.querySelectorAll('#messages li.msg')]; return rows.length === 1 && rows[0].dataset.status === 'undelivered';",
+        json!([]),
+    );
+    browser.js(
+        "const s = document.getElementById('filter-status'); s.value = ''; s.dispatchEvent(new Event('change')); const d = document.getElementById('filter-direction'); d.value = 'inbound'; d.dispatchEvent(new Event('change'));",
+        json!([]),
+    );
+    browser.wait_js(
+        "the direction filter",
+        "const rows = [...document.querySelectorAll('#messages li.msg')]; return rows.length === 1 && rows[0].querySelector('.dir').textContent === 'Inbound';",
+        json!([]),
+    );
+    browser.js(
+        "const d = document.getElementById('filter-direction'); d.value = ''; d.dispatchEvent(new Event('change'));",
+        json!([]),
+    );
+
+    // Phone width: nothing scrolls sideways and the refresh buttons are always visible.
+    browser.emulate_phone();
+    browser.wait_js(
+        "the phone layout",
+        "return window.innerWidth === 360 && document.querySelectorAll('#messages li.msg').length === 50;",
+        json!([]),
+    );
+    let overflow = browser.js(
+        "return document.documentElement.scrollWidth - window.innerWidth;",
+        json!([]),
+    );
+    assert_eq!(overflow, 0, "no horizontal scrolling at 360 px");
+    browser.wait_js(
+        "refresh buttons without hover",
+        "return getComputedStyle(document.querySelector('#messages li[data-status=\"sent\"] button.refresh')).opacity === '1';",
+        json!([]),
+    );
+    browser.js("window.scrollTo(0, 0);", json!([]));
+    browser.screenshot("sms-page-360.png");
+    drop(browser);
+    drop(runtime);
+}

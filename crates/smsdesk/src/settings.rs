@@ -1,0 +1,192 @@
+//! Configuration: command-line flags, each with an environment variable of the same meaning.
+//! `docs/operations.md` lists them all.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Development or production behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    /// Generates a missing encryption key, seeds a demo team, shows error detail.
+    Development,
+    /// Requires an encryption key, never seeds, hides internal detail from responses.
+    Production,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Everything the service needs to start.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Development or production.
+    #[arg(
+        long = "env",
+        env = "SMSDESK_ENV",
+        value_enum,
+        default_value = "development"
+    )]
+    pub environment: Environment,
+
+    /// Address and port to listen on (port 0 picks a free one).
+    #[arg(long, env = "SMSDESK_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Where the SQLite database and the development encryption key live.
+    #[arg(long, env = "SMSDESK_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `sqlite://PATH?mode=rwc` or `postgres://USER@HOST/DB`. Default: an SQLite
+    /// file in the data directory.
+    #[arg(long, env = "SMSDESK_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// The 32-byte AES-256-GCM key for secrets at rest, base64. Required in production; in
+    /// development a key is generated into the data directory on first start.
+    #[arg(long, env = "SMSDESK_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+
+    /// Earlier keys, comma-separated base64, still accepted for decryption during a rotation.
+    #[arg(
+        long,
+        env = "SMSDESK_OLD_ENCRYPTION_KEYS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub old_encryption_keys: Vec<String>,
+
+    /// This service's public URL (scheme, host, optional port), used for Twilio's status
+    /// callbacks and to check webhook signatures. Without it, sends ask for no callbacks.
+    #[arg(long, env = "SMSDESK_PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
+
+    /// Trust `X-Forwarded-Proto` and `X-Forwarded-Host` to rebuild the URL Twilio signed. Turn on
+    /// only behind a proxy that sets (and strips client-sent) forwarded headers.
+    #[arg(long, env = "SMSDESK_TRUST_FORWARDED_HEADERS", default_value_t = false)]
+    pub trust_forwarded_headers: bool,
+
+    /// Twilio's API base URL. When unset, the built-in Twilio simulator is started and used.
+    #[arg(long, env = "SMSDESK_TWILIO_BASE_URL")]
+    pub twilio_base_url: Option<String>,
+
+    /// How fast the built-in simulator moves messages along (1.0: delivered after about 3.5 s;
+    /// 0: never on their own). Ignored with a real Twilio.
+    #[arg(long, env = "SMSDESK_SIMULATOR_SPEED", default_value_t = 1.0)]
+    pub simulator_speed: f64,
+
+    /// Requests in flight to one Twilio account at most, across all refreshes.
+    #[arg(long, env = "SMSDESK_TWILIO_ACCOUNT_CONCURRENCY", default_value_t = 50)]
+    pub twilio_account_concurrency: usize,
+
+    /// The longest one request to Twilio may take, in milliseconds (each retry gets its own).
+    #[arg(
+        long,
+        env = "SMSDESK_TWILIO_REQUEST_TIMEOUT_MS",
+        default_value_t = 15_000
+    )]
+    pub twilio_request_timeout_ms: u64,
+
+    /// Provider calls in flight per refresh request at most.
+    #[arg(long, env = "SMSDESK_REFRESH_MAX_IN_FLIGHT", default_value_t = 10)]
+    pub refresh_max_in_flight: usize,
+
+    /// Seconds between two refreshes of one message.
+    #[arg(long, env = "SMSDESK_MESSAGE_COOLDOWN_SECS", default_value_t = 60)]
+    pub message_cooldown_secs: u64,
+
+    /// Seconds between two bulk refreshes by one user.
+    #[arg(long, env = "SMSDESK_BULK_COOLDOWN_SECS", default_value_t = 60)]
+    pub bulk_cooldown_secs: u64,
+
+    /// Sustained requests per minute allowed for one API key at the edge.
+    #[arg(long, env = "SMSDESK_RATE_LIMIT_PER_KEY", default_value_t = NonZeroU32::new(600).unwrap_or(NonZeroU32::MIN))]
+    pub rate_limit_per_key: NonZeroU32,
+
+    /// Requests one API key may make in a burst.
+    #[arg(long, env = "SMSDESK_RATE_LIMIT_PER_KEY_BURST", default_value_t = NonZeroU32::new(60).unwrap_or(NonZeroU32::MIN))]
+    pub rate_limit_per_key_burst: NonZeroU32,
+
+    /// Sustained requests per minute allowed for one client IP without an API key (webhooks,
+    /// probes, the page).
+    #[arg(long, env = "SMSDESK_RATE_LIMIT_PER_IP", default_value_t = NonZeroU32::new(120).unwrap_or(NonZeroU32::MIN))]
+    pub rate_limit_per_ip: NonZeroU32,
+
+    /// Requests one client IP may make in a burst without an API key.
+    #[arg(long, env = "SMSDESK_RATE_LIMIT_PER_IP_BURST", default_value_t = NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN))]
+    pub rate_limit_per_ip_burst: NonZeroU32,
+
+    /// Sustained requests per minute allowed for one IP on Twilio's webhooks (status callbacks,
+    /// inbound SMS), which Twilio sends from few addresses.
+    #[arg(long, env = "SMSDESK_RATE_LIMIT_PER_WEBHOOK_IP", default_value_t = NonZeroU32::new(6000).unwrap_or(NonZeroU32::MIN))]
+    pub rate_limit_per_webhook_ip: NonZeroU32,
+
+    /// Webhook requests one IP may make in a burst.
+    #[arg(long, env = "SMSDESK_RATE_LIMIT_PER_WEBHOOK_IP_BURST", default_value_t = NonZeroU32::new(600).unwrap_or(NonZeroU32::MIN))]
+    pub rate_limit_per_webhook_ip_burst: NonZeroU32,
+
+    /// Log line format.
+    #[arg(long, env = "SMSDESK_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+impl Default for Settings {
+    /// The settings of a bare `smsdesk serve`: every default, overridden by any `SMSDESK_*`
+    /// environment variable that is set.
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Bare {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        <Bare as clap::Parser>::parse_from(["smsdesk"]).settings
+    }
+}
+
+impl Settings {
+    /// The database URL in force.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("smsdesk.db").display()
+            )
+        })
+    }
+
+    /// Whether production behaviour is on.
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+
+    /// The edge request rates in force.
+    pub fn rate_limits(&self) -> smsdesk_web::RateLimitConfig {
+        smsdesk_web::RateLimitConfig {
+            per_key_per_minute: self.rate_limit_per_key,
+            per_key_burst: self.rate_limit_per_key_burst,
+            per_ip_per_minute: self.rate_limit_per_ip,
+            per_ip_burst: self.rate_limit_per_ip_burst,
+            per_webhook_ip_per_minute: self.rate_limit_per_webhook_ip,
+            per_webhook_ip_burst: self.rate_limit_per_webhook_ip_burst,
+        }
+    }
+
+    /// The refresh limits in force.
+    pub fn refresh_policy(&self) -> smsdesk_domain::RefreshPolicy {
+        smsdesk_domain::RefreshPolicy {
+            max_in_flight: self.refresh_max_in_flight.max(1),
+            message_cooldown: Duration::from_secs(self.message_cooldown_secs),
+            bulk_cooldown: Duration::from_secs(self.bulk_cooldown_secs),
+            ..smsdesk_domain::RefreshPolicy::default()
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Building and running the service: the store, Twilio (real or simulated), the web layer, the
+//! demo data, the HTTP server and its housekeeping tasks.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer};
+use anyhow::{Context as _, bail};
+use async_trait::async_trait;
+use smsdesk_domain::ports::{Clock, SmsProvider, SystemClock};
+use smsdesk_store::{SecretCipher, Store, StoreOptions};
+use smsdesk_twilio::{TwilioClient, TwilioConfig};
+use smsdesk_twilio_sim::{SimConfig, SimHandle, SimServer};
+use smsdesk_web::{Readiness, WebConfig, WebPorts, WebState};
+
+use crate::demo;
+use crate::settings::Settings;
+
+/// How long a graceful shutdown waits for in-flight requests (a bulk refresh included).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How often the edge rate limiter forgets idle keys, and parked callbacks are expired.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long a status callback waits for its message's row before it is discarded. A callback
+/// normally waits only for the send's own write, so an hour is generous.
+const PARKED_CALLBACK_TTL: Duration = Duration::from_secs(3600);
+
+/// A running (or ready to run) smsdesk service.
+pub struct Application {
+    addr: SocketAddr,
+    server: Server,
+    store: Store,
+    simulator: Option<Arc<SimHandle>>,
+    demo_api_key: Option<String>,
+    housekeeping: tokio::task::JoinHandle<()>,
+}
+
+/// `/readyz` over the database.
+struct StoreReadiness(Store);
+
+#[async_trait]
+impl Readiness for StoreReadiness {
+    async fn ready(&self) -> bool {
+        tokio::time::timeout(Duration::from_secs(2), self.0.ping())
+            .await
+            .is_ok_and(|pinged| pinged.is_ok())
+    }
+}
+
+impl Application {
+    /// Connects and migrates the store, starts the Twilio simulator unless a real Twilio is
+    /// configured, seeds the demo team on a first development start, and binds the listener.
+    /// The server does not serve until [`Application::run_until_stopped`] is awaited.
+    ///
+    /// # Errors
+    /// A clear message for a bad configuration (missing key in production, bad key, unreachable
+    /// database, address in use).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let cipher = load_cipher(&settings)?;
+        let store = open_store(&settings, cipher).await?;
+
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+
+        let (provider, simulator) = twilio(&settings, &store).await?;
+        let public_base_url = settings.public_base_url.clone().or_else(|| {
+            // With the simulator, callbacks come back to this very process: the whole loop runs
+            // offline, and the page sees statuses change without polling.
+            simulator.as_ref().map(|_| format!("http://{addr}"))
+        });
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let demo_api_key = match (&simulator, settings.is_production()) {
+            (Some(sim), false) => demo::ensure_demo(
+                &store,
+                sim,
+                &settings.data_dir,
+                provider.clone(),
+                clock.clone(),
+                public_base_url.clone(),
+            )
+            .await
+            .context("seeding the demo team")?,
+            _ => None,
+        };
+        let shared = Arc::new(store.clone());
+        let config = WebConfig {
+            demo_api_key: demo_api_key.clone(),
+            production: settings.is_production(),
+            public_base_url: public_base_url.clone(),
+            refresh_policy: settings.refresh_policy(),
+            rate_limits: settings.rate_limits(),
+            trust_forwarded_headers: settings.trust_forwarded_headers,
+            ..WebConfig::default()
+        };
+        let state = WebState::new(
+            WebPorts {
+                messages: shared.clone(),
+                integrations: shared.clone(),
+                provider: provider.clone(),
+                limiter: shared.clone(),
+                inbox: shared.clone(),
+                clock: clock.clone(),
+                authenticator: shared.clone(),
+                readiness: Arc::new(StoreReadiness(store.clone())),
+            },
+            config,
+        );
+
+        let housekeeping = spawn_housekeeping(state.clone());
+        let server = HttpServer::new({
+            let state = state.clone();
+            move || {
+                let state = state.clone();
+                App::new().configure(move |cfg| smsdesk_web::configure(cfg, state))
+            }
+        })
+        .workers(2)
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .listen(listener)
+        .context("starting the HTTP server")?
+        .run();
+
+        Ok(Self {
+            addr,
+            server,
+            store,
+            simulator: simulator.map(Arc::new),
+            demo_api_key,
+            housekeeping,
+        })
+    }
+
+    /// The address the server listens on (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The demo team's API key, when the demo is running.
+    pub fn demo_api_key(&self) -> Option<&str> {
+        self.demo_api_key.as_deref()
+    }
+
+    /// The built-in Twilio simulator, when no real Twilio is configured (tests steer it).
+    pub fn simulator(&self) -> Option<Arc<SimHandle>> {
+        self.simulator.clone()
+    }
+
+    /// The store (tests inspect it).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A handle that stops the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (Ctrl-C or SIGTERM, or [`ServerHandle::stop`]); then
+    /// stops the simulator and closes the store.
+    ///
+    /// # Errors
+    /// An I/O error of the server.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        self.housekeeping.abort();
+        // Stop the simulator unless a test still holds it (it then ends with the runtime).
+        if let Some(sim) = self.simulator.and_then(|sim| Arc::try_unwrap(sim).ok()) {
+            sim.stop().await;
+        }
+        if let Err(error) = self.store.close().await {
+            tracing::warn!(%error, "closing the store");
+        }
+        served
+    }
+}
+
+/// Every [`HOUSEKEEPING_INTERVAL`]: the edge rate limiter forgets idle keys (so its memory stays
+/// bounded) and status callbacks parked longer than [`PARKED_CALLBACK_TTL`] are discarded.
+/// Spawned on tokio directly so the service runs on any tokio runtime, not only actix's.
+fn spawn_housekeeping(state: WebState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            state.rate_limiter().housekeeping();
+            if let Err(error) = state
+                .discard_stale_parked_callbacks(PARKED_CALLBACK_TTL)
+                .await
+            {
+                tracing::warn!(%error, "could not discard stale parked status callbacks");
+            }
+        }
+    })
+}
+
+/// The secret cipher from the configured key; in development a key is generated into the data
+/// directory on first start, so a newcomer needs no set-up.
+fn load_cipher(settings: &Settings) -> anyhow::Result<SecretCipher> {
+    let current = match &settings.encryption_key {
+        Some(key) => key.clone(),
+        None if settings.is_production() => {
+            bail!("SMSDESK_ENCRYPTION_KEY is required in production (base64 of 32 random bytes)")
+        }
+        None => development_key(&settings.data_dir)?,
+    };
+    SecretCipher::from_base64_keys(&current, &settings.old_encryption_keys)
+        .context("the encryption key is not usable")
+}
+
+fn development_key(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("encryption.key");
+    if path.exists() {
+        let key = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        return Ok(key.trim().to_owned());
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let key = SecretCipher::generate_key();
+    write_private(&path, &key)?;
+    tracing::warn!(
+        path = %path.display(),
+        "generated a development encryption key; set SMSDESK_ENCRYPTION_KEY in production"
+    );
+    Ok(key)
+}
+
+/// Writes a file only its owner can read.
+pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Connects to the configured database (creating the SQLite data directory if needed) and
+/// applies pending migrations.
+pub async fn open_store(settings: &Settings, cipher: SecretCipher) -> anyhow::Result<Store> {
+    let url = settings.database_url();
+    if url.starts_with("sqlite:") && settings.database_url.is_none() {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+    }
+    let store = Store::connect(&url, StoreOptions::new(cipher))
+        .await
+        .context("connecting to the database")?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+/// The cipher for admin commands (same rules as the server).
+pub fn cipher_for(settings: &Settings) -> anyhow::Result<SecretCipher> {
+    load_cipher(settings)
+}
+
+/// The real Twilio client, or the built-in simulator with every stored integration's account
+/// registered (so teams' stored credentials work against it).
+async fn twilio(
+    settings: &Settings,
+    store: &Store,
+) -> anyhow::Result<(Arc<dyn SmsProvider>, Option<SimHandle>)> {
+    let mut config = TwilioConfig {
+        per_account_concurrency: settings.twilio_account_concurrency.max(1),
+        request_timeout: Duration::from_millis(settings.twilio_request_timeout_ms.max(1)),
+        ..TwilioConfig::default()
+    };
+    if let Some(base_url) = &settings.twilio_base_url {
+        config.base_url = base_url.trim_end_matches('/').to_owned();
+        let client = TwilioClient::new(config).context("building the Twilio client")?;
+        tracing::info!(base_url = %base_url, "using Twilio's API");
+        return Ok((Arc::new(client), None));
+    }
+    if settings.is_production() {
+        bail!("SMSDESK_TWILIO_BASE_URL is required in production (https://api.twilio.com)");
+    }
+    let sim = SimServer::start(SimConfig {
+        speed: settings.simulator_speed.max(0.0),
+        ..SimConfig::default()
+    })
+    .await
+    .context("starting the built-in Twilio simulator")?;
+    for account in demo::stored_accounts(store).await? {
+        sim.add_account(account);
+    }
+    tracing::warn!(
+        base_url = %sim.base_url(),
+        "NO REAL TWILIO CONFIGURED: using the built-in Twilio simulator; no SMS leaves this machine \
+         (set SMSDESK_TWILIO_BASE_URL=https://api.twilio.com for real Twilio)"
+    );
+    config.base_url = sim.base_url().to_owned();
+    let client = TwilioClient::new(config).context("building the Twilio client")?;
+    Ok((Arc::new(client), Some(sim)))
+}

@@ -1,0 +1,59 @@
+//! # smsdesk-migrations
+//!
+//! smsdesk's database schema as sea-orm migrations, for SQLite and PostgreSQL alike. One file per
+//! migration, applied in name order and recorded in `seaql_migrations`, so running
+//! [`Migrator`]'s `up` again on a migrated database does nothing. Every statement also says
+//! `IF NOT EXISTS`, so a half-applied schema can be completed.
+//!
+//! Layout (tables in dependency order):
+//! - `teams` (plan) and `users` (team, role);
+//! - `api_keys` (a SHA-256 hash and a visible prefix, never the key);
+//! - `twilio_integrations` (one per team; account SID in plaintext, secrets encrypted);
+//! - `sms_messages`, then the composite index the bulk refresh query uses, in its own migration;
+//! - `message_status_events` (every observation of a status, applied or not);
+//! - `bulk_refresh_claims` (the per-user bulk refresh cool-down);
+//! - `parked_callbacks` (status callbacks that beat their message into the store).
+//!
+//! Run it with `Migrator::up(&db, None)` (the store's `migrate()` does).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20260101_000001_create_teams;
+mod m20260101_000002_create_users;
+mod m20260101_000003_create_api_keys;
+mod m20260101_000004_create_twilio_integrations;
+mod m20260101_000005_create_sms_messages;
+mod m20260101_000006_add_sms_message_composite_index;
+mod m20260101_000007_create_message_status_events;
+mod m20260101_000008_create_bulk_refresh_claims;
+mod m20260101_000009_create_parked_callbacks;
+
+/// The name of the composite index `(team_id, direction, status, created_at)` on `sms_messages`
+/// that serves the bulk refresh query and filtered listings.
+pub const SMS_MESSAGE_COMPOSITE_INDEX: &str =
+    m20260101_000006_add_sms_message_composite_index::INDEX_NAME;
+
+/// The name of the unique index `(team_id, message_sid, status)` on `parked_callbacks`.
+pub const PARKED_CALLBACK_UNIQUE_INDEX: &str =
+    m20260101_000009_create_parked_callbacks::UNIQUE_INDEX_NAME;
+
+/// Every migration of smsdesk, in order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20260101_000001_create_teams::Migration),
+            Box::new(m20260101_000002_create_users::Migration),
+            Box::new(m20260101_000003_create_api_keys::Migration),
+            Box::new(m20260101_000004_create_twilio_integrations::Migration),
+            Box::new(m20260101_000005_create_sms_messages::Migration),
+            Box::new(m20260101_000006_add_sms_message_composite_index::Migration),
+            Box::new(m20260101_000007_create_message_status_events::Migration),
+            Box::new(m20260101_000008_create_bulk_refresh_claims::Migration),
+            Box::new(m20260101_000009_create_parked_callbacks::Migration),
+        ]
+    }
+}

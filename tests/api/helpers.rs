@@ -1,0 +1,325 @@
+//! Starting the service for a test, and talking to it.
+
+use std::sync::Arc;
+
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use smsdesk::{Application, Environment, LogFormat, Settings};
+use smsdesk_domain::ports::{
+    IntegrationRepository, MessageQuery, MessageRepository, NewIntegration, Sender,
+};
+use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
+use smsdesk_domain::{AccountSid, MessageSid, MessageStatus, PhoneNumber, Plan, Role, TeamId};
+use smsdesk_store::Store;
+use smsdesk_twilio_sim::{SimAccount, SimHandle};
+
+/// A running service and what a test needs to steer and inspect it.
+pub struct TestApp {
+    pub address: String,
+    /// The demo team's (Pro plan, admin) API key.
+    pub api_key: String,
+    pub sim: Arc<SimHandle>,
+    pub store: Store,
+    pub http: reqwest::Client,
+    // Keeps the data directory alive for the test's duration.
+    _data_dir: tempfile::TempDir,
+}
+
+/// Settings for a test: port 0, a fresh data directory, the simulator frozen (tests move
+/// messages with `sim.set_status`), and a generous edge rate limit.
+pub fn test_settings(data_dir: &std::path::Path) -> Settings {
+    let generous = std::num::NonZeroU32::new(100_000).expect("non-zero");
+    Settings {
+        environment: Environment::Development,
+        bind: "127.0.0.1:0".parse().expect("valid address"),
+        data_dir: data_dir.to_path_buf(),
+        database_url: None,
+        encryption_key: None,
+        twilio_base_url: None,
+        simulator_speed: 0.0,
+        rate_limit_per_key: generous,
+        rate_limit_per_key_burst: generous,
+        rate_limit_per_ip: generous,
+        rate_limit_per_ip_burst: generous,
+        log_format: LogFormat::Pretty,
+        ..Settings::default()
+    }
+}
+
+/// Builds and starts the service in the background.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// As [`spawn_app`], with the test settings adjusted by `configure` first (another database,
+/// production mode, other cool-downs). In production mode the service needs a real Twilio and an
+/// encryption key, so a simulator is started beside it and named as Twilio's base URL (unless
+/// `configure` named another, e.g. a proxy in front of `sim`); and as no
+/// demo team is seeded there (nor when the database already has one), `api_key` is then a new
+/// Pro team's admin key.
+#[allow(dead_code)] // `api` calls it only through `spawn_app`.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temporary directory");
+    let mut settings = test_settings(data_dir.path());
+    configure(&mut settings);
+    let outside_sim = if settings.environment == Environment::Production {
+        let sim = smsdesk_twilio_sim::SimServer::start(smsdesk_twilio_sim::SimConfig {
+            speed: 0.0,
+            ..smsdesk_twilio_sim::SimConfig::default()
+        })
+        .await
+        .expect("the simulator starts");
+        // A test may put something (a faulty proxy) between the service and the simulator.
+        if settings.twilio_base_url.is_none() {
+            settings.twilio_base_url = Some(sim.base_url().to_owned());
+        }
+        settings.encryption_key = Some(smsdesk_store::SecretCipher::generate_key());
+        Some(Arc::new(sim))
+    } else {
+        None
+    };
+    let app = Application::build(settings)
+        .await
+        .expect("the application starts");
+    let address = format!("http://{}", app.addr());
+    let demo_key = app.demo_api_key().map(str::to_owned);
+    let sim = outside_sim.unwrap_or_else(|| app.simulator().expect("the built-in simulator runs"));
+    let store = app.store().clone();
+    tokio::spawn(app.run_until_stopped());
+    let mut test_app = TestApp {
+        address,
+        api_key: String::new(),
+        sim,
+        store,
+        http: reqwest::Client::new(),
+        _data_dir: data_dir,
+    };
+    test_app.api_key = match demo_key {
+        Some(key) => key,
+        None => test_app.new_team("Operations", Plan::Pro).await.1,
+    };
+    test_app
+}
+
+impl TestApp {
+    /// The directory holding this service's SQLite database (unless another URL was set).
+    #[allow(dead_code)] // used by the reliability suites only
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Sends an SMS as the demo team; returns the stored message's JSON.
+    pub async fn send(&self, to: &str, body: &str) -> Value {
+        let response = self
+            .http
+            .post(self.url("/api/integrations/twilio/sms/send"))
+            .bearer_auth(&self.api_key)
+            .json(&json!({ "to": to, "body": body }))
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "send should succeed"
+        );
+        response.json().await.expect("JSON body")
+    }
+
+    pub async fn refresh_one(&self, key: &str, sid: &str) -> Response {
+        self.http
+            .post(self.url(&format!(
+                "/api/integrations/twilio/messages/refresh-status?messageSid={sid}"
+            )))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn refresh_recent(&self, key: &str, query: &str) -> Response {
+        self.http
+            .post(self.url(&format!(
+                "/api/integrations/twilio/messages/refresh-status{query}"
+            )))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_message(&self, key: &str, sid: &str) -> Response {
+        self.http
+            .get(self.url(&format!("/api/messages/{sid}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A second team with its own admin key and its own Twilio account on the simulator.
+    pub async fn new_team(&self, name: &str, plan: Plan) -> (TeamId, String) {
+        let team = self
+            .store
+            .create_team(name, plan)
+            .await
+            .expect("team created");
+        let user = self
+            .store
+            .create_user(
+                team.id,
+                name,
+                &format!("{}@example.test", team.id),
+                Role::Admin,
+            )
+            .await
+            .expect("user created");
+        let key = self
+            .store
+            .create_api_key(user.id)
+            .await
+            .expect("key created");
+        let account =
+            AccountSid::parse(&format!("AC{:032x}", 0xB000 + team.id.get())).expect("valid");
+        let token = format!("token-{}", team.id);
+        self.sim
+            .add_account(SimAccount::new(account.clone(), token.clone()));
+        self.store
+            .upsert(
+                team.id,
+                NewIntegration {
+                    account_sid: account,
+                    auth_token: SecretString::from(token),
+                    api_key: None,
+                    sender: Sender::Number(PhoneNumber::parse("+15005550006").expect("valid")),
+                },
+            )
+            .await
+            .expect("integration stored");
+        (team.id, key.key.expose_secret().to_owned())
+    }
+
+    /// Every message and history event of every team, to show a request changed nothing.
+    pub async fn snapshot(&self) -> Vec<(String, String, usize)> {
+        let mut rows = Vec::new();
+        for team in self.store.list_teams().await.expect("teams") {
+            let page = self
+                .store
+                .list(
+                    team.id,
+                    MessageQuery {
+                        limit: 200,
+                        ..MessageQuery::default()
+                    },
+                )
+                .await
+                .expect("messages");
+            for message in page.messages {
+                let events = self
+                    .store
+                    .history(team.id, &message.sid)
+                    .await
+                    .expect("history");
+                rows.push((
+                    message.sid.to_string(),
+                    message.delivery.status.to_string(),
+                    events.len(),
+                ));
+            }
+        }
+        rows.sort();
+        rows
+    }
+
+    /// Moves a message along at the simulator; returns once its status callback was handled.
+    pub async fn twilio_moves(&self, sid: &str, status: MessageStatus, error_code: Option<u32>) {
+        self.sim
+            .set_status(
+                &MessageSid::parse(sid).expect("valid sid"),
+                status,
+                error_code,
+            )
+            .await
+            .expect("the simulator knows the message");
+    }
+}
+
+/// Asserts the one error shape and returns its `code`.
+pub async fn error_code(response: Response) -> (StatusCode, String, Value) {
+    let status = response.status();
+    let body: Value = response.json().await.expect("errors are JSON");
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error.code in {body}"))
+        .to_owned();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "every error has a message: {body}"
+    );
+    (status, code, body)
+}
+
+impl TestApp {
+    /// The demo team (the first one created).
+    pub async fn demo_team(&self) -> TeamId {
+        self.store.list_teams().await.expect("teams")[0].id
+    }
+
+    /// A message Twilio has in `status` (no status callbacks: only a refresh can learn of it)
+    /// and that we stored as `queued`. Returns its SID.
+    pub async fn message_without_callbacks(&self, team: TeamId, status: MessageStatus) -> String {
+        self.message_at_twilio(team, status, None).await
+    }
+
+    /// As [`TestApp::message_without_callbacks`], with Twilio's error code.
+    pub async fn message_at_twilio(
+        &self,
+        team: TeamId,
+        status: MessageStatus,
+        error_code: Option<u32>,
+    ) -> String {
+        let integration = self
+            .store
+            .for_team(team)
+            .await
+            .expect("store up")
+            .expect("integration");
+        let mut seed = smsdesk_twilio_sim::SeedMessage::new(
+            integration.credentials.account_sid.clone(),
+            status,
+        );
+        seed.error_code = error_code;
+        let seeded = self.sim.seed_message(seed).expect("seeded");
+        let now = chrono_now();
+        self.store
+            .insert(smsdesk_domain::NewMessage {
+                sid: seeded.sid.clone(),
+                team_id: team,
+                account_sid: integration.credentials.account_sid,
+                direction: smsdesk_domain::Direction::OutboundApi,
+                from: smsdesk_domain::Address::parse("+15005550006").expect("valid"),
+                to: smsdesk_domain::Address::parse(&seeded.to).expect("valid"),
+                body: seeded.body.clone(),
+                first_observation: smsdesk_domain::StatusObservation {
+                    state: smsdesk_domain::DeliveryState::new(MessageStatus::Queued),
+                    source: smsdesk_domain::ObservationSource::Send,
+                    observed_at: now,
+                },
+                created_at: now,
+            })
+            .await
+            .expect("stored");
+        seeded.sid.to_string()
+    }
+}
+
+fn chrono_now() -> smsdesk_domain::Timestamp {
+    use smsdesk_domain::ports::Clock as _;
+    smsdesk_domain::ports::SystemClock.now()
+}

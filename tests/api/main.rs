@@ -1,0 +1,7 @@
+//! End-to-end tests of the service over HTTP (one test binary; one module per area).
+
+mod errors;
+mod helpers;
+mod messages;
+mod refresh;
+mod tenancy;

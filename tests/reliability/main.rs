@@ -1,0 +1,16 @@
+//! Reliability and security suites (issue 9): bad input, races, Twilio faults, tenant isolation
+//! and secrets, database faults, and property-based fuzzing of the parsers. One module per
+//! class; `docs/reliability.md` lists what each tries and what held. The load and soak suite is
+//! the `soak` binary, so that it measures with no other suite running.
+
+mod bad_input;
+mod db_faults;
+mod fuzz;
+#[path = "../api/helpers.rs"]
+mod helpers;
+mod logs;
+mod races;
+mod resets;
+mod security;
+mod support;
+mod twilio_faults;
