@@ -64,6 +64,9 @@
       cooldownTicker: null,
       cursor: null,
       loading: false,
+      // Bumped by every from-scratch list load: a response for an older generation (filters
+      // changed twice quickly, a slow auto-refresh) arrives late and must not paint over it.
+      listGeneration: 0,
       autoRefresh: null,
       poll: null,
       reconnectDelay: 2000,
@@ -437,8 +440,15 @@
 
   /** Loads the first page from scratch (`reset`) or merges it into the rows shown. */
   async function loadFirstPage(s, reset) {
-    const page = await api(s, 'GET', listPath(null));
-    if (session !== s) return;
+    const generation = reset ? ++s.listGeneration : s.listGeneration;
+    let page;
+    try {
+      page = await api(s, 'GET', listPath(null));
+    } catch (error) {
+      error.generation = generation;
+      throw error;
+    }
+    if (session !== s || generation !== s.listGeneration) return;
     if (reset) {
       el.list.textContent = '';
       s.rows.clear();
@@ -453,15 +463,17 @@
   async function loadMore(s) {
     if (!s.cursor || s.loading) return;
     s.loading = true;
+    const generation = s.listGeneration;
     el.loadMore.textContent = 'Loading…';
     try {
       const page = await api(s, 'GET', listPath(s.cursor));
-      if (session !== s) return;
+      if (session !== s || generation !== s.listGeneration) return;
       upsert(s, page.messages, false);
       s.cursor = page.nextCursor;
       el.loadMore.hidden = !page.nextCursor;
     } catch (error) {
-      if (session === s && error.name !== 'AbortError') el.listError.textContent = describeFailure(error, 'The list');
+      const current = session === s && generation === s.listGeneration;
+      if (current && error.name !== 'AbortError') el.listError.textContent = describeFailure(error, 'The list');
     } finally {
       s.loading = false;
       el.loadMore.textContent = 'Load more';
@@ -473,6 +485,8 @@
       await loadFirstPage(s, true);
     } catch (error) {
       if (session !== s || error.name === 'AbortError') return;
+      // Only the newest load may report; a failure of one since replaced is moot.
+      if (error.generation !== undefined && error.generation !== s.listGeneration) return;
       if (error.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
       el.listError.textContent = describeFailure(error, 'The list');
     }

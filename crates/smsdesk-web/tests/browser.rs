@@ -444,13 +444,47 @@ fn the_page_pages_filters_explains_failures_and_works_by_keyboard_and_at_phone_w
         "const rows = [...document.querySelectorAll('#messages li.msg')]; return rows.length === 1 && rows[0].dataset.status === 'undelivered';",
         json!([]),
     );
+    // Two filter changes in a row start two list loads. Hold back the first (unfiltered)
+    // response until the second has landed, the order a slow network can produce: the page
+    // must keep showing the newer answer.
+    browser.js(
+        r#"
+        const realFetch = window.fetch;
+        window.heldBackLanded = false;
+        window.fetch = (path, init) => {
+            const url = String(path);
+            if (url.startsWith('/api/messages?') && !url.includes('direction=') && !url.includes('status=')) {
+                window.fetch = realFetch;
+                return realFetch(path, init).then((response) => new Promise((resolve) => {
+                    const release = () => {
+                        if (document.querySelectorAll('#messages li.msg').length === 1) {
+                            // Flag once the page has handled the body: a task queued after
+                            // the parse runs only when the page's await chain has finished.
+                            const parse = response.json.bind(response);
+                            response.json = () => parse().then((body) => {
+                                setTimeout(() => { window.heldBackLanded = true; }, 0);
+                                return body;
+                            });
+                            resolve(response);
+                        } else {
+                            setTimeout(release, 20);
+                        }
+                    };
+                    release();
+                }));
+            }
+            return realFetch(path, init);
+        };
+        "#,
+        json!([]),
+    );
     browser.js(
         "const s = document.getElementById('filter-status'); s.value = ''; s.dispatchEvent(new Event('change')); const d = document.getElementById('filter-direction'); d.value = 'inbound'; d.dispatchEvent(new Event('change'));",
         json!([]),
     );
     browser.wait_js(
-        "the direction filter",
-        "const rows = [...document.querySelectorAll('#messages li.msg')]; return rows.length === 1 && rows[0].querySelector('.dir').textContent === 'Inbound';",
+        "the direction filter, after the held-back response landed",
+        "const rows = [...document.querySelectorAll('#messages li.msg')]; return window.heldBackLanded && rows.length === 1 && rows[0].querySelector('.dir').textContent === 'Inbound';",
         json!([]),
     );
     browser.js(
