@@ -12,7 +12,8 @@
 //! - `sms_messages`, then the composite index the bulk refresh query uses, in its own migration;
 //! - `message_status_events` (every observation of a status, applied or not);
 //! - `bulk_refresh_claims` (the per-user bulk refresh cool-down);
-//! - `parked_callbacks` (status callbacks that beat their message into the store).
+//! - `parked_callbacks` (status callbacks that beat their message into the store);
+//! - the list index on `sms_messages`, in the list's own order (newest first per team).
 //!
 //! Run it with `Migrator::up(&db, None)` (the store's `migrate()` does).
 
@@ -27,11 +28,16 @@ mod m20260101_000006_add_sms_message_composite_index;
 mod m20260101_000007_create_message_status_events;
 mod m20260101_000008_create_bulk_refresh_claims;
 mod m20260101_000009_create_parked_callbacks;
+mod m20260101_000010_add_sms_message_list_index;
 
-/// The name of the composite index `(team_id, direction, status, created_at)` on `sms_messages`
-/// that serves the bulk refresh query and filtered listings.
+/// The name of the composite index `(team_id, direction, status, created_at)` on `sms_messages`,
+/// built for the bulk refresh query.
 pub const SMS_MESSAGE_COMPOSITE_INDEX: &str =
     m20260101_000006_add_sms_message_composite_index::INDEX_NAME;
+
+/// The name of the list index `(team_id, created_at, sid, direction, status)` on `sms_messages`:
+/// the message list's order, so a page needs no sort whatever its filters.
+pub const SMS_MESSAGE_LIST_INDEX: &str = m20260101_000010_add_sms_message_list_index::INDEX_NAME;
 
 /// The name of the unique index `(team_id, message_sid, status)` on `parked_callbacks`.
 pub const PARKED_CALLBACK_UNIQUE_INDEX: &str =
@@ -54,6 +60,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000007_create_message_status_events::Migration),
             Box::new(m20260101_000008_create_bulk_refresh_claims::Migration),
             Box::new(m20260101_000009_create_parked_callbacks::Migration),
+            Box::new(m20260101_000010_add_sms_message_list_index::Migration),
         ]
     }
 }

@@ -2,7 +2,9 @@
 
 use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
-use smsdesk_migrations::{Migrator, PARKED_CALLBACK_UNIQUE_INDEX, SMS_MESSAGE_COMPOSITE_INDEX};
+use smsdesk_migrations::{
+    Migrator, PARKED_CALLBACK_UNIQUE_INDEX, SMS_MESSAGE_COMPOSITE_INDEX, SMS_MESSAGE_LIST_INDEX,
+};
 
 async fn table_names(db: &sea_orm_migration::sea_orm::DatabaseConnection) -> Vec<String> {
     let rows = db
@@ -38,6 +40,7 @@ async fn migrations_create_every_table_and_the_composite_index_and_are_idempoten
         "bulk_refresh_claims",
         "parked_callbacks",
         SMS_MESSAGE_COMPOSITE_INDEX,
+        SMS_MESSAGE_LIST_INDEX,
         PARKED_CALLBACK_UNIQUE_INDEX,
     ] {
         assert!(

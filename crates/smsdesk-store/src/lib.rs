@@ -50,4 +50,5 @@ pub use admin::{ApiKeyRecord, IssuedApiKey, ReencryptReport, TeamRecord, UserRec
 pub use cipher::{CipherError, SecretCipher};
 pub use data_migrations::{DecryptOptions, DecryptReport, decrypt_account_sids};
 pub use error::StoreError;
+pub use messages::QueryPlan;
 pub use store::{Backend, Store, StoreOptions};

@@ -238,7 +238,8 @@ fn terminal_statuses() -> Vec<String> {
 
 /// The bulk candidate query. Equality on `team_id`, a short IN list on `direction`, then
 /// `status` and `created_at`: the shape of the composite index
-/// `(team_id, direction, status, created_at)`.
+/// `(team_id, direction, status, created_at)`. The list index serves it as well (team, then a
+/// `created_at` range, direction and status checked in the index); the planner picks.
 fn refresh_candidates_query(
     team: TeamId,
     created_since: Timestamp,
@@ -256,7 +257,8 @@ fn refresh_candidates_query(
 }
 
 /// The list query: the team's messages with optional filters, newest first, after the cursor,
-/// one row more than the page so the caller knows whether another page follows.
+/// one row more than the page so the caller knows whether another page follows. Its order is
+/// the list index's (`team_id, created_at, sid`), read backwards, so a page needs no sort.
 fn list_query(team: TeamId, query: &MessageQuery) -> SelectStatement {
     let limit = query.limit.clamp(1, MAX_PAGE_SIZE);
     let mut select = select_messages();
@@ -287,14 +289,53 @@ fn list_query(team: TeamId, query: &MessageQuery) -> SelectStatement {
     select
 }
 
+/// A query plan as the database printed it (`EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN` on
+/// PostgreSQL), one plan line per line, with the two questions the store's checks ask of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryPlan {
+    text: String,
+}
+
+impl QueryPlan {
+    /// The plan as printed.
+    #[must_use]
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the plan reads the index named `index` (one of the names
+    /// [`smsdesk_migrations`] exports).
+    #[must_use]
+    pub fn uses_index(&self, index: &str) -> bool {
+        self.text.contains(index)
+    }
+
+    /// Whether the database sorts rows itself rather than reading them in index order:
+    /// SQLite's `USE TEMP B-TREE FOR ORDER BY`, PostgreSQL's `Sort` and `Incremental Sort`.
+    #[must_use]
+    pub fn sorts(&self) -> bool {
+        self.text.lines().any(|line| {
+            let step = line.trim_start().trim_start_matches("->").trim_start();
+            step.contains("TEMP B-TREE FOR")
+                || step.starts_with("Sort ")
+                || step.starts_with("Incremental Sort ")
+        })
+    }
+}
+
+impl std::fmt::Display for QueryPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 impl Store {
-    /// The database's query plan for the bulk candidate query (`EXPLAIN QUERY PLAN` on SQLite,
-    /// `EXPLAIN` on PostgreSQL), one plan line per line, to check that it uses the composite index
-    /// [`smsdesk_migrations::SMS_MESSAGE_COMPOSITE_INDEX`].
+    /// The database's plan for the bulk candidate query, to check which index serves it
+    /// (see `docs/benchmarks-scale.md`).
     ///
     /// On PostgreSQL sequential scans are disabled for this one statement (in a transaction that
-    /// is rolled back), so the answer shows whether the index *can* serve the query even on a
-    /// table too small for the planner to bother with it.
+    /// is rolled back), so the answer shows whether an index *can* serve the query even on a
+    /// table too small for the planner to bother with one.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`] from the database.
@@ -303,12 +344,12 @@ impl Store {
         team: TeamId,
         created_since: Timestamp,
         limit: usize,
-    ) -> Result<String, StoreError> {
+    ) -> Result<QueryPlan, StoreError> {
         self.explain(&refresh_candidates_query(team, created_since, limit))
             .await
     }
 
-    /// The database's query plan for [`MessageRepository::list`] with this query, as
+    /// The database's plan for [`MessageRepository::list`] with this query, as
     /// [`Store::explain_refresh_candidates`] explains the bulk query.
     ///
     /// # Errors
@@ -317,11 +358,11 @@ impl Store {
         &self,
         team: TeamId,
         query: &MessageQuery,
-    ) -> Result<String, StoreError> {
+    ) -> Result<QueryPlan, StoreError> {
         self.explain(&list_query(team, query)).await
     }
 
-    async fn explain(&self, select: &SelectStatement) -> Result<String, StoreError> {
+    async fn explain(&self, select: &SelectStatement) -> Result<QueryPlan, StoreError> {
         let query = self.db_backend().build(select);
         let (prefix, column) = match self.backend() {
             Backend::Sqlite => ("EXPLAIN QUERY PLAN ", "detail"),
@@ -344,7 +385,9 @@ impl Store {
             .map(|row| row.try_get::<String>("", column))
             .collect::<Result<Vec<_>, _>>()
             .map_err(store_err)?;
-        Ok(lines.join("\n"))
+        Ok(QueryPlan {
+            text: lines.join("\n"),
+        })
     }
 
     async fn message_ids(
@@ -576,5 +619,38 @@ impl MessageRepository for Store {
             None
         };
         Ok(MessagePage { messages, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QueryPlan;
+
+    fn plan(text: &str) -> QueryPlan {
+        QueryPlan {
+            text: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_plan_that_sorts_is_recognised_on_both_databases() {
+        let sqlite =
+            plan("SEARCH sms_messages USING INDEX idx_a (team_id=?)\nUSE TEMP B-TREE FOR ORDER BY");
+        let postgres = plan(
+            "Limit  (cost=1.0..2.0 rows=51 width=9)\n  ->  Sort  (cost=1.0..1.5 rows=99 width=9)\n        Sort Key: created_at DESC, sid DESC\n        ->  Bitmap Heap Scan on sms_messages",
+        );
+        let incremental = plan("Limit\n  ->  Incremental Sort  (cost=1..2 rows=3 width=4)");
+        assert!(sqlite.sorts() && postgres.sorts() && incremental.sorts());
+        assert!(sqlite.uses_index("idx_a") && !sqlite.uses_index("idx_b"));
+    }
+
+    #[test]
+    fn a_plan_read_in_index_order_does_not_sort() {
+        let sqlite = plan("SEARCH sms_messages USING INDEX idx_b (team_id=?)");
+        let postgres = plan(
+            "Limit  (cost=0.42..9.1 rows=51 width=9)\n  ->  Index Scan Backward using idx_b on sms_messages  (cost=0.42..100 rows=990 width=9)\n        Index Cond: (team_id = 1)",
+        );
+        assert!(!sqlite.sorts() && !postgres.sorts());
+        assert_eq!(postgres.to_string(), postgres.text());
     }
 }
