@@ -308,6 +308,8 @@ fn candidates_since() -> Timestamp {
 
 struct Measured {
     backend: &'static str,
+    /// Measured after dropping the list index: the schema before migration 10.
+    composite_only: bool,
     probe: Probe,
     mean_rows: f64,
     p50: Duration,
@@ -322,9 +324,28 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[rank.min(sorted.len()) - 1]
 }
 
+/// Measures with every index, then again with only the composite index (the list index
+/// dropped), so the report can give the list index's effect as a ratio from one run.
+async fn measure_with_and_without_list_index(
+    store: &Store,
+    backend: &'static str,
+    teams: &[TeamId],
+    settings: &Settings,
+) -> Vec<Measured> {
+    let mut results = measure(store, backend, false, teams, settings).await;
+    store
+        .drop_index_for_benchmarks(smsdesk_migrations::SMS_MESSAGE_LIST_INDEX)
+        .await
+        .expect("the list index drops");
+    eprintln!("  list index dropped; measuring again");
+    results.extend(measure(store, backend, true, teams, settings).await);
+    results
+}
+
 async fn measure(
     store: &Store,
     backend: &'static str,
+    composite_only: bool,
     teams: &[TeamId],
     settings: &Settings,
 ) -> Vec<Measured> {
@@ -355,6 +376,7 @@ async fn measure(
         let plan = probe.plan(store, plan_team).await;
         results.push(Measured {
             backend,
+            composite_only,
             probe,
             mean_rows: rows[index] as f64 / settings.queries as f64,
             p50: percentile(sorted, 0.50),
@@ -392,7 +414,8 @@ async fn on_sqlite(settings: &Settings) -> Vec<Measured> {
         .expect("the SQLite file opens");
     store.migrate().await.expect("migrations apply");
     let teams = load(&store, settings).await;
-    let results = measure(&store, "SQLite (file)", &teams, settings).await;
+    let results =
+        measure_with_and_without_list_index(&store, "SQLite (file)", &teams, settings).await;
     store.close().await.ok();
     for file in sqlite_files(&path) {
         std::fs::remove_file(file).ok();
@@ -425,7 +448,7 @@ async fn on_postgres(admin_url: &str, settings: &Settings) -> Vec<Measured> {
         .expect("the benchmark database opens");
     store.migrate().await.expect("migrations apply");
     let teams = load(&store, settings).await;
-    let results = measure(&store, "PostgreSQL", &teams, settings).await;
+    let results = measure_with_and_without_list_index(&store, "PostgreSQL", &teams, settings).await;
     store.close().await.ok();
     admin
         .execute_unprepared(&format!(
@@ -463,13 +486,18 @@ fn report(settings: &Settings, results: &[Measured], postgres_skipped: bool) -> 
         settings.messages, settings.teams, settings.queries, settings.warmup
     );
     out.push_str(
-        "| Backend | Query | Rows returned (mean) | p50 ms | p99 ms | Index in the plan | Sorts |\n\
-         |---|---|---:|---:|---:|---|---|\n",
+        "| Backend | Indexes | Query | Rows returned (mean) | p50 ms | p99 ms | Index in the plan | Sorts |\n\
+         |---|---|---|---:|---:|---:|---|---|\n",
     );
     for result in results {
         out.push_str(&format!(
-            "| {} | {} | {:.1} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.1} | {} | {} | {} | {} |\n",
             result.backend,
+            if result.composite_only {
+                "composite only"
+            } else {
+                "composite + list"
+            },
             result.probe.label(),
             result.mean_rows,
             millis(result.p50),
@@ -483,9 +511,26 @@ fn report(settings: &Settings, results: &[Measured], postgres_skipped: bool) -> 
             "\nPostgreSQL: SKIPPED ({POSTGRES_ENV} not set).\n"
         ));
     }
+    out.push_str(
+        "\nThe list index's effect (same data, same run; composite only ÷ composite + list):\n\n",
+    );
+    for with in results.iter().filter(|result| !result.composite_only) {
+        let without = results.iter().find(|other| {
+            other.composite_only && other.backend == with.backend && other.probe == with.probe
+        });
+        if let Some(without) = without {
+            out.push_str(&format!(
+                "- {} {}: p50 {:.1}×, p99 {:.1}×\n",
+                with.backend,
+                with.probe.label(),
+                without.p50.as_secs_f64() / with.p50.as_secs_f64(),
+                without.p99.as_secs_f64() / with.p99.as_secs_f64(),
+            ));
+        }
+    }
     let missed: Vec<String> = results
         .iter()
-        .filter(|result| result.p99 >= TARGET_P99)
+        .filter(|result| !result.composite_only && result.p99 >= TARGET_P99)
         .map(|result| format!("{} {}", result.backend, result.probe.label()))
         .collect();
     out.push_str(&format!(
@@ -505,8 +550,13 @@ fn report(settings: &Settings, results: &[Measured], postgres_skipped: bool) -> 
     ));
     for result in results {
         out.push_str(&format!(
-            "\n{} — {}:\n\n```text\n{}\n```\n",
+            "\n{}, {} — {}:\n\n```text\n{}\n```\n",
             result.backend,
+            if result.composite_only {
+                "composite only"
+            } else {
+                "composite + list"
+            },
             result.probe.label(),
             result.plan
         ));

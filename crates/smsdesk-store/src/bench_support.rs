@@ -55,4 +55,21 @@ impl Store {
         self.db.execute_unprepared(sql).await.map_err(store_err)?;
         Ok(())
     }
+
+    /// Drops the index named `index` from `sms_messages` and refreshes the statistics, so the
+    /// scale benchmark can measure the same data without it in the same run. For benchmarks
+    /// only: the next `migrate()` does not bring it back.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the database.
+    #[doc(hidden)]
+    pub async fn drop_index_for_benchmarks(&self, index: &str) -> Result<(), StoreError> {
+        let drop = sea_orm::sea_query::Index::drop()
+            .name(index)
+            .table(SmsMessages::Table)
+            .to_owned();
+        let sql = self.db_backend().build(&drop).sql;
+        self.db.execute_unprepared(&sql).await.map_err(store_err)?;
+        self.refresh_statistics_for_benchmarks().await
+    }
 }

@@ -120,7 +120,7 @@ pub struct MessageWithHistoryDto {
 pub struct MessagePageDto {
     /// Newest first.
     pub messages: Vec<MessageDto>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
+    /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 

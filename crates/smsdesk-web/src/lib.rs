@@ -63,6 +63,7 @@ pub use auth::Authenticated;
 pub use edge::{EdgeKey, EdgeRateLimiter, REQUEST_ID_HEADER};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::{MeteredSmsProvider, Metrics};
+pub use routes::OPENAPI_DOCUMENT;
 pub use state::{AlwaysReady, RateLimitConfig, Readiness, WebConfig, WebPorts, WebState};
 
 /// Registers every endpoint, the extractor error handlers, the 404 fallback and the edge

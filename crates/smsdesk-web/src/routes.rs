@@ -35,6 +35,7 @@ pub(crate) fn register(scope: actix_web::Scope) -> actix_web::Scope {
         .service(resource("/healthz").route(web::get().to(healthz)))
         .service(resource("/readyz").route(web::get().to(readyz)))
         .service(resource("/metrics").route(web::get().to(metrics)))
+        .service(resource("/api/openapi.json").route(web::get().to(openapi)))
         .service(
             resource("/api/integrations/twilio/messages/refresh-status")
                 .route(web::post().to(refresh_status)),
@@ -67,6 +68,17 @@ async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
         "method_not_allowed",
         "this method is not allowed on this path",
     ))
+}
+
+/// The HTTP surface as an OpenAPI 3.1 document, compiled in so it always matches this binary;
+/// a test checks that it names every route served and nothing else.
+pub const OPENAPI_DOCUMENT: &str = include_str!("../assets/openapi.json");
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(header::ContentType::json())
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(OPENAPI_DOCUMENT)
 }
 
 async fn healthz() -> HttpResponse {

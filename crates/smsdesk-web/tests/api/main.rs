@@ -4,6 +4,7 @@
 mod edge;
 mod integration;
 mod messages;
+mod openapi;
 mod refresh;
 mod send;
 mod support;

@@ -678,6 +678,36 @@ async fn malformed_webhooks_are_4xx_in_the_error_shape_and_change_nothing() {
             "no status",
         ),
         (
+            signed(CALLBACK, &with(&[("MessageStatus", "")], "MessageStatus")),
+            400,
+            "invalid_field",
+            Some("MessageStatus"),
+            "an empty status",
+        ),
+        (
+            signed(
+                CALLBACK,
+                &with(&[("MessageStatus", "<b>delivered</b>")], "MessageStatus"),
+            ),
+            400,
+            "invalid_field",
+            Some("MessageStatus"),
+            "markup instead of a status word",
+        ),
+        (
+            signed(
+                CALLBACK,
+                &with(
+                    &[("MessageStatus", "delivered-to-the-handset-and-then-some")],
+                    "MessageStatus",
+                ),
+            ),
+            400,
+            "invalid_field",
+            Some("MessageStatus"),
+            "a status word too long to be one",
+        ),
+        (
             signed(CALLBACK, &with(&[("ErrorCode", "thirty")], "")),
             400,
             "invalid_field",
@@ -825,4 +855,28 @@ async fn webhooks_need_no_api_key_but_are_rate_limited_per_ip() {
             "rate_limited",
             "the second request from one IP in a burst of one",
         );
+}
+
+#[actix_web::test]
+async fn a_status_word_twilio_adds_later_is_recorded_verbatim_and_moves_nothing() {
+    let world = World::with(config(), None);
+    world.connect_twilio(1, ACCOUNT).await;
+    let message = world.seed_message(1, 1, 5, MessageStatus::Sent).await;
+    let sid = message.sid.to_string();
+
+    assert_twiml(
+        &world.call(callback(&sid, "held_for_review")).await,
+        "an unknown but well-formed status",
+    );
+
+    assert_eq!(
+        stored_status(&world, &message.sid).await,
+        Some(MessageStatus::Sent),
+        "a status that cannot be placed moves nothing"
+    );
+    assert_eq!(
+        callback_events(&world, &message.sid).await,
+        vec![(MessageStatus::parse("held_for_review"), false)],
+        "the observation is kept, word for word"
+    );
 }

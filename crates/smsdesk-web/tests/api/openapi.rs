@@ -1,0 +1,323 @@
+//! The OpenAPI document against the service it describes: served as compiled in, every
+//! reference resolves, every documented operation is routed and every other method on its path
+//! is 405, and real responses carry what the document says they carry.
+
+use actix_web::http::Method;
+use actix_web::test::TestRequest;
+use serde_json::Value;
+use smsdesk_domain::MessageStatus;
+
+use crate::support::{PRO_MEMBER_KEY, World, bearer};
+
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+fn document() -> Value {
+    serde_json::from_str(smsdesk_web::OPENAPI_DOCUMENT).expect("the document is JSON")
+}
+
+/// Follows a local `$ref` (`#/components/...`) to what it names.
+fn resolve<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
+    match node.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let pointer = reference
+                .strip_prefix('#')
+                .unwrap_or_else(|| panic!("only local references are used: {reference}"));
+            let target = doc
+                .pointer(pointer)
+                .unwrap_or_else(|| panic!("{reference} names nothing"));
+            resolve(doc, target)
+        }
+        None => node,
+    }
+}
+
+fn collect_refs<'a>(node: &'a Value, found: &mut Vec<&'a str>) {
+    match node {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("$ref", Value::String(reference)) => found.push(reference),
+                    _ => collect_refs(value, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_refs(item, found)),
+        _ => {}
+    }
+}
+
+fn type_matches(name: &str, value: &Value) -> bool {
+    match name {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        other => panic!("unexpected schema type {other}"),
+    }
+}
+
+/// The parts of JSON Schema the document uses for response bodies: `type`, `enum`, `required`,
+/// `properties`, `items`, `anyOf`/`oneOf`. Returns where `value` breaks `schema`.
+fn violations(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
+    let schema = resolve(doc, schema);
+    let mut found = Vec::new();
+    for combinator in ["anyOf", "oneOf"] {
+        if let Some(options) = schema.get(combinator).and_then(Value::as_array) {
+            if !options
+                .iter()
+                .any(|option| violations(doc, option, value, at).is_empty())
+            {
+                found.push(format!("{at}: {value} matches none of {combinator}"));
+            }
+        }
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+        if !allowed.contains(value) {
+            found.push(format!("{at}: {value} is not one of {allowed:?}"));
+        }
+    }
+    let types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(one)) => vec![one.as_str()],
+        Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if !types.is_empty() && !types.iter().any(|name| type_matches(name, value)) {
+        found.push(format!("{at}: {value} is not of type {types:?}"));
+        return found;
+    }
+    if let Value::Object(fields) = value {
+        for required in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if !fields.contains_key(required) {
+                found.push(format!("{at}: required field {required} is missing"));
+            }
+        }
+        if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+            for (name, field) in fields {
+                match properties.get(name) {
+                    Some(property) => {
+                        found.extend(violations(doc, property, field, &format!("{at}.{name}")));
+                    }
+                    None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                        found.push(format!("{at}: field {name} is not documented"));
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
+        for (index, item) in items.iter().enumerate() {
+            found.extend(violations(
+                doc,
+                item_schema,
+                item,
+                &format!("{at}[{index}]"),
+            ));
+        }
+    }
+    found
+}
+
+/// The schema of `path`'s `method` response `status` as JSON.
+fn response_schema<'a>(doc: &'a Value, path: &str, method: &str, status: u16) -> &'a Value {
+    let operation = &doc["paths"][path][method];
+    let response = resolve(doc, &operation["responses"][status.to_string()]);
+    let schema = &response["content"]["application/json"]["schema"];
+    assert!(
+        !schema.is_null(),
+        "{method} {path} documents no JSON body for {status}"
+    );
+    schema
+}
+
+fn assert_conforms(doc: &Value, schema: &Value, value: &Value, what: &str) {
+    let broken = violations(doc, schema, value, "$");
+    assert!(
+        broken.is_empty(),
+        "{what} does not match the document:\n{}\nbody: {value}",
+        broken.join("\n")
+    );
+}
+
+#[actix_web::test]
+async fn the_document_is_served_as_compiled_in_and_every_reference_resolves() {
+    let world = World::new();
+    let answer = world
+        .call(TestRequest::get().uri("/api/openapi.json"))
+        .await;
+    assert_eq!(answer.status.as_u16(), 200, "{}", answer.text);
+    assert!(
+        answer
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "served as JSON"
+    );
+    let doc = document();
+    assert_eq!(
+        answer.json, doc,
+        "the service serves the compiled-in document"
+    );
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+    );
+    assert_eq!(
+        doc["info"]["version"].as_str(),
+        Some(env!("CARGO_PKG_VERSION")),
+        "the document's version is the crate's"
+    );
+    let mut references = Vec::new();
+    collect_refs(&doc, &mut references);
+    assert!(references.len() > 20, "the document shares its schemas");
+    for reference in references {
+        resolve(&doc, &serde_json::json!({ "$ref": reference }));
+    }
+}
+
+#[actix_web::test]
+async fn every_documented_operation_is_routed_and_every_other_method_is_405() {
+    let world = World::new();
+    let doc = document();
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 15, "all of the surface: {}", paths.len());
+    for (number, (path, item)) in paths.iter().enumerate() {
+        let uri = path.replace("{sid}", "SM0123456789abcdef0123456789abcdef");
+        for method in METHODS {
+            // One client address per path, so the sweep stays inside the per-IP budget.
+            let client = std::net::SocketAddr::from((
+                [10, 0, 0, u8::try_from(number).expect("few paths")],
+                40_000,
+            ));
+            let request = TestRequest::default()
+                .method(Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method"))
+                .uri(&uri)
+                .peer_addr(client);
+            // Without a key: answers without touching anything, and never opens a stream.
+            let answer = world.call(request).await;
+            let code = answer.error_code();
+            if item.get(method).is_some() {
+                assert!(
+                    code != Some("not_found") && code != Some("method_not_allowed"),
+                    "{method} {path} is documented but not routed: {} {}",
+                    answer.status,
+                    answer.text
+                );
+            } else {
+                assert_eq!(
+                    answer.status.as_u16(),
+                    405,
+                    "{method} {path} is served but not documented: {}",
+                    answer.text
+                );
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn real_responses_carry_what_the_document_says() {
+    let world = World::new();
+    world.connect_twilio(1, crate::support::ACCOUNT).await;
+    let delivered = world.seed_message(1, 1, 5, MessageStatus::Delivered).await;
+    world.seed_message(1, 2, 4, MessageStatus::Sent).await;
+    let doc = document();
+
+    let page = world
+        .call(
+            TestRequest::get()
+                .uri("/api/messages?limit=1")
+                .insert_header(bearer(PRO_MEMBER_KEY)),
+        )
+        .await;
+    assert_eq!(page.status.as_u16(), 200, "{}", page.text);
+    assert!(page.json["nextCursor"].is_string(), "a first page of two");
+    assert_conforms(
+        &doc,
+        response_schema(&doc, "/api/messages", "get", 200),
+        &page.json,
+        "a page of messages",
+    );
+
+    let one = world
+        .call(
+            TestRequest::get()
+                .uri(&format!("/api/messages/{}", delivered.sid))
+                .insert_header(bearer(PRO_MEMBER_KEY)),
+        )
+        .await;
+    assert_eq!(one.status.as_u16(), 200, "{}", one.text);
+    assert_conforms(
+        &doc,
+        response_schema(&doc, "/api/messages/{sid}", "get", 200),
+        &one.json,
+        "a message with its history",
+    );
+
+    let errors = [
+        (
+            TestRequest::get().uri("/api/messages"),
+            "/api/messages",
+            "get",
+            401,
+        ),
+        (
+            TestRequest::get()
+                .uri("/api/messages?limit=lots")
+                .insert_header(bearer(PRO_MEMBER_KEY)),
+            "/api/messages",
+            "get",
+            400,
+        ),
+        (
+            TestRequest::get()
+                .uri("/api/messages/SM0000000000000000000000000000ffff")
+                .insert_header(bearer(PRO_MEMBER_KEY)),
+            "/api/messages/{sid}",
+            "get",
+            404,
+        ),
+    ];
+    for (request, path, method, status) in errors {
+        let answer = world.call(request).await;
+        assert_eq!(answer.status.as_u16(), status, "{}", answer.text);
+        assert_conforms(
+            &doc,
+            response_schema(&doc, path, method, status),
+            &answer.json,
+            &format!("{method} {path} {status}"),
+        );
+    }
+}
+
+#[test]
+fn the_conformance_check_notices_what_a_body_gets_wrong() {
+    let doc = document();
+    let error = serde_json::json!({ "$ref": "#/components/schemas/Error" });
+    let good =
+        serde_json::json!({ "error": { "code": "not_found", "message": "no such message" } });
+    assert!(violations(&doc, &error, &good, "$").is_empty());
+    let missing = serde_json::json!({ "error": { "code": "not_found" } });
+    let unknown_code =
+        serde_json::json!({ "error": { "code": "teapot", "message": "short and stout" } });
+    let wrong_type = serde_json::json!({ "error": { "code": "not_found", "message": 7 } });
+    for (bad, why) in [
+        (missing, "a missing message"),
+        (unknown_code, "an undocumented code"),
+        (wrong_type, "a number for a string"),
+    ] {
+        assert!(
+            !violations(&doc, &error, &bad, "$").is_empty(),
+            "{why} must be noticed"
+        );
+    }
+}
