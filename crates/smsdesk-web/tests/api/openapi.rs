@@ -65,19 +65,18 @@ fn violations(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<Strin
     let schema = resolve(doc, schema);
     let mut found = Vec::new();
     for combinator in ["anyOf", "oneOf"] {
-        if let Some(options) = schema.get(combinator).and_then(Value::as_array) {
-            if !options
+        if let Some(options) = schema.get(combinator).and_then(Value::as_array)
+            && !options
                 .iter()
                 .any(|option| violations(doc, option, value, at).is_empty())
-            {
-                found.push(format!("{at}: {value} matches none of {combinator}"));
-            }
+        {
+            found.push(format!("{at}: {value} matches none of {combinator}"));
         }
     }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-        if !allowed.contains(value) {
-            found.push(format!("{at}: {value} is not one of {allowed:?}"));
-        }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        found.push(format!("{at}: {value} is not one of {allowed:?}"));
     }
     let types: Vec<&str> = match schema.get("type") {
         Some(Value::String(one)) => vec![one.as_str()],
