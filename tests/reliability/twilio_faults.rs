@@ -10,7 +10,7 @@ use serde_json::Value;
 use smsdesk_domain::MessageStatus;
 use smsdesk_twilio_sim::{FaultConfig, LatencyConfig, SimAccount};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 use crate::support::{credentials, outcome_of, stored_status};
 
 /// The bulk answer must arrive within this, whatever Twilio does.
@@ -121,6 +121,42 @@ async fn every_message_gets_an_outcome_when_twilio_fails_every_request() {
         );
     });
     futures::future::join_all(runs).await;
+}
+
+/// A Twilio that accepts the connection and then never answers: the service's own request
+/// timeout (`SMSDESK_TWILIO_REQUEST_TIMEOUT_MS`, 300 ms here) cuts every call off, so the bulk
+/// answers long before Twilio would and every message gets an outcome.
+#[tokio::test]
+async fn a_twilio_that_never_answers_is_cut_off_by_the_request_timeout() {
+    let app = spawn_app_with(|settings| settings.twilio_request_timeout_ms = 300).await;
+    let seeded = seed(&app, 4).await;
+    let before = app.snapshot().await;
+    app.sim.set_faults(FaultConfig {
+        timeout_share: 1.0,
+        // An hour: far past the test's deadline, so only the client's timeout can end a call.
+        timeout_hang: Duration::from_secs(3_600),
+        ..FaultConfig::default()
+    });
+    // Five seconds: ample for 300 ms calls and their retries, impossible with the default
+    // 15 s timeout, so the answer shows the setting took effect.
+    let response = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.refresh_recent(&app.api_key, "?hours=24"),
+    )
+    .await
+    .expect("the bulk answers within the configured request timeout, not Twilio's silence");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("JSON");
+    let updated = check_outcomes(
+        &app,
+        &body,
+        &seeded,
+        &["providerUnavailable"],
+        "Twilio never answers",
+    )
+    .await;
+    assert_eq!(updated, 0, "nothing can be learnt");
+    assert_eq!(app.snapshot().await, before, "nothing was written");
 }
 
 #[tokio::test]
