@@ -298,6 +298,13 @@ pub struct OutboundSms {
     pub status_callback: Option<String>,
 }
 
+/// `{before}20003{after}`, or nothing when Twilio gave no code: messages are read by people,
+/// who should not see `Some(20003)` or `None`.
+fn twilio_code(before: &str, code: Option<u32>, after: &str) -> String {
+    code.map(|code| format!("{before}{code}{after}"))
+        .unwrap_or_default()
+}
+
 /// Why a provider call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
@@ -305,7 +312,7 @@ pub enum ProviderError {
     #[error("Twilio has no such message")]
     NotFound,
     /// Twilio refused the credentials (401 / 20003): the integration is misconfigured.
-    #[error("Twilio rejected the credentials (code {code:?}): {message}")]
+    #[error("Twilio rejected the credentials{}: {message}", twilio_code(" (Twilio code ", *.code, ")"))]
     CredentialsRejected {
         /// Twilio's error code.
         code: Option<u32>,
@@ -319,7 +326,7 @@ pub enum ProviderError {
         retry_after: Option<Duration>,
     },
     /// Twilio refused the request itself (4xx other than the above, e.g. 21211 invalid To).
-    #[error("Twilio refused the request (HTTP {status}, code {code:?}): {message}")]
+    #[error("Twilio refused the request (HTTP {status}{}): {message}", twilio_code(", Twilio code ", *.code, ""))]
     Rejected {
         /// The HTTP status.
         status: u16,
@@ -466,4 +473,38 @@ pub trait CallbackInbox: Send + Sync {
     /// # Errors
     /// [`RepositoryError::Unavailable`] when the store cannot be reached.
     async fn discard_parked_before(&self, cutoff: Timestamp) -> Result<u64, RepositoryError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProviderError;
+
+    #[test]
+    fn provider_errors_read_as_sentences_with_or_without_twilio_code() {
+        let with_code = ProviderError::CredentialsRejected {
+            code: Some(20003),
+            message: "Authenticate".to_owned(),
+        };
+        let without = ProviderError::CredentialsRejected {
+            code: None,
+            message: "HTTP 401 without a Twilio error body".to_owned(),
+        };
+        let rejected = ProviderError::Rejected {
+            status: 400,
+            code: Some(21211),
+            message: "Invalid 'To' Phone Number".to_owned(),
+        };
+        assert_eq!(
+            with_code.to_string(),
+            "Twilio rejected the credentials (Twilio code 20003): Authenticate"
+        );
+        assert_eq!(
+            without.to_string(),
+            "Twilio rejected the credentials: HTTP 401 without a Twilio error body"
+        );
+        assert_eq!(
+            rejected.to_string(),
+            "Twilio refused the request (HTTP 400, Twilio code 21211): Invalid 'To' Phone Number"
+        );
+    }
 }

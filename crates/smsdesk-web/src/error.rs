@@ -31,6 +31,8 @@ pub struct ApiError {
     field: Option<String>,
     retry_after_secs: Option<u64>,
     twilio_code: Option<u32>,
+    /// The methods the path does answer, for a 405's `Allow` header.
+    allow: Option<&'static str>,
 }
 
 /// The JSON body of every error answer.
@@ -69,6 +71,21 @@ impl ApiError {
             field: None,
             retry_after_secs: None,
             twilio_code: None,
+            allow: None,
+        }
+    }
+
+    /// 405 `method_not_allowed` for a path that answers only `allow` (e.g. `"GET"`), which the
+    /// answer's `Allow` header lists, as RFC 9110 asks.
+    #[must_use]
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        Self {
+            allow: Some(allow),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("this method is not allowed on this path; use {allow}"),
+            )
         }
     }
 
@@ -210,6 +227,9 @@ impl ResponseError for ApiError {
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        if let Some(allow) = self.allow {
+            response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
         }
         response.json(self.body())
     }

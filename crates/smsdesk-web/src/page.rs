@@ -10,7 +10,6 @@
 use std::fmt::Write as _;
 
 use actix_web::dev::HttpServiceFactory;
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, web};
@@ -48,16 +47,11 @@ pub(crate) fn register(cfg: &mut web::ServiceConfig) {
 fn resource(path: &str, route: actix_web::Route) -> impl HttpServiceFactory + 'static {
     web::resource(path)
         .route(route)
-        .default_service(web::to(method_not_allowed))
+        // Every page route is a GET.
+        .default_service(web::to(|| async {
+            Err::<HttpResponse, _>(ApiError::method_not_allowed("GET"))
+        }))
         .wrap(from_fn(edge::edge))
-}
-
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this method is not allowed on this path",
-    ))
 }
 
 /// Escapes text for an HTML attribute value or element content.

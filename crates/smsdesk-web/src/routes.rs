@@ -32,42 +32,40 @@ type Query = web::Query<Vec<(String, String)>>;
 /// Registers every route on `cfg` (inside the edge-wrapped scope).
 pub(crate) fn register(scope: actix_web::Scope) -> actix_web::Scope {
     scope
-        .service(resource("/healthz").route(web::get().to(healthz)))
-        .service(resource("/readyz").route(web::get().to(readyz)))
-        .service(resource("/metrics").route(web::get().to(metrics)))
-        .service(resource("/api/openapi.json").route(web::get().to(openapi)))
+        .service(resource("/healthz", "GET").route(web::get().to(healthz)))
+        .service(resource("/readyz", "GET").route(web::get().to(readyz)))
+        .service(resource("/metrics", "GET").route(web::get().to(metrics)))
+        .service(resource("/api/openapi.json", "GET").route(web::get().to(openapi)))
         .service(
-            resource("/api/integrations/twilio/messages/refresh-status")
+            resource("/api/integrations/twilio/messages/refresh-status", "POST")
                 .route(web::post().to(refresh_status)),
         )
-        .service(resource("/api/integrations/twilio/sms/send").route(web::post().to(send_sms)))
-        // Twilio's webhooks: authenticated by X-Twilio-Signature, not by API key.
-        .service(resource(STATUS_CALLBACK_PATH).route(web::post().to(webhooks::status_callback)))
         .service(
-            resource("/api/integrations/twilio/sms/receive")
+            resource("/api/integrations/twilio/sms/send", "POST").route(web::post().to(send_sms)),
+        )
+        // Twilio's webhooks: authenticated by X-Twilio-Signature, not by API key.
+        .service(
+            resource(STATUS_CALLBACK_PATH, "POST").route(web::post().to(webhooks::status_callback)),
+        )
+        .service(
+            resource("/api/integrations/twilio/sms/receive", "POST")
                 .route(web::post().to(webhooks::receive_sms)),
         )
-        .service(resource("/api/integrations/twilio").route(web::put().to(put_integration)))
-        .service(resource("/api/messages").route(web::get().to(list_messages)))
-        .service(resource("/api/messages/{sid}").route(web::get().to(get_message)))
+        .service(resource("/api/integrations/twilio", "PUT").route(web::put().to(put_integration)))
+        .service(resource("/api/messages", "GET").route(web::get().to(list_messages)))
+        .service(resource("/api/messages/{sid}", "GET").route(web::get().to(get_message)))
         .default_service(web::to(not_found))
 }
 
-/// A resource whose other methods answer 405 in the error shape.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource answering only `allow`; other methods get 405 in the error shape with `Allow`.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<HttpResponse, _>(ApiError::method_not_allowed(allow))
+    }))
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found("no such endpoint"))
-}
-
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this method is not allowed on this path",
-    ))
 }
 
 /// The HTTP surface as an OpenAPI 3.1 document, compiled in so it always matches this binary;

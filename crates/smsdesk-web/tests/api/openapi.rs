@@ -191,6 +191,12 @@ async fn every_documented_operation_is_routed_and_every_other_method_is_405() {
     assert!(paths.len() >= 15, "all of the surface: {}", paths.len());
     for (number, (path, item)) in paths.iter().enumerate() {
         let uri = path.replace("{sid}", "SM0123456789abcdef0123456789abcdef");
+        let documented = METHODS
+            .iter()
+            .filter(|method| item.get(**method).is_some())
+            .map(|method| method.to_uppercase())
+            .collect::<Vec<_>>()
+            .join(", ");
         for method in METHODS {
             // One client address per path, so the sweep stays inside the per-IP budget.
             let client = std::net::SocketAddr::from((
@@ -217,6 +223,11 @@ async fn every_documented_operation_is_routed_and_every_other_method_is_405() {
                     405,
                     "{method} {path} is served but not documented: {}",
                     answer.text
+                );
+                assert_eq!(
+                    answer.header("allow"),
+                    Some(documented.as_str()),
+                    "{method} {path}: the 405 names the method the path does serve"
                 );
             }
         }
