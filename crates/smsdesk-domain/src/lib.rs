@@ -52,7 +52,7 @@ pub use message::{
     Timestamp,
 };
 pub use refresh_rules::{CooldownClaim, RefreshPolicy, RefreshWindow, RefreshWindowError};
-pub use status::{Direction, MessageStatus};
+pub use status::{Direction, MAX_STATUS_WORD_LENGTH, MalformedStatus, MessageStatus};
 
 /// Re-exported so adapters and callers name the same secret type as the ports.
 pub use secrecy;

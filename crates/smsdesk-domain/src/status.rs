@@ -96,6 +96,27 @@ impl MessageStatus {
         }
     }
 
+    /// Reads a status Twilio reported (a callback's `MessageStatus`): a status word smsdesk does
+    /// not know yet is news and becomes [`MessageStatus::Unknown`], but something that is not a
+    /// status word at all (empty, other characters than lower-case letters, digits, `-` and `_`,
+    /// longer than [`MAX_STATUS_WORD_LENGTH`]) is malformed input. Surrounding whitespace is
+    /// trimmed.
+    ///
+    /// # Errors
+    /// [`MalformedStatus`] when the value is not a status word.
+    pub fn parse_reported(value: &str) -> Result<Self, MalformedStatus> {
+        let word = value.trim();
+        let is_word = (1..=MAX_STATUS_WORD_LENGTH).contains(&word.len())
+            && word.bytes().all(|byte| {
+                byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"-_".contains(&byte)
+            });
+        if is_word {
+            Ok(Self::parse(word))
+        } else {
+            Err(MalformedStatus)
+        }
+    }
+
     /// Twilio's spelling.
     pub fn as_str(&self) -> &str {
         match self {
@@ -188,6 +209,18 @@ impl<'de> Deserialize<'de> for MessageStatus {
     }
 }
 
+/// The longest status word [`MessageStatus::parse_reported`] accepts: Twilio's longest,
+/// `partially_delivered`, has 19 characters.
+pub const MAX_STATUS_WORD_LENGTH: usize = 32;
+
+/// A reported status that is not a status word (see [`MessageStatus::parse_reported`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a status must be a status word (lower-case letters, digits, '-' or '_', at most \
+     {MAX_STATUS_WORD_LENGTH} characters)"
+)]
+pub struct MalformedStatus;
+
 /// A status string that is not one of Twilio's 13.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -257,6 +290,33 @@ pub struct UnknownDirection(pub String);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reported_status_word_is_kept_even_if_unknown_but_a_non_word_is_malformed() {
+        assert_eq!(
+            MessageStatus::parse_reported(" delivered\n"),
+            Ok(MessageStatus::Delivered)
+        );
+        assert_eq!(
+            MessageStatus::parse_reported("held_for-review2"),
+            Ok(MessageStatus::Unknown("held_for-review2".to_owned()))
+        );
+        let too_long = "a".repeat(MAX_STATUS_WORD_LENGTH + 1);
+        for malformed in [
+            "",
+            "   ",
+            "Delivered",
+            "<b>sent</b>",
+            "sent!",
+            too_long.as_str(),
+        ] {
+            assert_eq!(
+                MessageStatus::parse_reported(malformed),
+                Err(MalformedStatus),
+                "{malformed:?}"
+            );
+        }
+    }
 
     #[test]
     fn every_known_status_round_trips_through_its_spelling() {

@@ -317,6 +317,17 @@ struct Measured {
     plan: QueryPlan,
 }
 
+impl Measured {
+    /// Which indexes were in place.
+    fn schema(&self) -> &'static str {
+        if self.composite_only {
+            "composite only"
+        } else {
+            "composite + list"
+        }
+    }
+}
+
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     // Nearest rank: the smallest sample with at least `fraction` of the samples at or below it.
     let samples = sorted.len() as f64;
@@ -493,11 +504,7 @@ fn report(settings: &Settings, results: &[Measured], postgres_skipped: bool) -> 
         out.push_str(&format!(
             "| {} | {} | {} | {:.1} | {} | {} | {} | {} |\n",
             result.backend,
-            if result.composite_only {
-                "composite only"
-            } else {
-                "composite + list"
-            },
+            result.schema(),
             result.probe.label(),
             result.mean_rows,
             millis(result.p50),
@@ -552,11 +559,7 @@ fn report(settings: &Settings, results: &[Measured], postgres_skipped: bool) -> 
         out.push_str(&format!(
             "\n{}, {} — {}:\n\n```text\n{}\n```\n",
             result.backend,
-            if result.composite_only {
-                "composite only"
-            } else {
-                "composite + list"
-            },
+            result.schema(),
             result.probe.label(),
             result.plan
         ));

@@ -445,8 +445,9 @@
     try {
       page = await api(s, 'GET', listPath(null));
     } catch (error) {
-      error.generation = generation;
-      throw error;
+      // A load since replaced neither paints nor reports: its answer, or failure, is moot.
+      if (generation === s.listGeneration) throw error;
+      return;
     }
     if (session !== s || generation !== s.listGeneration) return;
     if (reset) {
@@ -485,8 +486,6 @@
       await loadFirstPage(s, true);
     } catch (error) {
       if (session !== s || error.name === 'AbortError') return;
-      // Only the newest load may report; a failure of one since replaced is moot.
-      if (error.generation !== undefined && error.generation !== s.listGeneration) return;
       if (error.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
       el.listError.textContent = describeFailure(error, 'The list');
     }

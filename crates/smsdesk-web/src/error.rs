@@ -11,8 +11,8 @@
 
 use std::fmt;
 
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use smsdesk_domain::ports::{ProviderError, RepositoryError};
@@ -31,8 +31,8 @@ pub struct ApiError {
     field: Option<String>,
     retry_after_secs: Option<u64>,
     twilio_code: Option<u32>,
-    /// The methods the path does answer, for a 405's `Allow` header.
-    allow: Option<&'static str>,
+    /// The method the path does answer, for a 405's `Allow` header.
+    allow: Option<Method>,
 }
 
 /// The JSON body of every error answer.
@@ -75,16 +75,17 @@ impl ApiError {
         }
     }
 
-    /// 405 `method_not_allowed` for a path that answers only `allow` (e.g. `"GET"`), which the
-    /// answer's `Allow` header lists, as RFC 9110 asks.
+    /// 405 `method_not_allowed` for a path that answers only `allow`, which the answer's
+    /// `Allow` header names, as RFC 9110 asks.
     #[must_use]
-    pub fn method_not_allowed(allow: &'static str) -> Self {
+    pub fn method_not_allowed(allow: Method) -> Self {
+        let message = format!("this method is not allowed on this path; use {allow}");
         Self {
             allow: Some(allow),
             ..Self::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                format!("this method is not allowed on this path; use {allow}"),
+                message,
             )
         }
     }
@@ -228,8 +229,8 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
-        if let Some(allow) = self.allow {
-            response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+        if let Some(allow) = &self.allow {
+            response.insert_header((header::ALLOW, allow.as_str()));
         }
         response.json(self.body())
     }

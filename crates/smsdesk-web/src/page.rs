@@ -10,14 +10,15 @@
 use std::fmt::Write as _;
 
 use actix_web::dev::HttpServiceFactory;
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::from_fn;
-use actix_web::{HttpResponse, web};
+use actix_web::{FromRequest, Handler, HttpResponse, Responder, web};
 use smsdesk_domain::status::KNOWN_STATUSES;
 
 use crate::edge;
-use crate::error::ApiError;
 use crate::events;
+use crate::routes::endpoint;
 use crate::state::WebState;
 
 const PAGE_HTML: &str = include_str!("../assets/sms.html");
@@ -34,24 +35,20 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 /// Called from [`crate::configure`] before the API scope, so `/api/messages/events` wins over
 /// `/api/messages/{sid}`.
 pub(crate) fn register(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/sms", web::get().to(page)))
-        .service(resource("/sms/app.css", web::get().to(stylesheet)))
-        .service(resource("/sms/app.js", web::get().to(script)))
-        .service(resource(
-            "/api/messages/events",
-            web::get().to(events::message_events),
-        ));
+    cfg.service(get("/sms", page))
+        .service(get("/sms/app.css", stylesheet))
+        .service(get("/sms/app.js", script))
+        .service(get("/api/messages/events", events::message_events));
 }
 
-/// A resource answering `route`, other methods 405, everything through the edge middleware.
-fn resource(path: &str, route: actix_web::Route) -> impl HttpServiceFactory + 'static {
-    web::resource(path)
-        .route(route)
-        // Every page route is a GET.
-        .default_service(web::to(|| async {
-            Err::<HttpResponse, _>(ApiError::method_not_allowed("GET"))
-        }))
-        .wrap(from_fn(edge::edge))
+/// A GET endpoint (other methods 405), everything through the edge middleware.
+fn get<F, Args>(path: &str, handler: F) -> impl HttpServiceFactory + 'static
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    endpoint(path, Method::GET, handler).wrap(from_fn(edge::edge))
 }
 
 /// Escapes text for an HTML attribute value or element content.

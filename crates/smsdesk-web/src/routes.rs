@@ -2,9 +2,10 @@
 
 use std::time::Instant;
 
+use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use smsdesk_domain::ports::{MessageCursor, MessageQuery, NewIntegration, Sender};
@@ -32,36 +33,55 @@ type Query = web::Query<Vec<(String, String)>>;
 /// Registers every route on `cfg` (inside the edge-wrapped scope).
 pub(crate) fn register(scope: actix_web::Scope) -> actix_web::Scope {
     scope
-        .service(resource("/healthz", "GET").route(web::get().to(healthz)))
-        .service(resource("/readyz", "GET").route(web::get().to(readyz)))
-        .service(resource("/metrics", "GET").route(web::get().to(metrics)))
-        .service(resource("/api/openapi.json", "GET").route(web::get().to(openapi)))
-        .service(
-            resource("/api/integrations/twilio/messages/refresh-status", "POST")
-                .route(web::post().to(refresh_status)),
-        )
-        .service(
-            resource("/api/integrations/twilio/sms/send", "POST").route(web::post().to(send_sms)),
-        )
+        .service(endpoint("/healthz", Method::GET, healthz))
+        .service(endpoint("/readyz", Method::GET, readyz))
+        .service(endpoint("/metrics", Method::GET, metrics))
+        .service(endpoint("/api/openapi.json", Method::GET, openapi))
+        .service(endpoint(
+            "/api/integrations/twilio/messages/refresh-status",
+            Method::POST,
+            refresh_status,
+        ))
+        .service(endpoint(
+            "/api/integrations/twilio/sms/send",
+            Method::POST,
+            send_sms,
+        ))
         // Twilio's webhooks: authenticated by X-Twilio-Signature, not by API key.
-        .service(
-            resource(STATUS_CALLBACK_PATH, "POST").route(web::post().to(webhooks::status_callback)),
-        )
-        .service(
-            resource("/api/integrations/twilio/sms/receive", "POST")
-                .route(web::post().to(webhooks::receive_sms)),
-        )
-        .service(resource("/api/integrations/twilio", "PUT").route(web::put().to(put_integration)))
-        .service(resource("/api/messages", "GET").route(web::get().to(list_messages)))
-        .service(resource("/api/messages/{sid}", "GET").route(web::get().to(get_message)))
+        .service(endpoint(
+            STATUS_CALLBACK_PATH,
+            Method::POST,
+            webhooks::status_callback,
+        ))
+        .service(endpoint(
+            "/api/integrations/twilio/sms/receive",
+            Method::POST,
+            webhooks::receive_sms,
+        ))
+        .service(endpoint(
+            "/api/integrations/twilio",
+            Method::PUT,
+            put_integration,
+        ))
+        .service(endpoint("/api/messages", Method::GET, list_messages))
+        .service(endpoint("/api/messages/{sid}", Method::GET, get_message))
         .default_service(web::to(not_found))
 }
 
-/// A resource answering only `allow`; other methods get 405 in the error shape with `Allow`.
-fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(move || async move {
-        Err::<HttpResponse, _>(ApiError::method_not_allowed(allow))
-    }))
+/// `path` answered by `handler` for `method`; any other method gets 405 in the error shape, with
+/// `Allow` naming `method`.
+pub(crate) fn endpoint<F, Args>(path: &str, method: Method, handler: F) -> actix_web::Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path)
+        .route(web::method(method.clone()).to(handler))
+        .default_service(web::to(move || {
+            let allow = method.clone();
+            async move { Err::<HttpResponse, _>(ApiError::method_not_allowed(allow)) }
+        }))
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -237,37 +237,15 @@ fn twiml() -> HttpResponse {
         .body(EMPTY_TWIML)
 }
 
-/// The longest status word a callback may carry: Twilio's longest is 19 characters.
-const MAX_STATUS_LENGTH: usize = 32;
-
-/// A callback's status. A status word smsdesk does not know yet is news from Twilio and is kept
-/// verbatim; something that is not a status word at all (empty, spaces, markup, a paragraph) is
-/// a malformed request.
-fn callback_status(raw: &str) -> Result<MessageStatus, ApiError> {
-    let word = raw.trim();
-    let plausible = (1..=MAX_STATUS_LENGTH).contains(&word.len())
-        && word.bytes().all(|byte| {
-            byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"-_".contains(&byte)
-        });
-    if plausible {
-        Ok(MessageStatus::parse(word))
-    } else {
-        Err(ApiError::invalid_field(
-            "MessageStatus",
-            format!(
-                "MessageStatus must be a status word (lower-case letters, digits, '-' or '_', \
-                 at most {MAX_STATUS_LENGTH} characters)"
-            ),
-        ))
-    }
-}
-
 fn status_callback_from(params: &FormParams) -> Result<StatusCallback, ApiError> {
     let sid = message_sid(params)?;
     let status = param(params, "MessageStatus")
         .or_else(|| param(params, "SmsStatus"))
         .ok_or_else(|| ApiError::invalid_field("MessageStatus", "MessageStatus is required"))?;
-    let mut state = DeliveryState::new(callback_status(status)?);
+    let status = MessageStatus::parse_reported(status).map_err(|malformed| {
+        ApiError::invalid_field("MessageStatus", format!("MessageStatus: {malformed}"))
+    })?;
+    let mut state = DeliveryState::new(status);
     state.error_code = optional_number(params, "ErrorCode")?;
     state.num_segments = optional_number(params, "NumSegments")?;
     Ok(StatusCallback { sid, state })
