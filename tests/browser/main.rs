@@ -52,6 +52,12 @@ fn a_message_sent_from_the_page_reaches_delivered_on_screen_through_the_simulato
         (addr, key, sim)
     });
 
+    // The simulator ends a share of messages undelivered or failed, at random; this test follows
+    // the delivered path, so every message it sends is planned to be delivered.
+    sim.set_outcomes(smsdesk_twilio_sim::OutcomeShares {
+        undelivered: 0.0,
+        failed: 0.0,
+    });
     let browser = Browser::launch(&chromium, &driver);
     browser.open(&format!("http://{addr}/sms"));
     let filled = browser.wait_js(
@@ -70,12 +76,17 @@ fn a_message_sent_from_the_page_reaches_delivered_on_screen_through_the_simulato
 
     browser.type_into("#send-to", "+14155550100");
     browser.type_into("#send-body", "Hello through the simulator");
+    // The demo team already has messages on screen: the sent one is the row that was not.
+    let shown_before = browser.js(
+        "return [...document.querySelectorAll('#messages li.msg')].map((row) => row.dataset.sid);",
+        json!([]),
+    );
     browser.click("#send-button");
     let sid = browser
         .wait_js(
             "the sent message's row",
-            "return document.querySelector('#messages li.msg')?.dataset.sid ?? null;",
-            json!([]),
+            "return [...document.querySelectorAll('#messages li.msg')].map((row) => row.dataset.sid).find((sid) => !arguments[0].includes(sid)) ?? null;",
+            json!([shown_before]),
         )
         .as_str()
         .unwrap_or_default()
@@ -85,10 +96,18 @@ fn a_message_sent_from_the_page_reaches_delivered_on_screen_through_the_simulato
     let row = format!("#messages li[data-sid='{sid}']");
     let message = smsdesk_domain::MessageSid::parse(&sid).expect("a message SID");
     for expected in ["sending", "sent", "delivered"] {
+        let delivered_before = sim.stats().callbacks_delivered;
         let advanced = runtime.block_on(sim.advance(&message));
         assert!(
             advanced.is_ok(),
             "the simulator moves the message on: {advanced:?}"
+        );
+        // `advance` returns once its callback was posted: the service must have accepted it, so
+        // a status missing on screen below is the page's fault, not a lost callback.
+        let stats = sim.stats();
+        assert!(
+            stats.callbacks_delivered > delivered_before && stats.callbacks_failed == 0,
+            "the service accepted the {expected} callback: {stats:?}"
         );
         wait_within(
             Duration::from_secs(20),

@@ -38,7 +38,12 @@ async fn seed(app: &TestApp, count: usize) -> Vec<(String, String)> {
 
 /// A bulk refresh that must answer 200 within [`DEADLINE`].
 async fn bulk_in_time(app: &TestApp) -> Value {
-    let response = tokio::time::timeout(DEADLINE, app.refresh_recent(&app.api_key, "?hours=24"))
+    bulk_within(app, DEADLINE).await
+}
+
+/// A bulk refresh of the last 24 hours that must answer 200 within `deadline`; its body.
+async fn bulk_within(app: &TestApp, deadline: Duration) -> Value {
+    let response = tokio::time::timeout(deadline, app.refresh_recent(&app.api_key, "?hours=24"))
         .await
         .expect("the bulk answer arrives before its deadline");
     assert_eq!(response.status(), StatusCode::OK);
@@ -139,14 +144,7 @@ async fn a_twilio_that_never_answers_is_cut_off_by_the_request_timeout() {
     });
     // Five seconds: ample for 300 ms calls and their retries, impossible with the default
     // 15 s timeout, so the answer shows the setting took effect.
-    let response = tokio::time::timeout(
-        Duration::from_secs(5),
-        app.refresh_recent(&app.api_key, "?hours=24"),
-    )
-    .await
-    .expect("the bulk answers within the configured request timeout, not Twilio's silence");
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.expect("JSON");
+    let body = bulk_within(&app, Duration::from_secs(5)).await;
     let updated = check_outcomes(
         &app,
         &body,

@@ -14,6 +14,9 @@
 
   const body = document.body;
   const TERMINAL = new Set((body.dataset.terminal || '').split(' ').filter(Boolean));
+  // status -> rank, the service's forward-only order (`MessageStatus::rank`).
+  const RANKS = new Map((body.dataset.ranks || '').split(' ').filter(Boolean)
+    .map((pair) => { const [status, rank] = pair.split(':'); return [status, Number(rank)]; }));
   const MESSAGE_COOLDOWN_S = Number(body.dataset.messageCooldown) || 60;
   const BULK_COOLDOWN_S = Number(body.dataset.bulkCooldown) || 60;
   const TONES = {
@@ -256,11 +259,21 @@
   }
 
   /** Adds or updates rows; new ones go to the top (`atTop`) or the bottom (paging). */
+  /** Whether `next` ranks below `shown`; an unranked (unknown) status is never behind. */
+  function isBehind(next, shown) {
+    const nextRank = RANKS.get(next);
+    const shownRank = RANKS.get(shown);
+    return nextRank !== undefined && shownRank !== undefined && nextRank < shownRank;
+  }
+
   function upsert(s, messages, atTop) {
     const fresh = [];
     for (const message of messages) {
       const row = s.rows.get(message.sid);
       if (row) {
+        // A list answer fetched before a live update landed is older than the row: like the
+        // service, the page never moves a status backwards.
+        if (isBehind(message.status, row.message.status)) continue;
         const changed = row.message.status !== message.status;
         row.message = message;
         paint(s, row, changed);

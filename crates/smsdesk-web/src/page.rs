@@ -82,6 +82,12 @@ fn render(state: &WebState) -> String {
         .map(|s| s.as_str())
         .collect::<Vec<_>>()
         .join(" ");
+    // The service's forward-only order, so the page never paints a status backwards either.
+    let ranks = KNOWN_STATUSES
+        .iter()
+        .filter_map(|s| s.rank().map(|rank| format!("{}:{rank}", s.as_str())))
+        .collect::<Vec<_>>()
+        .join(" ");
     // The demo key is a convenience of development setups; production never shows a key.
     let demo_key = config
         .demo_api_key
@@ -93,6 +99,7 @@ fn render(state: &WebState) -> String {
     PAGE_HTML
         .replace("{{STATUS_OPTIONS}}", &options)
         .replace("{{TERMINAL_STATUSES}}", &escape_html(&terminal))
+        .replace("{{STATUS_RANKS}}", &escape_html(&ranks))
         .replace(
             "{{MESSAGE_COOLDOWN}}",
             &policy.message_cooldown.as_secs().to_string(),

@@ -492,6 +492,63 @@ fn the_page_pages_filters_explains_failures_and_works_by_keyboard_and_at_phone_w
         json!([]),
     );
 
+    // A stale list answer (fetched before a live update landed) never moves a status backwards:
+    // the next auto-refresh merge gets every message back as `queued`, and the page keeps what it
+    // shows.
+    browser.wait_js(
+        "the unfiltered list back",
+        "return document.querySelectorAll('#messages li.msg[data-status=\"delivered\"]').length > 40;",
+        json!([]),
+    );
+    browser.js(
+        r#"
+        const shown = () => [...document.querySelectorAll('#messages li.msg')]
+            .map((row) => row.dataset.sid + '=' + row.dataset.status).join(' ');
+        window.shownBeforeStaleMerge = shown();
+        window.shownNow = shown;
+        const realFetch = window.fetch;
+        window.staleMerged = false;
+        window.fetch = (path, init) => {
+            const url = String(path);
+            if (!url.startsWith('/api/messages?')) return realFetch(path, init);
+            window.fetch = realFetch;
+            return realFetch(path, init).then((response) => {
+                const parse = response.json.bind(response);
+                response.json = () => parse().then((page) => {
+                    for (const message of page.messages) message.status = 'queued';
+                    // Flag once the page has handled the body (see the held-back response above).
+                    setTimeout(() => { window.staleMerged = true; }, 0);
+                    return page;
+                });
+                return response;
+            });
+        };
+        const auto = document.getElementById('auto-refresh');
+        auto.checked = true;
+        auto.dispatchEvent(new Event('change'));
+        "#,
+        json!([]),
+    );
+    browser.wait_js(
+        "the stale merge to land",
+        "return window.staleMerged === true;",
+        json!([]),
+    );
+    let (before, after) = (
+        browser.js("return window.shownBeforeStaleMerge;", json!([])),
+        browser.js(
+            "const auto = document.getElementById('auto-refresh'); auto.checked = false; auto.dispatchEvent(new Event('change')); return window.shownNow();",
+            json!([]),
+        ),
+    );
+    assert!(
+        before
+            .as_str()
+            .is_some_and(|shown| shown.contains("=delivered")),
+        "{before}"
+    );
+    assert_eq!(after, before, "no status went backwards on screen");
+
     // Phone width: nothing scrolls sideways and the refresh buttons are always visible.
     browser.emulate_phone();
     browser.wait_js(

@@ -82,6 +82,13 @@ async fn the_page_is_html_with_a_strict_policy_and_the_servers_statuses_and_cool
         html.contains("data-terminal=\"delivered undelivered failed canceled received read\""),
         "the final statuses come from the domain"
     );
+    assert!(
+        html.contains(
+            "data-ranks=\"scheduled:0 accepted:1 receiving:2 queued:2 sending:3 sent:4 \
+             partially_delivered:5 delivered:6 undelivered:6 failed:6 canceled:6 received:6 read:7\""
+        ),
+        "the forward-only order comes from the domain: {html}"
+    );
     assert!(!html.contains("data-demo"), "no demo key unless configured");
 }
 
