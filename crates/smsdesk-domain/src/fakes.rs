@@ -8,6 +8,7 @@
 //!   and can delay each call through a hook you supply (e.g. `tokio::time::sleep` under paused time)
 //!   so this crate stays free of any runtime.
 //! - [`ManualClock`]: a clock that moves only when told.
+//! - [`RecordingNotifier`]: a [`ChangeNotifier`] that keeps every committed change and activity.
 //!
 //! They are plain `std` code, so they are always compiled; they cost nothing unless used.
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 
+use crate::changes::{Activity, ChangeNotifier, CommittedChange};
 use crate::ids::{AccountSid, MessageSid, TeamId, UserId};
 use crate::message::{
     DeliveryState, Message, NewMessage, StatusEvent, StatusObservation, Timestamp,
@@ -584,5 +586,47 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         *lock(&self.now)
+    }
+}
+
+/// A notifier that keeps everything it is told, for tests and examples.
+#[derive(Clone, Default)]
+pub struct RecordingNotifier {
+    changes: Arc<Mutex<Vec<CommittedChange>>>,
+    activities: Arc<Mutex<Vec<Activity>>>,
+}
+
+impl RecordingNotifier {
+    /// Nothing recorded yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The changes so far, in the order they were committed.
+    pub fn changes(&self) -> Vec<CommittedChange> {
+        lock(&self.changes).clone()
+    }
+
+    /// The activity so far.
+    pub fn activities(&self) -> Vec<Activity> {
+        lock(&self.activities).clone()
+    }
+}
+
+impl ChangeNotifier for RecordingNotifier {
+    fn committed(&self, change: &CommittedChange) {
+        lock(&self.changes).push(change.clone());
+    }
+
+    fn activity(&self, activity: &Activity) {
+        lock(&self.activities).push(activity.clone());
+    }
+}
+
+impl std::fmt::Debug for RecordingNotifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingNotifier")
+            .field("changes", &self.changes().len())
+            .finish()
     }
 }

@@ -14,6 +14,7 @@
 //! - [`refresh_rules`]: the bulk window, limits and cool-down arithmetic;
 //! - [`ports`]: the traits adapters implement (repositories, limiter, SMS provider, clock);
 //! - [`services`]: the use cases, starting with [`services::RefreshStatus`];
+//! - [`changes`]: the one path every committed change takes ([`changes::ChangeNotifier`]);
 //! - [`fakes`]: in-memory implementations of the ports for tests and examples.
 //!
 //! ```
@@ -31,6 +32,7 @@
 //! ```
 
 pub mod access;
+pub mod changes;
 pub mod delivery_error;
 pub mod fakes;
 pub mod ids;
@@ -42,6 +44,7 @@ pub mod services;
 pub mod status;
 
 pub use access::{Plan, Requester, Role};
+pub use changes::{Activity, ChangeKind, ChangeNotifier, CommittedChange};
 pub use delivery_error::{DeliveryError, ErrorClass};
 pub use ids::{
     AccountSid, Address, ApiKeySid, IdError, MessageSid, MessagingServiceSid, PhoneNumber, TeamId,
@@ -51,7 +54,9 @@ pub use message::{
     DeliveryState, Message, NewMessage, ObservationSource, StatusEvent, StatusObservation,
     Timestamp,
 };
-pub use refresh_rules::{CooldownClaim, RefreshPolicy, RefreshWindow, RefreshWindowError};
+pub use refresh_rules::{
+    CooldownClaim, RefreshPolicy, RefreshWindow, RefreshWindowError, describe_period,
+};
 pub use status::{Direction, MAX_STATUS_WORD_LENGTH, MalformedStatus, MessageStatus};
 
 /// Re-exported so adapters and callers name the same secret type as the ports.

@@ -104,6 +104,18 @@ impl Default for RefreshPolicy {
     }
 }
 
+/// A period for people: `1 minute`, `2 minutes`, `90 seconds`, `1 second`. Cool-down messages
+/// use it so they name the configured period, not a fixed one.
+pub fn describe_period(secs: u64) -> String {
+    let (count, unit) = if secs >= 60 && secs % 60 == 0 {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} {unit}{plural}")
+}
+
 /// The answer to a cool-down claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "claim")]
@@ -250,5 +262,24 @@ mod tests {
         assert_eq!(policy.max_in_flight, 10);
         assert_eq!(policy.message_cooldown, Duration::from_secs(60));
         assert_eq!(policy.bulk_cooldown, Duration::from_secs(60));
+    }
+}
+
+#[cfg(test)]
+mod period_tests {
+    use super::describe_period;
+
+    #[test]
+    fn periods_read_as_words_in_the_largest_whole_unit() {
+        for (secs, expected) in [
+            (1, "1 second"),
+            (30, "30 seconds"),
+            (60, "1 minute"),
+            (90, "90 seconds"),
+            (120, "2 minutes"),
+            (0, "0 seconds"),
+        ] {
+            assert_eq!(describe_period(secs), expected, "{secs} s");
+        }
     }
 }

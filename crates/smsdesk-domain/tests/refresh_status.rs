@@ -231,7 +231,8 @@ async fn a_second_single_refresh_within_a_minute_is_refused_with_the_wait() {
     assert_eq!(
         second,
         Err(RefreshOneError::CoolingDown {
-            retry_after_secs: 40
+            retry_after_secs: 40,
+            cooldown_secs: 60,
         })
     );
     assert_eq!(
@@ -370,7 +371,8 @@ async fn bulk_runs_once_a_minute_per_user() {
             .refresh_recent(&alice, RefreshWindow::default())
             .await,
         Err(RefreshRecentError::CoolingDown {
-            retry_after_secs: 1
+            retry_after_secs: 1,
+            cooldown_secs: 60,
         })
     );
     assert!(

@@ -5,7 +5,11 @@
 //! that status still being stored. A write that lost a race to another writer comes back as a
 //! conflict; the message is read again and the observation decided again, a bounded number of
 //! times. All writes of one round go to the repository as one batch (one transaction).
+//!
+//! Every write that changed a message is handed to the [`ChangeNotifier`] once its round is
+//! committed: this is the one place where status changes are announced.
 
+use crate::changes::{ChangeKind, ChangeNotifier, CommittedChange};
 use crate::ids::{MessageSid, TeamId};
 use crate::message::{DeliveryState, Message, StatusObservation};
 use crate::ports::{
@@ -37,13 +41,15 @@ pub(crate) enum Stored {
     GaveUp,
 }
 
-/// Decides and writes `items` (each a message as last read, and what was observed about it).
-/// Returns one result per item, in order.
+/// Decides and writes `items` (each a message as last read, and what was observed about it),
+/// and hands every change written to `notifier`. Returns one result per item, in order.
 ///
 /// # Errors
-/// The repository's error; no later round is attempted.
+/// The repository's error; no later round is attempted (changes of earlier rounds were
+/// committed and announced).
 pub(crate) async fn store_observations(
     messages: &dyn MessageRepository,
+    notifier: &dyn ChangeNotifier,
     team: TeamId,
     items: Vec<(Message, StatusObservation)>,
 ) -> Result<Vec<Stored>, RepositoryError> {
@@ -82,6 +88,11 @@ pub(crate) async fn store_observations(
         {
             match write {
                 WriteOutcome::Written | WriteOutcome::Recorded => {
+                    if write == WriteOutcome::Written
+                        && let Some(change) = committed_change(team, &message, &observation, &decision)
+                    {
+                        notifier.committed(&change);
+                    }
                     results[index] = Some(Stored::Decided {
                         before: message.delivery,
                         decision,
@@ -108,6 +119,28 @@ pub(crate) async fn store_observations(
         .into_iter()
         .map(|r| r.unwrap_or(Stored::GaveUp))
         .collect())
+}
+
+/// The change a decision committed, if it changed anything.
+fn committed_change(
+    team: TeamId,
+    message: &Message,
+    observation: &StatusObservation,
+    decision: &StatusDecision,
+) -> Option<CommittedChange> {
+    let (kind, next) = match decision {
+        StatusDecision::Advanced { from, next } => (ChangeKind::Advanced { from: from.clone() }, next),
+        StatusDecision::Enriched { next } => (ChangeKind::Enriched, next),
+        StatusDecision::Unchanged | StatusDecision::Stale { .. } => return None,
+    };
+    Some(CommittedChange {
+        team_id: team,
+        sid: message.sid.clone(),
+        kind,
+        state: next.clone(),
+        source: observation.source,
+        observed_at: observation.observed_at,
+    })
 }
 
 async fn reread(

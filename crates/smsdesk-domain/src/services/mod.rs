@@ -1,7 +1,12 @@
 //! The use cases: plain structs over the ports, one error enum per operation.
+//!
+//! Every use case that stores something hands what it committed to the
+//! [`ChangeNotifier`](crate::changes::ChangeNotifier) given with `with_notifier`; see
+//! [`crate::changes`].
 
 mod apply;
 pub mod callback;
+pub mod integration;
 pub mod refresh;
 pub mod send;
 
@@ -9,8 +14,12 @@ pub use callback::{
     ApplyStatusCallback, CallbackOutcome, InboundSms, ReceiveOutcome, ReceiveSms, StatusCallback,
     WebhookError,
 };
+pub use integration::{
+    ConfigureIntegration, ConfigureIntegrationError, IntegrationField, IntegrationSettings,
+    TeamAdmin,
+};
 pub use refresh::{
-    FailureReason, MessageOutcome, OutcomeKind, RefreshOneError, RefreshRecentError, RefreshReport,
-    RefreshStatus, RefreshSummary, SkipReason,
+    FailureReason, MessageOutcome, OutcomeKind, RefreshAnswer, RefreshError, RefreshOneError,
+    RefreshRecentError, RefreshReport, RefreshStatus, RefreshSummary, RefreshTarget, SkipReason,
 };
 pub use send::{MAX_BODY_CHARS, STATUS_CALLBACK_PATH, SendRequest, SendSms, SendSmsError};

@@ -13,6 +13,9 @@
 //!    against the newer state.
 //!
 //! A failure of one message never aborts the others: every candidate gets its own outcome.
+//!
+//! Every status the refresh moved is handed to the [`ChangeNotifier`] as it is committed;
+//! cool-down refusals and the refresh's duration are reported as [`Activity`].
 
 use std::sync::Arc;
 
@@ -21,13 +24,14 @@ use serde::Serialize;
 
 use super::apply::{Stored, store_observations};
 use crate::access::{Plan, Requester};
+use crate::changes::{Activity, ChangeNotifier, CooldownScope, IgnoreChanges, RefreshMode};
 use crate::ids::MessageSid;
 use crate::message::{DeliveryState, Message, ObservationSource, StatusObservation, Timestamp};
 use crate::ports::{
     Clock, IntegrationRepository, MessageRepository, ProviderError, RefreshLimiter,
     RepositoryError, SmsProvider, TwilioCredentials,
 };
-use crate::refresh_rules::{CooldownClaim, RefreshPolicy, RefreshWindow};
+use crate::refresh_rules::{CooldownClaim, RefreshPolicy, RefreshWindow, describe_period};
 use crate::status::MessageStatus;
 
 /// What a refresh did with one message.
@@ -121,6 +125,61 @@ pub struct RefreshSummary {
     pub provider_calls: usize,
 }
 
+impl RefreshSummary {
+    /// Counts `outcomes` of a refresh that made `provider_calls` calls to Twilio.
+    pub fn of(outcomes: &[MessageOutcome], provider_calls: usize) -> Self {
+        let mut summary = Self {
+            candidates: outcomes.len(),
+            provider_calls,
+            ..Self::default()
+        };
+        for outcome in outcomes {
+            match outcome.result {
+                OutcomeKind::Updated => summary.updated += 1,
+                OutcomeKind::Unchanged => summary.unchanged += 1,
+                OutcomeKind::Failed { .. } => summary.failed += 1,
+                OutcomeKind::Skipped { .. } => summary.skipped += 1,
+            }
+        }
+        summary
+    }
+}
+
+/// What a refresh request asks about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshTarget {
+    /// One message of the requester's team.
+    One(MessageSid),
+    /// The team's recent outbound messages that are not final yet.
+    Recent(RefreshWindow),
+}
+
+/// The answer to a refresh request of either kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshAnswer {
+    /// Single or bulk.
+    pub mode: RefreshMode,
+    /// The bulk window, for a bulk refresh.
+    pub window_hours: Option<u32>,
+    /// One outcome per message considered, newest first.
+    pub outcomes: Vec<MessageOutcome>,
+    /// Counts.
+    pub summary: RefreshSummary,
+    /// How long the refresh took, by the use case's clock.
+    pub took: std::time::Duration,
+}
+
+/// Why a refresh request of either kind did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    /// A single refresh failed.
+    #[error(transparent)]
+    One(RefreshOneError),
+    /// A bulk refresh failed.
+    #[error(transparent)]
+    Recent(RefreshRecentError),
+}
+
 /// The answer to a bulk refresh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -150,10 +209,15 @@ pub enum RefreshOneError {
     #[error("message not found")]
     MessageNotFound,
     /// The message was refreshed too recently.
-    #[error("this message was refreshed less than a minute ago; retry in {retry_after_secs} s")]
+    #[error(
+        "this message was refreshed less than {} ago; retry in {retry_after_secs} s",
+        describe_period(*.cooldown_secs)
+    )]
     CoolingDown {
         /// Seconds to wait.
         retry_after_secs: u64,
+        /// The configured per-message cool-down, in seconds.
+        cooldown_secs: u64,
     },
     /// The team has no Twilio integration.
     #[error("the team has no Twilio integration configured")]
@@ -176,10 +240,15 @@ pub enum RefreshRecentError {
         plan: Plan,
     },
     /// The user started a bulk refresh too recently.
-    #[error("a bulk refresh ran less than a minute ago; retry in {retry_after_secs} s")]
+    #[error(
+        "a bulk refresh ran less than {} ago; retry in {retry_after_secs} s",
+        describe_period(*.cooldown_secs)
+    )]
     CoolingDown {
         /// Seconds to wait.
         retry_after_secs: u64,
+        /// The configured bulk cool-down, in seconds.
+        cooldown_secs: u64,
     },
     /// The store failed; nothing was written.
     #[error(transparent)]
@@ -195,6 +264,7 @@ pub struct RefreshStatus {
     limiter: Arc<dyn RefreshLimiter>,
     clock: Arc<dyn Clock>,
     policy: RefreshPolicy,
+    notifier: Arc<dyn ChangeNotifier>,
 }
 
 /// A provider call's result for one message, before it is decided and written.
@@ -220,7 +290,60 @@ impl RefreshStatus {
             limiter,
             clock,
             policy,
+            notifier: Arc::new(IgnoreChanges),
         }
+    }
+
+    /// Hands every status this use case moves, its cool-down refusals and its durations to
+    /// `notifier`.
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: Arc<dyn ChangeNotifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// Runs a refresh of either kind and answers with its outcomes, counts and duration: what
+    /// the HTTP endpoint serves.
+    ///
+    /// # Errors
+    /// [`RefreshError::One`] or [`RefreshError::Recent`], as [`RefreshStatus::refresh_one`] and
+    /// [`RefreshStatus::refresh_recent`].
+    pub async fn refresh(
+        &self,
+        requester: &Requester,
+        target: RefreshTarget,
+    ) -> Result<RefreshAnswer, RefreshError> {
+        let started = self.clock.now();
+        let (mode, result) = match target {
+            RefreshTarget::One(sid) => (
+                RefreshMode::Single,
+                self.refresh_one(requester, &sid)
+                    .await
+                    .map(|outcome| {
+                        let summary = RefreshSummary::of(std::slice::from_ref(&outcome), 1);
+                        (None, vec![outcome], summary)
+                    })
+                    .map_err(RefreshError::One),
+            ),
+            RefreshTarget::Recent(window) => (
+                RefreshMode::Bulk,
+                self.refresh_recent(requester, window)
+                    .await
+                    .map(|report| (Some(report.window_hours), report.outcomes, report.summary))
+                    .map_err(RefreshError::Recent),
+            ),
+        };
+        let took = (self.clock.now() - started).to_std().unwrap_or_default();
+        self.notifier
+            .activity(&Activity::RefreshFinished { mode, took });
+        let (window_hours, outcomes, summary) = result?;
+        Ok(RefreshAnswer {
+            mode,
+            window_hours,
+            outcomes,
+            summary,
+            took,
+        })
     }
 
     /// The limits in force.
@@ -271,8 +394,13 @@ impl RefreshStatus {
             .await
             .map_err(RefreshOneError::Store)?;
         if let Some(CooldownClaim::Denied { retry_after_secs }) = claims.first() {
+            self.notifier.activity(&Activity::CooldownRefused {
+                scope: CooldownScope::Message,
+                count: 1,
+            });
             return Err(RefreshOneError::CoolingDown {
                 retry_after_secs: *retry_after_secs,
+                cooldown_secs: self.policy.message_cooldown.as_secs(),
             });
         }
 
@@ -323,7 +451,14 @@ impl RefreshStatus {
         {
             CooldownClaim::Granted => {}
             CooldownClaim::Denied { retry_after_secs } => {
-                return Err(RefreshRecentError::CoolingDown { retry_after_secs });
+                self.notifier.activity(&Activity::CooldownRefused {
+                    scope: CooldownScope::Bulk,
+                    count: 1,
+                });
+                return Err(RefreshRecentError::CoolingDown {
+                    retry_after_secs,
+                    cooldown_secs: self.policy.bulk_cooldown.as_secs(),
+                });
             }
         }
 
@@ -369,6 +504,13 @@ impl RefreshStatus {
                 }
             }
             provider_calls = to_fetch.len();
+            let cooling = candidates.len() - to_fetch.len();
+            if cooling > 0 {
+                self.notifier.activity(&Activity::CooldownRefused {
+                    scope: CooldownScope::Message,
+                    count: u64::try_from(cooling).unwrap_or(u64::MAX),
+                });
+            }
 
             let fetched = self.fetch_all(&integration.credentials, to_fetch).await;
             let mut to_store = Vec::new();
@@ -400,19 +542,7 @@ impl RefreshStatus {
         }
 
         let outcomes: Vec<MessageOutcome> = outcomes.into_iter().flatten().collect();
-        let mut summary = RefreshSummary {
-            candidates: candidates.len(),
-            provider_calls,
-            ..RefreshSummary::default()
-        };
-        for outcome in &outcomes {
-            match outcome.result {
-                OutcomeKind::Updated => summary.updated += 1,
-                OutcomeKind::Unchanged => summary.unchanged += 1,
-                OutcomeKind::Failed { .. } => summary.failed += 1,
-                OutcomeKind::Skipped { .. } => summary.skipped += 1,
-            }
-        }
+        let summary = RefreshSummary::of(&outcomes, provider_calls);
         Ok(RefreshReport {
             window_hours: window.hours(),
             outcomes,
@@ -468,7 +598,13 @@ impl RefreshStatus {
             }
         }
         let originals: Vec<Message> = items.iter().map(|(m, _)| m.clone()).collect();
-        let stored = store_observations(self.messages.as_ref(), requester.team_id, items).await?;
+        let stored = store_observations(
+            self.messages.as_ref(),
+            self.notifier.as_ref(),
+            requester.team_id,
+            items,
+        )
+        .await?;
         for ((index, message), result) in positions.into_iter().zip(originals).zip(stored) {
             outcomes[index] = Some(match result {
                 Stored::Decided { before, decision } => match decision.next_state() {

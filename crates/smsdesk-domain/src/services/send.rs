@@ -6,15 +6,22 @@
 //! [`ObservationSource::Send`], because Twilio posts no callback for it) and its creation time.
 //! The account SID is stored in plaintext: it is a public identifier that inbound webhooks are
 //! matched against.
+//!
+//! Twilio's first status callbacks can arrive before the row is stored; they are parked (see
+//! [`super::callback`]). Right after storing the message the send replays them, so the answer
+//! carries the newest status (a parked `delivered` is not answered as `queued`). The new message
+//! and every change a replay commits go to the [`ChangeNotifier`].
 
 use std::sync::Arc;
 
+use super::callback::{created_change, replay_parked};
 use crate::access::Requester;
+use crate::changes::{Activity, ChangeNotifier, IgnoreChanges};
 use crate::ids::{Address, PhoneNumber};
 use crate::message::{Message, NewMessage, ObservationSource, StatusObservation};
 use crate::ports::{
-    Clock, IntegrationRepository, MessageRepository, OutboundSms, ProviderError, RepositoryError,
-    Sender, SmsProvider,
+    CallbackInbox, Clock, IntegrationRepository, MessageRepository, OutboundSms, ProviderError,
+    RepositoryError, Sender, SmsProvider,
 };
 use crate::status::Direction;
 
@@ -54,6 +61,19 @@ pub enum SendSmsError {
     /// sent but not recorded; its status callbacks will find no row.
     #[error(transparent)]
     Store(RepositoryError),
+    /// Twilio handed back a SID that is already stored: Twilio's fault or ours, never the
+    /// caller's. The message was sent; nothing was stored.
+    #[error("Twilio returned an already stored message SID: {0}")]
+    SidAlreadyStored(String),
+}
+
+impl SendSmsError {
+    fn from_insert(error: RepositoryError) -> Self {
+        match error {
+            RepositoryError::Duplicate(detail) => Self::SidAlreadyStored(detail),
+            other => Self::Store(other),
+        }
+    }
 }
 
 /// The send use case. Cheap to clone; share one per process.
@@ -61,26 +81,40 @@ pub enum SendSmsError {
 pub struct SendSms {
     messages: Arc<dyn MessageRepository>,
     integrations: Arc<dyn IntegrationRepository>,
+    inbox: Arc<dyn CallbackInbox>,
     provider: Arc<dyn SmsProvider>,
     clock: Arc<dyn Clock>,
+    notifier: Arc<dyn ChangeNotifier>,
     status_callback: Option<String>,
 }
 
 impl SendSms {
-    /// Builds the use case over its ports, asking Twilio for no status callbacks.
+    /// Builds the use case over its ports, asking Twilio for no status callbacks. `inbox` holds
+    /// the callbacks that beat a send's write; the send replays them.
     pub fn new(
         messages: Arc<dyn MessageRepository>,
         integrations: Arc<dyn IntegrationRepository>,
+        inbox: Arc<dyn CallbackInbox>,
         provider: Arc<dyn SmsProvider>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             messages,
             integrations,
+            inbox,
             provider,
             clock,
+            notifier: Arc::new(IgnoreChanges),
             status_callback: None,
         }
+    }
+
+    /// Hands every message this use case stores, and every change a replayed callback commits,
+    /// to `notifier`.
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: Arc<dyn ChangeNotifier>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Asks Twilio to post status callbacks to `{public_base_url}`[`STATUS_CALLBACK_PATH`]. The
@@ -156,10 +190,44 @@ impl SendSms {
             },
             created_at: created.date_created.unwrap_or(now),
         };
-        self.messages
+        let message = self
+            .messages
             .insert(new_message)
             .await
-            .map_err(SendSmsError::Store)
+            .map_err(SendSmsError::from_insert)?;
+        self.notifier
+            .committed(&created_change(&message, ObservationSource::Send));
+        Ok(self.apply_early_callbacks(message).await)
+    }
+
+    /// Replays the callbacks that beat the insert and returns the message as it is then. The
+    /// message is sent and stored whatever happens here, so a failure is reported as
+    /// [`Activity::ParkedReplayFailed`] rather than failing the send; what was not taken stays
+    /// parked for the callback's own second look or until it is discarded.
+    async fn apply_early_callbacks(&self, message: Message) -> Message {
+        let team = message.team_id;
+        let replayed = replay_parked(
+            self.messages.as_ref(),
+            self.inbox.as_ref(),
+            self.notifier.as_ref(),
+            team,
+            &message.sid,
+        )
+        .await;
+        match replayed {
+            Ok(outcomes) if outcomes.is_empty() => message,
+            Ok(_) => match self.messages.find(team, &message.sid).await {
+                Ok(Some(current)) => current,
+                _ => message,
+            },
+            Err(error) => {
+                self.notifier.activity(&Activity::ParkedReplayFailed {
+                    sid: message.sid.clone(),
+                    error,
+                });
+                message
+            }
+        }
     }
 }
 
@@ -237,6 +305,7 @@ mod tests {
         .await;
         assert!(upserted.is_ok(), "seeding the integration: {upserted:?}");
         let send = SendSms::new(
+            Arc::new(store.clone()),
             Arc::new(store.clone()),
             Arc::new(store.clone()),
             Arc::new(provider.clone()),
@@ -426,6 +495,7 @@ mod tests {
             let send = SendSms::new(
                 Arc::new(messages),
                 Arc::new(integration_repo()),
+                Arc::new(InMemoryStore::new()),
                 Arc::new(provider),
                 Arc::new(ManualClock::new(start())),
             );
@@ -479,6 +549,7 @@ mod tests {
         let send = SendSms::new(
             Arc::new(messages),
             Arc::new(integration_repo()),
+            Arc::new(InMemoryStore::new()),
             Arc::new(provider),
             Arc::new(ManualClock::new(start())),
         );
@@ -501,6 +572,7 @@ mod tests {
         let send = SendSms::new(
             Arc::new(messages),
             Arc::new(integration_repo()),
+            Arc::new(InMemoryStore::new()),
             Arc::new(FakeSmsProvider::new()),
             Arc::new(ManualClock::new(start())),
         );
