@@ -310,10 +310,9 @@ async fn refreshes_and_callbacks_announce_only_what_they_changed() {
     let world = World::new().await;
     let first = world.send_one().await;
     let second = world.send_one().await;
-    world.provider.set_state(
-        &first.sid,
-        DeliveryState::new(MessageStatus::Sent),
-    );
+    world
+        .provider
+        .set_state(&first.sid, DeliveryState::new(MessageStatus::Sent));
     let answer = world
         .refresh
         .refresh(&pro(), RefreshTarget::Recent(RefreshWindow::default()))

@@ -5,7 +5,6 @@
 //! the answer never tells which. The key itself is never logged.
 
 use actix_web::dev::Payload;
-use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures::future::LocalBoxFuture;
 use smsdesk_domain::Requester;
@@ -54,21 +53,5 @@ impl FromRequest for Authenticated {
                 Err(error) => Err(store_error(&error)),
             }
         })
-    }
-}
-
-/// Refuses callers who are not team admins.
-///
-/// # Errors
-/// 403 `forbidden` for members.
-pub fn require_admin(requester: &Requester) -> Result<(), ApiError> {
-    if requester.role == smsdesk_domain::Role::Admin {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only team admins may change the team's Twilio integration",
-        ))
     }
 }

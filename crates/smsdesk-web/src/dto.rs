@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 use smsdesk_domain::ports::{Sender, TwilioAuth, TwilioIntegration};
-use smsdesk_domain::services::{FailureReason, MessageOutcome, OutcomeKind, SkipReason};
+use smsdesk_domain::secrecy::SecretString;
+use smsdesk_domain::services::{
+    FailureReason, IntegrationSettings, MessageOutcome, OutcomeKind, RefreshAnswer, SkipReason,
+};
 use smsdesk_domain::{DeliveryError, Message, StatusEvent, Timestamp};
 
 /// A stored message.
@@ -287,6 +290,39 @@ pub struct IntegrationDto {
     /// Default messaging service.
     #[serde(default)]
     pub messaging_service_sid: Option<String>,
+}
+
+impl From<IntegrationDto> for IntegrationSettings {
+    fn from(dto: IntegrationDto) -> Self {
+        Self {
+            account_sid: dto.account_sid,
+            auth_token: SecretString::from(dto.auth_token),
+            api_key_sid: dto.api_key_sid,
+            api_key_secret: dto.api_key_secret.map(SecretString::from),
+            from_number: dto.from_number,
+            messaging_service_sid: dto.messaging_service_sid,
+        }
+    }
+}
+
+impl From<RefreshAnswer> for RefreshResponseDto {
+    fn from(answer: RefreshAnswer) -> Self {
+        let summary = SummaryDto {
+            candidates: answer.summary.candidates,
+            updated: answer.summary.updated,
+            unchanged: answer.summary.unchanged,
+            failed: answer.summary.failed,
+            skipped: answer.summary.skipped,
+            twilio_calls: answer.summary.provider_calls,
+            duration_ms: u64::try_from(answer.took.as_millis()).unwrap_or(u64::MAX),
+        };
+        Self {
+            mode: answer.mode.as_str().to_owned(),
+            window_hours: answer.window_hours,
+            outcomes: answer.outcomes.into_iter().map(OutcomeDto::from).collect(),
+            summary,
+        }
+    }
 }
 
 /// The answer to `PUT /api/integrations/twilio`: never a token or secret.

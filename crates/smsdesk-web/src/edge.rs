@@ -27,7 +27,7 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tracing::Instrument;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::{RateLimitConfig, WebState};
 
 /// The request id header, read and echoed.
@@ -216,7 +216,7 @@ fn refuse_at_the_edge(state: &WebState, req: &ServiceRequest) -> Option<ApiError
     if let Some(length) = declared_length(req).filter(|length| *length > limit) {
         return Some(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("the body ({length} bytes) is larger than the limit of {limit} bytes"),
         ));
     }
@@ -235,7 +235,7 @@ fn refuse_at_the_edge(state: &WebState, req: &ServiceRequest) -> Option<ApiError
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             "too many requests; slow down",
         )
         .with_retry_after(secs)

@@ -2,7 +2,7 @@
 //! onto it.
 //!
 //! ```json
-//! {"error":{"code":"cooling_down","message":"...","retryAfterSeconds":42}}
+//! {"error":{"code":ErrorCode::CoolingDown,"message":"...","retryAfterSeconds":42}}
 //! ```
 //! `field` names the parameter or JSON field at fault (400s), `retryAfterSeconds` mirrors the
 //! `Retry-After` header (429s), `twilioCode` carries Twilio's error code (502/422 from Twilio).
@@ -16,17 +16,164 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use smsdesk_domain::ports::{ProviderError, RepositoryError};
-use smsdesk_domain::services::{RefreshOneError, RefreshRecentError, SendSmsError};
+use smsdesk_domain::services::{
+    ConfigureIntegrationError, IntegrationField, RefreshError, RefreshOneError, RefreshRecentError,
+    SendSmsError, WebhookError,
+};
 
 /// The message every plan refusal carries.
 pub const PLAN_REQUIRED_MESSAGE: &str = "status refresh needs the Pro or Enterprise plan";
+
+/// Every error code the service answers with: stable, snake_case, meant for programs. The table
+/// with statuses and meanings is in `docs/api.md`; a test checks both name the same codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// 400: the request is malformed in a way no more specific code names.
+    BadRequest,
+    /// 400: a query parameter or path segment is malformed.
+    InvalidParameter,
+    /// 400: a query parameter this endpoint does not take.
+    UnknownParameter,
+    /// 400: two query parameters that exclude each other.
+    ConflictingParameters,
+    /// 400: a JSON body or form field is invalid.
+    InvalidField,
+    /// 400: two body fields that exclude each other.
+    ConflictingFields,
+    /// 400: the body is not valid JSON for this endpoint.
+    InvalidJson,
+    /// 401: no API key, or one that is unknown or revoked.
+    Unauthorized,
+    /// 403: the caller's role does not allow this.
+    Forbidden,
+    /// 403: the team's plan does not include this.
+    PlanRequired,
+    /// 404: no such resource in the caller's team (or no such endpoint).
+    NotFound,
+    /// 405: the path answers another method (named in `Allow`).
+    MethodNotAllowed,
+    /// 409: the team has no Twilio integration.
+    IntegrationMissing,
+    /// 409: the Twilio account is connected to another team.
+    AccountInUse,
+    /// 413: the body is over the limit.
+    PayloadTooLarge,
+    /// 415: the body's content type is not the endpoint's.
+    UnsupportedMediaType,
+    /// 429: a cool-down is running (`Retry-After` says how long).
+    CoolingDown,
+    /// 429: the edge rate limit is spent (`Retry-After` says how long).
+    RateLimited,
+    /// 403: a Twilio webhook's signature is missing or wrong, or its account unknown.
+    InvalidSignature,
+    /// 502: Twilio does not know the message.
+    TwilioNotFound,
+    /// 502: Twilio refused the team's credentials.
+    TwilioCredentialsRejected,
+    /// 502: Twilio kept answering 429.
+    TwilioRateLimited,
+    /// 422: Twilio refused the request itself (e.g. an invalid number).
+    TwilioRejected,
+    /// 502: Twilio could not be reached or failed.
+    TwilioUnavailable,
+    /// 502: Twilio answered something unreadable.
+    TwilioUnexpected,
+    /// 500: a bug or an unreadable row; the detail is in the log.
+    Internal,
+    /// 503: the database cannot be reached; retry.
+    StoreUnavailable,
+    /// 503: the message kept changing while a callback was applied; Twilio retries.
+    CallbackNotApplied,
+    /// 503: a dependency is not reachable (`/readyz`).
+    NotReady,
+    /// 503: too many live event streams are open.
+    TooManyStreams,
+}
+
+impl ErrorCode {
+    /// Every code, for documentation checks.
+    pub const ALL: [Self; 30] = [
+        Self::BadRequest,
+        Self::InvalidParameter,
+        Self::UnknownParameter,
+        Self::ConflictingParameters,
+        Self::InvalidField,
+        Self::ConflictingFields,
+        Self::InvalidJson,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::PlanRequired,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::IntegrationMissing,
+        Self::AccountInUse,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::CoolingDown,
+        Self::RateLimited,
+        Self::InvalidSignature,
+        Self::TwilioNotFound,
+        Self::TwilioCredentialsRejected,
+        Self::TwilioRateLimited,
+        Self::TwilioRejected,
+        Self::TwilioUnavailable,
+        Self::TwilioUnexpected,
+        Self::Internal,
+        Self::StoreUnavailable,
+        Self::CallbackNotApplied,
+        Self::NotReady,
+        Self::TooManyStreams,
+    ];
+
+    /// The code as it appears in the error body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::InvalidParameter => "invalid_parameter",
+            Self::UnknownParameter => "unknown_parameter",
+            Self::ConflictingParameters => "conflicting_parameters",
+            Self::InvalidField => "invalid_field",
+            Self::ConflictingFields => "conflicting_fields",
+            Self::InvalidJson => "invalid_json",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::PlanRequired => "plan_required",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::IntegrationMissing => "integration_missing",
+            Self::AccountInUse => "account_in_use",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::CoolingDown => "cooling_down",
+            Self::RateLimited => "rate_limited",
+            Self::InvalidSignature => "invalid_signature",
+            Self::TwilioNotFound => "twilio_not_found",
+            Self::TwilioCredentialsRejected => "twilio_credentials_rejected",
+            Self::TwilioRateLimited => "twilio_rate_limited",
+            Self::TwilioRejected => "twilio_rejected",
+            Self::TwilioUnavailable => "twilio_unavailable",
+            Self::TwilioUnexpected => "twilio_unexpected",
+            Self::Internal => "internal",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::CallbackNotApplied => "callback_not_applied",
+            Self::NotReady => "not_ready",
+            Self::TooManyStreams => "too_many_streams",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A failure answered to a client: a status, a stable snake_case code, a message and optional
 /// details. Build it with the constructors; render it by returning it from a handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     field: Option<String>,
     retry_after_secs: Option<u64>,
@@ -63,7 +210,7 @@ pub struct ErrorDetail {
 
 impl ApiError {
     /// An error with a status, code and message and no details.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -84,7 +231,7 @@ impl ApiError {
             allow: Some(allow),
             ..Self::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 message,
             )
         }
@@ -113,27 +260,36 @@ impl ApiError {
 
     /// 400 `invalid_parameter`: a query parameter or path segment is malformed.
     pub fn invalid_parameter(field: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", message).with_field(field)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidParameter,
+            message,
+        )
+        .with_field(field)
     }
 
     /// 400 `invalid_field`: a JSON body field is invalid.
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_field", message).with_field(field)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidField, message).with_field(field)
     }
 
     /// 401 `unauthorized`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
 
     /// 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     /// 500 `internal`: the detail is for the log (the edge hides it in production).
     pub fn internal(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            detail,
+        )
     }
 
     /// The HTTP status.
@@ -143,6 +299,11 @@ impl ApiError {
 
     /// The snake_case code.
     pub fn code(&self) -> &'static str {
+        self.code.as_str()
+    }
+
+    /// The code as its enum.
+    pub fn error_code(&self) -> ErrorCode {
         self.code
     }
 
@@ -171,7 +332,7 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_owned(),
+                code: self.code.as_str().to_owned(),
                 message: self.message.clone(),
                 field: self.field.clone(),
                 retry_after_seconds: self.retry_after_secs,
@@ -183,22 +344,25 @@ impl ApiError {
     /// An error for an answer some other part of actix produced with `status` (no detail known).
     pub fn from_status(status: StatusCode) -> Self {
         let (code, message) = match status {
-            StatusCode::BAD_REQUEST => ("bad_request", "the request is malformed"),
-            StatusCode::UNAUTHORIZED => ("unauthorized", "authentication is required"),
-            StatusCode::FORBIDDEN => ("forbidden", "not allowed"),
-            StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+            StatusCode::BAD_REQUEST => (ErrorCode::BadRequest, "the request is malformed"),
+            StatusCode::UNAUTHORIZED => (ErrorCode::Unauthorized, "authentication is required"),
+            StatusCode::FORBIDDEN => (ErrorCode::Forbidden, "not allowed"),
+            StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such resource"),
             StatusCode::METHOD_NOT_ALLOWED => (
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "this method is not allowed on this path",
             ),
-            StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the body is too large"),
+            StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::PayloadTooLarge, "the body is too large"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "the content type is not supported here",
             ),
-            StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests"),
-            s if s.is_client_error() => ("bad_request", "the request was refused"),
-            _ => ("internal", "the server could not complete the request"),
+            StatusCode::TOO_MANY_REQUESTS => (ErrorCode::RateLimited, "too many requests"),
+            s if s.is_client_error() => (ErrorCode::BadRequest, "the request was refused"),
+            _ => (
+                ErrorCode::Internal,
+                "the server could not complete the request",
+            ),
         };
         Self::new(status, code, message)
     }
@@ -242,55 +406,70 @@ pub fn provider_error(error: &ProviderError) -> ApiError {
     let message = error.to_string();
     match error {
         ProviderError::NotFound => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "twilio_not_found", message)
+            ApiError::new(StatusCode::BAD_GATEWAY, ErrorCode::TwilioNotFound, message)
                 .with_twilio_code(Some(20404))
         }
         ProviderError::CredentialsRejected { code, .. } => ApiError::new(
             StatusCode::BAD_GATEWAY,
-            "twilio_credentials_rejected",
+            ErrorCode::TwilioCredentialsRejected,
             message,
         )
         .with_twilio_code(*code),
         ProviderError::RateLimited { retry_after } => {
-            let error = ApiError::new(StatusCode::BAD_GATEWAY, "twilio_rate_limited", message)
-                .with_twilio_code(Some(20429));
+            let error = ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::TwilioRateLimited,
+                message,
+            )
+            .with_twilio_code(Some(20429));
             match retry_after {
                 Some(wait) => error.with_retry_after(wait.as_secs().max(1)),
                 None => error,
             }
         }
-        ProviderError::Rejected { code, .. } => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "twilio_rejected", message)
-                .with_twilio_code(*code)
-        }
-        ProviderError::Unavailable { .. } => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "twilio_unavailable", message)
-        }
-        ProviderError::Unexpected { .. } => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "twilio_unexpected", message)
+        ProviderError::Rejected { code, .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::TwilioRejected,
+            message,
+        )
+        .with_twilio_code(*code),
+        ProviderError::Unavailable { .. } => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            ErrorCode::TwilioUnavailable,
+            message,
+        ),
+        ProviderError::Unexpected { .. } => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            ErrorCode::TwilioUnexpected,
+            message,
+        ),
+    }
+}
+
+/// The store's failures, for reads: down is 503 (worth retrying), anything else 500. A
+/// duplicate means something different to each operation that writes, so each operation's error
+/// enum names it (e.g. `ConfigureIntegrationError::AccountInUse`); reaching here it is a bug.
+pub fn store_error(error: &RepositoryError) -> ApiError {
+    match error {
+        RepositoryError::Unavailable(_) => store_unavailable(error.to_string()),
+        RepositoryError::Duplicate(_) | RepositoryError::Unexpected(_) => {
+            ApiError::internal(error.to_string())
         }
     }
 }
 
-/// The store's failures: down is 503 (worth retrying), a duplicate is 409, anything else 500.
-pub fn store_error(error: &RepositoryError) -> ApiError {
-    match error {
-        RepositoryError::Unavailable(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            error.to_string(),
-        ),
-        RepositoryError::Duplicate(_) => {
-            ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
-        }
-        RepositoryError::Unexpected(_) => ApiError::internal(error.to_string()),
-    }
+fn store_unavailable(detail: String) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::StoreUnavailable,
+        detail,
+    )
 }
 
 fn integration_missing() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
-        "integration_missing",
+        ErrorCode::IntegrationMissing,
         "the team has no Twilio integration configured; set it with PUT /api/integrations/twilio",
     )
 }
@@ -298,7 +477,7 @@ fn integration_missing() -> ApiError {
 fn plan_required() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
-        "plan_required",
+        ErrorCode::PlanRequired,
         PLAN_REQUIRED_MESSAGE,
     )
 }
@@ -308,9 +487,11 @@ impl From<RefreshOneError> for ApiError {
         match &error {
             RefreshOneError::PlanNotAllowed { .. } => plan_required(),
             RefreshOneError::MessageNotFound => Self::not_found("no such message"),
-            RefreshOneError::CoolingDown { retry_after_secs } => Self::new(
+            RefreshOneError::CoolingDown {
+                retry_after_secs, ..
+            } => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "cooling_down",
+                ErrorCode::CoolingDown,
                 error.to_string(),
             )
             .with_retry_after(*retry_after_secs),
@@ -325,9 +506,11 @@ impl From<RefreshRecentError> for ApiError {
     fn from(error: RefreshRecentError) -> Self {
         match &error {
             RefreshRecentError::PlanNotAllowed { .. } => plan_required(),
-            RefreshRecentError::CoolingDown { retry_after_secs } => Self::new(
+            RefreshRecentError::CoolingDown {
+                retry_after_secs, ..
+            } => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "cooling_down",
+                ErrorCode::CoolingDown,
                 error.to_string(),
             )
             .with_retry_after(*retry_after_secs),
@@ -342,12 +525,97 @@ impl From<SendSmsError> for ApiError {
             SendSmsError::InvalidBody { .. } => Self::invalid_field("body", error.to_string()),
             SendSmsError::IntegrationMissing => integration_missing(),
             SendSmsError::Provider(provider) => provider_error(provider),
-            // Twilio handing back a SID we already store is Twilio's or our bug, not a conflict
-            // the client caused.
-            SendSmsError::Store(RepositoryError::Duplicate(detail)) => {
-                Self::internal(format!("Twilio returned an already stored SID: {detail}"))
-            }
+            // Twilio's or our bug, not a conflict the client caused.
+            SendSmsError::SidAlreadyStored(_) => Self::internal(error.to_string()),
             SendSmsError::Store(store) => store_error(store),
+        }
+    }
+}
+
+impl From<RefreshError> for ApiError {
+    fn from(error: RefreshError) -> Self {
+        match error {
+            RefreshError::One(one) => one.into(),
+            RefreshError::Recent(recent) => recent.into(),
+        }
+    }
+}
+
+/// 403 for every failed authentication of a Twilio webhook, whatever the reason, so a caller
+/// cannot probe which accounts exist.
+pub fn signature_refused() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        ErrorCode::InvalidSignature,
+        "the X-Twilio-Signature header is missing or does not match the request",
+    )
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(error: WebhookError) -> Self {
+        match &error {
+            WebhookError::UnknownAccount => signature_refused(),
+            // Twilio retries a 5xx, and the retry is harmless.
+            WebhookError::KeptChanging => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::CallbackNotApplied,
+                error.to_string(),
+            ),
+            WebhookError::StoreUnavailable(_) => store_unavailable(error.to_string()),
+            WebhookError::Unexpected(_) => Self::internal(error.to_string()),
+        }
+    }
+}
+
+/// The JSON name of an integration field, as `PUT /api/integrations/twilio` spells it.
+fn integration_field_name(field: IntegrationField) -> &'static str {
+    match field {
+        IntegrationField::AccountSid => "accountSid",
+        IntegrationField::AuthToken => "authToken",
+        IntegrationField::ApiKeySid => "apiKeySid",
+        IntegrationField::ApiKeySecret => "apiKeySecret",
+        IntegrationField::FromNumber => "fromNumber",
+        IntegrationField::MessagingServiceSid => "messagingServiceSid",
+    }
+}
+
+impl From<ConfigureIntegrationError> for ApiError {
+    fn from(error: ConfigureIntegrationError) -> Self {
+        use ConfigureIntegrationError as E;
+        match error {
+            E::NotAdmin => Self::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                error.to_string(),
+            ),
+            E::Invalid { field, problem } => {
+                let name = integration_field_name(field);
+                Self::invalid_field(name, format!("{name}: {problem}"))
+            }
+            E::IncompleteApiKey { missing } => {
+                let name = integration_field_name(missing);
+                Self::invalid_field(
+                    name,
+                    "apiKeySid and apiKeySecret go together: give both or neither",
+                )
+            }
+            E::SenderMissing => Self::invalid_field(
+                "fromNumber",
+                "a default sender is required: fromNumber or messagingServiceSid",
+            ),
+            E::ConflictingSenders => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::ConflictingFields,
+                "give either fromNumber or messagingServiceSid, not both",
+            )
+            .with_field("messagingServiceSid"),
+            E::AccountInUse => Self::new(
+                StatusCode::CONFLICT,
+                ErrorCode::AccountInUse,
+                error.to_string(),
+            )
+            .with_field("accountSid"),
+            E::Store(store) => store_error(&store),
         }
     }
 }
@@ -358,27 +626,27 @@ pub fn json_error(error: actix_web::error::JsonPayloadError, _: &HttpRequest) ->
     let api = match &error {
         E::OverflowKnownLength { limit, .. } | E::Overflow { limit } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("the body is larger than the limit of {limit} bytes"),
         ),
         E::ContentType => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "expected a JSON body with Content-Type: application/json",
         ),
         E::Deserialize(inner) => ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("the body is not valid for this endpoint: {inner}"),
         ),
         E::Payload(actix_web::error::PayloadError::Overflow) => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             "the body is larger than the limit",
         ),
         other => ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("the body could not be read: {other}"),
         ),
     };
@@ -392,7 +660,7 @@ pub fn query_error(
 ) -> actix_web::Error {
     ApiError::new(
         StatusCode::BAD_REQUEST,
-        "invalid_parameter",
+        ErrorCode::InvalidParameter,
         format!("the query string is malformed: {error}"),
     )
     .into()
@@ -402,7 +670,7 @@ pub fn query_error(
 pub fn path_error(error: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
     ApiError::new(
         StatusCode::BAD_REQUEST,
-        "invalid_parameter",
+        ErrorCode::InvalidParameter,
         format!("the path is malformed: {error}"),
     )
     .into()
@@ -437,6 +705,7 @@ mod tests {
             (
                 RefreshOneError::CoolingDown {
                     retry_after_secs: 7,
+                    cooldown_secs: 60,
                 }
                 .into(),
                 429,
@@ -470,6 +739,7 @@ mod tests {
             (
                 RefreshRecentError::CoolingDown {
                     retry_after_secs: 3,
+                    cooldown_secs: 60,
                 }
                 .into(),
                 429,
@@ -543,7 +813,7 @@ mod tests {
                 "Twilio garbage",
             ),
             (
-                SendSmsError::Store(RepositoryError::Duplicate("SM1".into())).into(),
+                SendSmsError::SidAlreadyStored("SM1".into()).into(),
                 500,
                 "internal",
                 "Twilio reused a SID",
@@ -555,10 +825,22 @@ mod tests {
                 "store down on send",
             ),
             (
-                store_error(&RepositoryError::Duplicate("account".into())),
+                ConfigureIntegrationError::AccountInUse.into(),
                 409,
-                "conflict",
-                "duplicate on upsert",
+                "account_in_use",
+                "an account another team uses",
+            ),
+            (
+                WebhookError::KeptChanging.into(),
+                503,
+                "callback_not_applied",
+                "a callback that kept losing races",
+            ),
+            (
+                WebhookError::StoreUnavailable("down".into()).into(),
+                503,
+                "store_unavailable",
+                "store down on a webhook",
             ),
         ];
         for (error, status, code, why) in cases {
@@ -579,6 +861,7 @@ mod tests {
 
         let cooling: ApiError = RefreshOneError::CoolingDown {
             retry_after_secs: 42,
+            cooldown_secs: 60,
         }
         .into();
         let response = cooling.error_response();

@@ -1,8 +1,8 @@
 //! Live message events: what changed, pushed to the SMS page as Server-Sent Events.
 //!
-//! Handlers that create a message or change its status (send, refresh, status callbacks,
-//! inbound SMS) [`publish`](MessageEvents::publish) a [`MessageEvent`] on one
-//! `tokio::sync::broadcast` channel per process. `GET /api/messages/events` subscribes and
+//! Every change the domain commits (a send, a refresh, a status callback, an inbound SMS) reaches
+//! [`crate::consequences::ServiceConsequences`], which [`publish`](MessageEvents::publish)es a
+//! [`MessageEvent`] on one `tokio::sync::broadcast` channel per process; no handler publishes. `GET /api/messages/events` subscribes and
 //! streams the requester's team's events as `text/event-stream`:
 //!
 //! ```text
@@ -27,12 +27,12 @@ use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use futures::Stream;
 use serde::Serialize;
-use smsdesk_domain::services::{MessageOutcome, OutcomeKind};
+use smsdesk_domain::changes::CommittedChange;
 use smsdesk_domain::{DeliveryError, Message, MessageSid, MessageStatus, TeamId};
 use tokio::sync::broadcast;
 
 use crate::auth::Authenticated;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::query::QueryParams;
 use crate::state::WebState;
 
@@ -88,6 +88,18 @@ impl MessageEvent {
             &message.delivery.status,
             message.delivery.error_code,
             message.delivery.error_message.clone(),
+        )
+    }
+
+    /// The event for a change the domain committed.
+    pub fn from_change(change: &CommittedChange, kind: EventChange) -> Self {
+        Self::new(
+            change.team_id,
+            kind,
+            &change.sid,
+            &change.state.status,
+            change.state.error_code,
+            change.state.error_message.clone(),
         )
     }
 
@@ -162,21 +174,6 @@ impl MessageEvents {
         let _ = self.sender.send(event);
     }
 
-    /// Publishes one status event per outcome that changed the stored status or error.
-    pub fn publish_outcomes(&self, team_id: TeamId, outcomes: &[MessageOutcome]) {
-        for outcome in outcomes {
-            if matches!(outcome.result, OutcomeKind::Updated) {
-                self.publish(MessageEvent::status_changed(
-                    team_id,
-                    &outcome.sid,
-                    &outcome.new_status,
-                    outcome.error_code,
-                    outcome.error_message.clone(),
-                ));
-            }
-        }
-    }
-
     /// A new subscription, receiving events published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<MessageEvent> {
         self.sender.subscribe()
@@ -185,25 +182,6 @@ impl MessageEvents {
     /// How many subscriptions are open.
     pub fn subscribers(&self) -> usize {
         self.sender.receiver_count()
-    }
-}
-
-/// Publishes `sid` as stored now (for handlers whose outcome does not carry the whole state,
-/// such as webhooks). Skipped when nobody listens; a failed read is skipped too, since the
-/// page's next poll or reload shows the message anyway.
-pub(crate) async fn publish_stored(
-    state: &WebState,
-    team_id: TeamId,
-    sid: &MessageSid,
-    change: EventChange,
-) {
-    if state.events().subscribers() == 0 {
-        return;
-    }
-    if let Ok(Some(message)) = state.messages().find(team_id, sid).await {
-        let mut event = MessageEvent::created(team_id, &message);
-        event.change = change;
-        state.events().publish(event);
     }
 }
 
@@ -267,7 +245,7 @@ pub(crate) async fn message_events(
     if events.subscribers() >= MAX_SUBSCRIBERS {
         return Err(ApiError::new(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_streams",
+            ErrorCode::TooManyStreams,
             "too many live event streams are open; poll GET /api/messages instead",
         ));
     }
@@ -391,39 +369,5 @@ mod tests {
         let _ready = stream.next().await;
         drop(events);
         assert_eq!(text(stream.next().await), "<end>");
-    }
-
-    #[test]
-    fn only_outcomes_that_updated_the_message_are_published() {
-        use smsdesk_domain::services::SkipReason;
-        let events = MessageEvents::new();
-        let mut receiver = events.subscribe();
-        let outcome = |number, result| MessageOutcome {
-            sid: sid(number),
-            previous_status: MessageStatus::Queued,
-            new_status: MessageStatus::Sent,
-            error_code: None,
-            error_message: None,
-            result,
-        };
-        events.publish_outcomes(
-            team(1),
-            &[
-                outcome(1, OutcomeKind::Updated),
-                outcome(2, OutcomeKind::Unchanged),
-                outcome(
-                    3,
-                    OutcomeKind::Skipped {
-                        reason: SkipReason::NotFoundAtProvider,
-                    },
-                ),
-            ],
-        );
-        let first = receiver.try_recv().expect("the updated message");
-        assert_eq!(
-            (first.sid, first.status),
-            (sid(1).to_string(), "sent".into())
-        );
-        assert!(receiver.try_recv().is_err(), "nothing else was published");
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! smsdesk's HTTP API on actix-web 4: JSON endpoints over the domain's use cases, API-key
 //! authentication, one error shape for every failure, edge rate limits, request ids in every log
-//! line, and Prometheus metrics. It depends on `smsdesk-domain` only; the app crate provides the
-//! adapters ([`WebPorts`]) and binds the server.
+//! line, and Prometheus metrics. It depends on `smsdesk-domain`, and on `smsdesk-twilio` for one thing only: checking
+//! `X-Twilio-Signature` on Twilio's webhooks. The app crate provides the adapters ([`WebPorts`]) and binds the server.
 //!
 //! Layout:
 //! - [`state`]: [`WebConfig`], [`WebPorts`], [`WebState`] and the [`Readiness`] probe;
@@ -13,6 +13,8 @@
 //! - [`error`]: [`ApiError`], the error body, and the mapping of domain and extractor errors;
 //! - [`dto`]: the JSON shapes;
 //! - [`metrics`]: the registry and the Twilio-call decorator;
+//! - [`consequences`]: the service's [`ChangeNotifier`](smsdesk_domain::changes::ChangeNotifier):
+//!   live events and metrics for every change the domain commits (handlers publish nothing);
 //! - [`events`]: live message events, streamed to the SMS page as Server-Sent Events;
 //! - `page`: the SMS page (`GET /sms`), its assets compiled in from `assets/`;
 //! - `routes`: the handlers; `query`: strict query-string parsing;
@@ -46,6 +48,7 @@
 //! The endpoints and error codes are documented in `docs/api.md`.
 
 pub mod auth;
+pub mod consequences;
 pub mod dto;
 pub mod edge;
 pub mod error;

@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A query string's pairs, checked against the keys an endpoint knows.
 pub(crate) struct QueryParams {
@@ -18,7 +18,7 @@ impl QueryParams {
                 let shown: String = key.chars().take(64).collect();
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "unknown_parameter",
+                    ErrorCode::UnknownParameter,
                     format!(
                         "unknown query parameter '{shown}'; this endpoint accepts: {}",
                         allowed.join(", ")

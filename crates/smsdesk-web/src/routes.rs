@@ -1,29 +1,25 @@
 //! The handlers, one per endpoint, and their registration.
 
-use std::time::Instant;
-
 use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use smsdesk_domain::ports::{MessageCursor, MessageQuery, NewIntegration, Sender};
-use smsdesk_domain::secrecy::SecretString;
+use smsdesk_domain::ports::{MessageCursor, MessageQuery, Sender};
 use smsdesk_domain::services::{
-    MessageOutcome, OutcomeKind, STATUS_CALLBACK_PATH, SendRequest, SkipReason,
+    ConfigureIntegration, IntegrationSettings, RefreshTarget, STATUS_CALLBACK_PATH, SendRequest,
 };
 use smsdesk_domain::{
-    AccountSid, ApiKeySid, Direction, MessageSid, MessageStatus, MessagingServiceSid, PhoneNumber,
-    RefreshWindow,
+    Direction, MessageSid, MessageStatus, MessagingServiceSid, PhoneNumber, RefreshWindow,
 };
 
-use crate::auth::{Authenticated, require_admin};
+use crate::auth::Authenticated;
 use crate::dto::{
     IntegrationDto, IntegrationViewDto, MessageDto, MessagePageDto, MessageWithHistoryDto,
-    OutcomeDto, RefreshResponseDto, SendSmsDto, StatusEventDto, SummaryDto,
+    RefreshResponseDto, SendSmsDto, StatusEventDto,
 };
-use crate::error::{ApiError, store_error};
+use crate::error::{ApiError, ErrorCode, store_error};
 use crate::query::QueryParams;
 use crate::state::WebState;
 use crate::webhooks;
@@ -109,7 +105,7 @@ async fn readyz(state: web::Data<WebState>) -> Result<HttpResponse, ApiError> {
     } else {
         Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            ErrorCode::NotReady,
             "a dependency (the database) is not reachable",
         ))
     }
@@ -125,118 +121,31 @@ fn parse_sid(field: &str, raw: &str) -> Result<MessageSid, ApiError> {
     MessageSid::parse(raw).map_err(|e| ApiError::invalid_parameter(field, e.to_string()))
 }
 
+/// Reads `messageSid` (one message) or `hours` (bulk, default 24) into what to refresh.
+fn refresh_target(params: &QueryParams) -> Result<RefreshTarget, ApiError> {
+    match (params.get("messageSid"), params.get("hours")) {
+        (Some(_), Some(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::ConflictingParameters,
+            "give either messageSid (one message) or hours (bulk), not both",
+        )
+        .with_field("hours")),
+        (Some(raw_sid), None) => Ok(RefreshTarget::One(parse_sid("messageSid", raw_sid)?)),
+        (None, hours) => RefreshWindow::parse(hours)
+            .map(RefreshTarget::Recent)
+            .map_err(|e| ApiError::invalid_parameter("hours", e.to_string())),
+    }
+}
+
 async fn refresh_status(
     state: web::Data<WebState>,
     Authenticated(requester): Authenticated,
     query: Query,
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::new(query.into_inner(), &["messageSid", "hours"])?;
-    let started = Instant::now();
-    let metrics = state.metrics();
-    match (params.get("messageSid"), params.get("hours")) {
-        (Some(_), Some(_)) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "conflicting_parameters",
-            "give either messageSid (one message) or hours (bulk), not both",
-        )
-        .with_field("hours")),
-        (Some(raw_sid), None) => {
-            let sid = parse_sid("messageSid", raw_sid)?;
-            let result = state.refresh().refresh_one(&requester, &sid).await;
-            metrics.record_refresh("single", started.elapsed().as_secs_f64());
-            let outcome = match result {
-                Ok(outcome) => outcome,
-                Err(error) => {
-                    if matches!(
-                        error,
-                        smsdesk_domain::services::RefreshOneError::CoolingDown { .. }
-                    ) {
-                        metrics.record_cooldown_rejections("message", 1);
-                    }
-                    return Err(error.into());
-                }
-            };
-            record_outcomes(&state, std::slice::from_ref(&outcome));
-            state
-                .events()
-                .publish_outcomes(requester.team_id, std::slice::from_ref(&outcome));
-            let summary = summarise(std::slice::from_ref(&outcome), 1, started);
-            Ok(HttpResponse::Ok().json(RefreshResponseDto {
-                mode: "single".into(),
-                window_hours: None,
-                outcomes: vec![outcome.into()],
-                summary,
-            }))
-        }
-        (None, hours) => {
-            let window = RefreshWindow::parse(hours)
-                .map_err(|e| ApiError::invalid_parameter("hours", e.to_string()))?;
-            let result = state.refresh().refresh_recent(&requester, window).await;
-            metrics.record_refresh("bulk", started.elapsed().as_secs_f64());
-            let report = match result {
-                Ok(report) => report,
-                Err(error) => {
-                    if matches!(
-                        error,
-                        smsdesk_domain::services::RefreshRecentError::CoolingDown { .. }
-                    ) {
-                        metrics.record_cooldown_rejections("bulk", 1);
-                    }
-                    return Err(error.into());
-                }
-            };
-            record_outcomes(&state, &report.outcomes);
-            state
-                .events()
-                .publish_outcomes(requester.team_id, &report.outcomes);
-            let mut summary = summarise(&report.outcomes, report.summary.provider_calls, started);
-            summary.candidates = report.summary.candidates;
-            Ok(HttpResponse::Ok().json(RefreshResponseDto {
-                mode: "bulk".into(),
-                window_hours: Some(report.window_hours),
-                outcomes: report.outcomes.into_iter().map(OutcomeDto::from).collect(),
-                summary,
-            }))
-        }
-    }
-}
-
-fn record_outcomes(state: &WebState, outcomes: &[MessageOutcome]) {
-    let metrics = state.metrics();
-    let mut cooling = 0;
-    for outcome in outcomes {
-        match &outcome.result {
-            OutcomeKind::Updated if outcome.previous_status != outcome.new_status => {
-                metrics.record_transition(
-                    outcome.previous_status.as_str(),
-                    outcome.new_status.as_str(),
-                );
-            }
-            OutcomeKind::Skipped {
-                reason: SkipReason::CoolingDown { .. },
-            } => cooling += 1,
-            _ => {}
-        }
-    }
-    metrics.record_cooldown_rejections("message", cooling);
-}
-
-fn summarise(outcomes: &[MessageOutcome], twilio_calls: usize, started: Instant) -> SummaryDto {
-    let mut summary = SummaryDto {
-        candidates: outcomes.len(),
-        twilio_calls,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        ..SummaryDto::default()
-    };
-    for outcome in outcomes {
-        match outcome.result {
-            OutcomeKind::Updated => summary.updated += 1,
-            OutcomeKind::Unchanged => summary.unchanged += 1,
-            OutcomeKind::Failed { .. } => summary.failed += 1,
-            OutcomeKind::Skipped { .. } => summary.skipped += 1,
-        }
-    }
-    summary
+    let target = refresh_target(&params)?;
+    let answer = state.refresh().refresh(&requester, target).await?;
+    Ok(HttpResponse::Ok().json(RefreshResponseDto::from(answer)))
 }
 
 fn parse_phone(field: &str, raw: &str) -> Result<PhoneNumber, ApiError> {
@@ -256,7 +165,7 @@ fn one_sender(
     match (from, service) {
         (Some(_), Some(_)) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "conflicting_fields",
+            ErrorCode::ConflictingFields,
             format!("give either {from_field} or messagingServiceSid, not both"),
         )
         .with_field("messagingServiceSid")),
@@ -300,69 +209,9 @@ async fn send_sms(
         .send(&requester, request)
         .await
         .map_err(ApiError::from)?;
-    // Twilio's callbacks can beat the write above; apply the ones that did.
-    let message = webhooks::after_send(&state, requester.team_id, message).await;
-    state.events().publish(crate::events::MessageEvent::created(
-        requester.team_id,
-        &message,
-    ));
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/messages/{}", message.sid)))
         .json(MessageDto::from(message)))
-}
-
-/// Validates a `PUT /api/integrations/twilio` body into what the repository stores.
-fn integration_from(dto: IntegrationDto) -> Result<NewIntegration, ApiError> {
-    let account_sid = AccountSid::parse(&dto.account_sid)
-        .map_err(|e| ApiError::invalid_field("accountSid", e.to_string()))?;
-    let secret = |field: &str, value: String| {
-        if value.is_empty() || value.len() > 256 || !value.bytes().all(|b| b.is_ascii_graphic()) {
-            Err(ApiError::invalid_field(
-                field,
-                format!("{field} must be 1 to 256 visible ASCII characters"),
-            ))
-        } else {
-            Ok(SecretString::from(value))
-        }
-    };
-    let auth_token = secret("authToken", dto.auth_token)?;
-    let api_key = match (dto.api_key_sid, dto.api_key_secret) {
-        (Some(sid), Some(key_secret)) => Some((
-            ApiKeySid::parse(&sid)
-                .map_err(|e| ApiError::invalid_field("apiKeySid", e.to_string()))?,
-            secret("apiKeySecret", key_secret)?,
-        )),
-        (None, None) => None,
-        (Some(_), None) => {
-            return Err(ApiError::invalid_field(
-                "apiKeySecret",
-                "apiKeySid needs its apiKeySecret",
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(ApiError::invalid_field(
-                "apiKeySid",
-                "apiKeySecret needs its apiKeySid",
-            ));
-        }
-    };
-    let sender = one_sender(
-        dto.from_number.as_deref(),
-        dto.messaging_service_sid.as_deref(),
-        "fromNumber",
-    )?
-    .ok_or_else(|| {
-        ApiError::invalid_field(
-            "fromNumber",
-            "a default sender is required: fromNumber or messagingServiceSid",
-        )
-    })?;
-    Ok(NewIntegration {
-        account_sid,
-        auth_token,
-        api_key,
-        sender,
-    })
 }
 
 async fn put_integration(
@@ -371,21 +220,14 @@ async fn put_integration(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    require_admin(&requester)?;
-    let integration = integration_from(json_body(&req, payload).await?)?;
+    // The role first: a member learns nothing about the body's validity.
+    let admin = ConfigureIntegration::authorize(&requester).map_err(ApiError::from)?;
+    let settings: IntegrationSettings = json_body::<IntegrationDto>(&req, payload).await?.into();
     let stored = state
-        .integrations()
-        .upsert(requester.team_id, integration)
+        .configure()
+        .configure(admin, settings)
         .await
-        .map_err(|error| match error {
-            smsdesk_domain::ports::RepositoryError::Duplicate(_) => ApiError::new(
-                StatusCode::CONFLICT,
-                "account_in_use",
-                "this Twilio account is already connected to another team",
-            )
-            .with_field("accountSid"),
-            other => store_error(&other),
-        })?;
+        .map_err(ApiError::from)?;
     tracing::info!(account_sid = %stored.credentials.account_sid, "Twilio integration set");
     Ok(HttpResponse::Ok().json(IntegrationViewDto::from(&stored)))
 }

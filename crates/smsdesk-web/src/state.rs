@@ -7,12 +7,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use smsdesk_domain::RefreshPolicy;
+use smsdesk_domain::changes::{ChangeNotifier, FanOut};
 use smsdesk_domain::ports::{
     ApiKeyAuthenticator, CallbackInbox, Clock, IntegrationRepository, MessageRepository,
     RefreshLimiter, RepositoryError, SmsProvider,
 };
-use smsdesk_domain::services::{ApplyStatusCallback, ReceiveSms, RefreshStatus, SendSms};
+use smsdesk_domain::services::{
+    ApplyStatusCallback, ConfigureIntegration, ReceiveSms, RefreshStatus, SendSms,
+};
 
+use crate::consequences::ServiceConsequences;
 use crate::edge::EdgeRateLimiter;
 use crate::events::MessageEvents;
 use crate::metrics::{MeteredSmsProvider, Metrics};
@@ -134,6 +138,9 @@ pub struct WebPorts {
     pub authenticator: Arc<dyn ApiKeyAuthenticator>,
     /// `/readyz`'s check.
     pub readiness: Arc<dyn Readiness>,
+    /// More consumers of committed changes, beside the service's own live events and metrics
+    /// (which are always there).
+    pub notifiers: Vec<Arc<dyn ChangeNotifier>>,
 }
 
 /// Everything the handlers share. Cheap to clone (one `Arc`); build one per process and clone it
@@ -146,15 +153,13 @@ pub struct WebState {
 struct Inner {
     config: WebConfig,
     messages: Arc<dyn MessageRepository>,
-    integrations: Arc<dyn IntegrationRepository>,
     authenticator: Arc<dyn ApiKeyAuthenticator>,
     readiness: Arc<dyn Readiness>,
     refresh: RefreshStatus,
     send: SendSms,
     callbacks: ApplyStatusCallback,
     receive: ReceiveSms,
-    inbox: Arc<dyn CallbackInbox>,
-    clock: Arc<dyn Clock>,
+    configure: ConfigureIntegration,
     metrics: Arc<Metrics>,
     rate_limiter: Arc<EdgeRateLimiter>,
     events: MessageEvents,
@@ -162,9 +167,18 @@ struct Inner {
 
 impl WebState {
     /// Builds the use cases over `ports` (the provider wrapped so its calls are measured), the
-    /// metrics registry and the edge rate limiter.
+    /// metrics registry, the edge rate limiter, and the one notifier every use case hands its
+    /// committed changes to (live events and metrics, then `ports.notifiers`).
     pub fn new(ports: WebPorts, config: WebConfig) -> Self {
         let metrics = Arc::new(Metrics::new());
+        let events = MessageEvents::new();
+        let notifier: Arc<dyn ChangeNotifier> = Arc::new(ports.notifiers.into_iter().fold(
+            FanOut::new().with(Arc::new(ServiceConsequences::new(
+                events.clone(),
+                metrics.clone(),
+            ))),
+            FanOut::with,
+        ));
         let provider: Arc<dyn SmsProvider> =
             Arc::new(MeteredSmsProvider::new(ports.provider, metrics.clone()));
         let refresh = RefreshStatus::new(
@@ -174,40 +188,43 @@ impl WebState {
             ports.limiter,
             ports.clock.clone(),
             config.refresh_policy,
-        );
+        )
+        .with_notifier(notifier.clone());
         let mut send = SendSms::new(
             ports.messages.clone(),
             ports.integrations.clone(),
+            ports.inbox.clone(),
             provider,
             ports.clock.clone(),
-        );
-        let callbacks = ApplyStatusCallback::new(
-            ports.messages.clone(),
-            ports.integrations.clone(),
-            ports.inbox.clone(),
-            ports.clock.clone(),
-        );
-        let receive = ReceiveSms::new(ports.messages.clone(), ports.clock.clone());
+        )
+        .with_notifier(notifier.clone());
         if let Some(base) = &config.public_base_url {
             send = send.with_public_base_url(base);
         }
+        let callbacks = ApplyStatusCallback::new(
+            ports.messages.clone(),
+            ports.integrations.clone(),
+            ports.inbox,
+            ports.clock.clone(),
+        )
+        .with_notifier(notifier.clone());
+        let receive = ReceiveSms::new(ports.messages.clone(), ports.clock).with_notifier(notifier);
+        let configure = ConfigureIntegration::new(ports.integrations);
         let rate_limiter = Arc::new(EdgeRateLimiter::new(config.rate_limits));
         Self {
             inner: Arc::new(Inner {
                 config,
                 messages: ports.messages,
-                integrations: ports.integrations,
                 authenticator: ports.authenticator,
                 readiness: ports.readiness,
                 refresh,
                 send,
                 callbacks,
                 receive,
-                inbox: ports.inbox,
-                clock: ports.clock,
+                configure,
                 metrics,
                 rate_limiter,
-                events: MessageEvents::new(),
+                events,
             }),
         }
     }
@@ -251,11 +268,9 @@ impl WebState {
         })
     }
 
-    /// Discards the status callbacks parked longer than `older_than` (their message never
-    /// appeared: it was sent by something else on the account, or its send failed after Twilio
-    /// accepted it) and returns how many. Run it on an interval, or use
-    /// [`WebState::spawn_parked_callback_housekeeping`]; an hour is a generous `older_than`, since
-    /// a callback normally waits only for the send's own write.
+    /// Discards the status callbacks parked longer than `older_than` and returns how many (see
+    /// [`ApplyStatusCallback::discard_stale_parked`]). Run it on an interval, or use
+    /// [`WebState::spawn_parked_callback_housekeeping`].
     ///
     /// # Errors
     /// [`RepositoryError`] when the store fails; nothing is lost, the next run retries.
@@ -263,20 +278,7 @@ impl WebState {
         &self,
         older_than: Duration,
     ) -> Result<u64, RepositoryError> {
-        let age = chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
-        let now = self.inner.clock.now();
-        let cutoff = now
-            .checked_sub_signed(age)
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        let discarded = self.inner.inbox.discard_parked_before(cutoff).await?;
-        if discarded > 0 {
-            tracing::info!(
-                discarded,
-                "discarded status callbacks whose message never appeared"
-            );
-        }
-        self.inner.metrics.record_parked_discarded(discarded);
-        Ok(discarded)
+        self.inner.callbacks.discard_stale_parked(older_than).await
     }
 
     /// Spawns, on the current actix/tokio runtime, a task that runs
@@ -303,8 +305,8 @@ impl WebState {
         &self.inner.messages
     }
 
-    pub(crate) fn integrations(&self) -> &Arc<dyn IntegrationRepository> {
-        &self.inner.integrations
+    pub(crate) fn configure(&self) -> &ConfigureIntegration {
+        &self.inner.configure
     }
 
     pub(crate) fn authenticator(&self) -> &Arc<dyn ApiKeyAuthenticator> {

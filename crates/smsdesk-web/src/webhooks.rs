@@ -18,17 +18,12 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
-use smsdesk_domain::ports::{RepositoryError, TwilioIntegration};
+use smsdesk_domain::ports::TwilioIntegration;
 use smsdesk_domain::secrecy::ExposeSecret;
-use smsdesk_domain::services::{
-    CallbackOutcome, InboundSms, ReceiveOutcome, StatusCallback, WebhookError,
-};
-use smsdesk_domain::{
-    AccountSid, Address, DeliveryState, Message, MessageSid, MessageStatus, TeamId,
-};
+use smsdesk_domain::services::{InboundSms, StatusCallback, WebhookError};
+use smsdesk_domain::{AccountSid, Address, DeliveryState, MessageSid, MessageStatus};
 
-use crate::error::{ApiError, store_error};
-use crate::events;
+use crate::error::{ApiError, ErrorCode, signature_refused};
 use crate::state::{WebConfig, WebState};
 
 /// Twilio's parameters, in the order they were sent, repeated keys kept.
@@ -96,35 +91,6 @@ fn own_host(req: &HttpRequest) -> String {
         .unwrap_or_else(|| req.app_config().host().to_owned())
 }
 
-/// 403 for every failed authentication of a webhook, whatever the reason.
-fn signature_refused() -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "invalid_signature",
-        "the X-Twilio-Signature header is missing or does not match the request",
-    )
-}
-
-fn webhook_store_error(error: &RepositoryError) -> ApiError {
-    match error {
-        // A bug or an unreadable row: retrying will not help, but it is still a 5xx.
-        RepositoryError::Unexpected(_) => store_error(error),
-        // Down or raced: Twilio retries a 5xx, and the retry is harmless.
-        RepositoryError::Unavailable(_) | RepositoryError::Duplicate(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            error.to_string(),
-        ),
-    }
-}
-
-fn webhook_error(error: &WebhookError) -> ApiError {
-    match error {
-        WebhookError::UnknownAccount => signature_refused(),
-        WebhookError::Store(store) => webhook_store_error(store),
-    }
-}
-
 /// Reads the form body (after checking its content type) into all its parameters.
 async fn form_params(
     req: &HttpRequest,
@@ -143,7 +109,7 @@ async fn form_params(
     if !is_form {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "Twilio webhooks must be application/x-www-form-urlencoded",
         )
         .into());
@@ -197,7 +163,7 @@ async fn verified_integration(
     let integration = match state.callbacks().integration_for(&account).await {
         Ok(integration) => Some(integration),
         Err(WebhookError::UnknownAccount) => None,
-        Err(WebhookError::Store(error)) => return Err(webhook_store_error(&error)),
+        Err(error) => return Err(error.into()),
     };
     let url = public_url(req, state.config());
     let presented = req
@@ -260,79 +226,14 @@ pub(crate) async fn status_callback(
     let params = form_params(&req, payload).await?;
     let integration = verified_integration(&state, &req, &params).await?;
     let callback = status_callback_from(&params)?;
-    let team = integration.team_id;
-    let sid = callback.sid.clone();
-    let status = callback.state.status.clone();
+    let (sid, status) = (callback.sid.clone(), callback.state.status.clone());
     let outcome = state
         .callbacks()
-        .apply(team, callback)
+        .apply(integration.team_id, callback)
         .await
-        .map_err(|e| webhook_error(&e))?;
-    state.metrics().record_status_callback(&outcome);
-    if matches!(
-        outcome,
-        CallbackOutcome::Advanced { .. } | CallbackOutcome::Enriched
-    ) {
-        events::publish_stored(&state, team, &sid, events::EventChange::Status).await;
-    }
+        .map_err(ApiError::from)?;
     tracing::info!(message_sid = %sid, status = status.as_str(), outcome = ?outcome, "status callback");
-    match outcome {
-        CallbackOutcome::GaveUp => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "callback_not_applied",
-            "the message kept changing while the callback was applied; retry",
-        )
-        .into()),
-        CallbackOutcome::Parked => {
-            // The send may have stored the message and replayed the parked callbacks between our
-            // lookup and our park; then nobody would replay this one. Look once more.
-            if matches!(state.messages().find(team, &sid).await, Ok(Some(_)))
-                && replay_parked_callbacks(&state, team, &sid).await > 0
-            {
-                events::publish_stored(&state, team, &sid, events::EventChange::Status).await;
-            }
-            Ok(twiml())
-        }
-        _ => Ok(twiml()),
-    }
-}
-
-/// Applies the callbacks parked for a message that has just been stored. Never fails: a failure
-/// is logged, and what was not taken stays parked until discarded.
-pub(crate) async fn replay_parked_callbacks(
-    state: &WebState,
-    team: TeamId,
-    sid: &MessageSid,
-) -> usize {
-    match state.callbacks().replay_parked(team, sid).await {
-        Ok(outcomes) => {
-            if !outcomes.is_empty() {
-                state.metrics().record_parked_replayed(&outcomes);
-                tracing::info!(
-                    message_sid = %sid,
-                    replayed = outcomes.len(),
-                    "applied status callbacks that arrived before their message was stored"
-                );
-            }
-            outcomes.len()
-        }
-        Err(error) => {
-            tracing::warn!(message_sid = %sid, %error, "could not replay parked status callbacks");
-            0
-        }
-    }
-}
-
-/// After a send: applies callbacks that beat the send's own write, and answers with the message
-/// as it is then (so a parked `delivered` is not answered as `queued`).
-pub(crate) async fn after_send(state: &WebState, team: TeamId, message: Message) -> Message {
-    if replay_parked_callbacks(state, team, &message.sid).await == 0 {
-        return message;
-    }
-    match state.messages().find(team, &message.sid).await {
-        Ok(Some(current)) => current,
-        _ => message,
-    }
+    Ok(twiml())
 }
 
 fn address(params: &FormParams, key: &'static str) -> Result<Address, ApiError> {
@@ -362,17 +263,7 @@ pub(crate) async fn receive_sms(
         .receive()
         .receive(&integration, sms)
         .await
-        .map_err(|e| webhook_error(&e))?;
-    state.metrics().record_inbound_sms(&outcome);
-    if matches!(outcome, ReceiveOutcome::Stored) {
-        events::publish_stored(
-            &state,
-            integration.team_id,
-            &sid,
-            events::EventChange::Created,
-        )
-        .await;
-    }
+        .map_err(ApiError::from)?;
     tracing::info!(message_sid = %sid, outcome = ?outcome, "inbound SMS");
     Ok(twiml())
 }

@@ -2,11 +2,14 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use smsdesk_domain::ports::{IntegrationRepository, NewIntegration, Sender};
+use std::sync::Arc;
+
 use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
-use smsdesk_domain::{
-    AccountSid, ApiKeySid, MessagingServiceSid, PhoneNumber, Plan, Role, TeamId, UserId,
+use smsdesk_domain::services::{
+    ConfigureIntegration, ConfigureIntegrationError, IntegrationField, IntegrationSettings,
+    TeamAdmin,
 };
+use smsdesk_domain::{Plan, Role, TeamId, UserId};
 use smsdesk_store::{DecryptOptions, decrypt_account_sids};
 
 use crate::settings::Settings;
@@ -262,35 +265,24 @@ async fn admin(settings: &Settings, command: AdminCommand) -> anyhow::Result<()>
             from_number,
             messaging_service_sid,
         } => {
-            let sender = match (from_number, messaging_service_sid) {
-                (Some(number), None) => Sender::Number(PhoneNumber::parse(&number)?),
-                (None, Some(service)) => {
-                    Sender::MessagingService(MessagingServiceSid::parse(&service)?)
-                }
-                _ => anyhow::bail!("give exactly one of --from or --messaging-service-sid"),
+            let settings = IntegrationSettings {
+                account_sid,
+                auth_token: SecretString::from(auth_token),
+                api_key_sid,
+                api_key_secret: api_key_secret.map(SecretString::from),
+                from_number,
+                messaging_service_sid,
             };
-            let api_key = match (api_key_sid, api_key_secret) {
-                (Some(sid), Some(secret)) => {
-                    Some((ApiKeySid::parse(&sid)?, SecretString::from(secret)))
-                }
-                (None, None) => None,
-                _ => anyhow::bail!(
-                    "--api-key-sid needs SMSDESK_TWILIO_API_KEY_SECRET, and the other way round"
-                ),
-            };
-            let account = AccountSid::parse(&account_sid)?;
-            store
-                .upsert(
-                    TeamId::new(team)?,
-                    NewIntegration {
-                        account_sid: account.clone(),
-                        auth_token: SecretString::from(auth_token),
-                        api_key,
-                        sender,
-                    },
-                )
-                .await?;
-            println!("team {team} now uses Twilio account {account}");
+            // The operator administers every team: the same validation as the HTTP API, without
+            // its per-team admin rule.
+            let stored = ConfigureIntegration::new(Arc::new(store))
+                .configure(TeamAdmin::operator(TeamId::new(team)?), settings)
+                .await
+                .map_err(|error| anyhow::anyhow!(set_twilio_refusal(&error)))?;
+            println!(
+                "team {team} now uses Twilio account {}",
+                stored.credentials.account_sid
+            );
         }
         AdminCommand::ReencryptSecrets => {
             let report = store.reencrypt_secrets().await?;
@@ -308,4 +300,37 @@ async fn admin(settings: &Settings, command: AdminCommand) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// How `admin set-twilio` names a field: its flag, or the environment variable a secret is read
+/// from.
+fn set_twilio_source(field: IntegrationField) -> &'static str {
+    match field {
+        IntegrationField::AccountSid => "--account-sid",
+        IntegrationField::AuthToken => "SMSDESK_TWILIO_AUTH_TOKEN",
+        IntegrationField::ApiKeySid => "--api-key-sid",
+        IntegrationField::ApiKeySecret => "SMSDESK_TWILIO_API_KEY_SECRET",
+        IntegrationField::FromNumber => "--from",
+        IntegrationField::MessagingServiceSid => "--messaging-service-sid",
+    }
+}
+
+/// What `admin set-twilio` prints when the domain refuses the settings, in the CLI's own terms.
+pub fn set_twilio_refusal(error: &ConfigureIntegrationError) -> String {
+    use ConfigureIntegrationError as E;
+    match error {
+        E::Invalid { field, problem } => format!("{}: {problem}", set_twilio_source(*field)),
+        E::IncompleteApiKey { missing } => format!(
+            "--api-key-sid needs SMSDESK_TWILIO_API_KEY_SECRET, and the other way round ({} is missing)",
+            set_twilio_source(*missing)
+        ),
+        E::SenderMissing | E::ConflictingSenders => {
+            "give exactly one of --from or --messaging-service-sid".to_owned()
+        }
+        E::AccountInUse => format!(
+            "{}: {error}",
+            set_twilio_source(IntegrationField::AccountSid)
+        ),
+        E::NotAdmin | E::Store(_) => error.to_string(),
+    }
 }

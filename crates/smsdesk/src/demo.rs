@@ -97,7 +97,7 @@ pub async fn ensure_demo(
         .context("storing the demo integration")?;
 
     let shared = Arc::new(store.clone());
-    let mut send = SendSms::new(shared.clone(), shared, provider, clock);
+    let mut send = SendSms::new(shared.clone(), shared.clone(), shared, provider, clock);
     if let Some(base) = &public_base_url {
         send = send.with_public_base_url(base);
     }

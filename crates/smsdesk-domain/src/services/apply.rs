@@ -89,7 +89,8 @@ pub(crate) async fn store_observations(
             match write {
                 WriteOutcome::Written | WriteOutcome::Recorded => {
                     if write == WriteOutcome::Written
-                        && let Some(change) = committed_change(team, &message, &observation, &decision)
+                        && let Some(change) =
+                            committed_change(team, &message, &observation, &decision)
                     {
                         notifier.committed(&change);
                     }
@@ -129,7 +130,9 @@ fn committed_change(
     decision: &StatusDecision,
 ) -> Option<CommittedChange> {
     let (kind, next) = match decision {
-        StatusDecision::Advanced { from, next } => (ChangeKind::Advanced { from: from.clone() }, next),
+        StatusDecision::Advanced { from, next } => {
+            (ChangeKind::Advanced { from: from.clone() }, next)
+        }
         StatusDecision::Enriched { next } => (ChangeKind::Enriched, next),
         StatusDecision::Unchanged | StatusDecision::Stale { .. } => return None,
     };

@@ -304,7 +304,8 @@ impl ApplyStatusCallback {
             .unwrap_or(Timestamp::MIN_UTC);
         let discarded = self.inbox.discard_parked_before(cutoff).await?;
         if discarded > 0 {
-            self.notifier.activity(&Activity::ParkedDiscarded(discarded));
+            self.notifier
+                .activity(&Activity::ParkedDiscarded(discarded));
         }
         Ok(discarded)
     }
@@ -451,7 +452,8 @@ impl ReceiveSms {
             Err(RepositoryError::Duplicate(_)) => ReceiveOutcome::AlreadyStored,
             Err(error) => return Err(error.into()),
         };
-        self.notifier.activity(&Activity::InboundTaken(outcome.clone()));
+        self.notifier
+            .activity(&Activity::InboundTaken(outcome.clone()));
         Ok(outcome)
     }
 }

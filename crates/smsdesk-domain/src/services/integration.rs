@@ -175,9 +175,11 @@ impl ConfigureIntegration {
 ///
 /// # Errors
 /// Every [`ConfigureIntegrationError`] but `NotAdmin`, `AccountInUse` and `Store`.
-pub fn validate(settings: IntegrationSettings) -> Result<NewIntegration, ConfigureIntegrationError> {
-    use secrecy::ExposeSecret as _;
+pub fn validate(
+    settings: IntegrationSettings,
+) -> Result<NewIntegration, ConfigureIntegrationError> {
     use IntegrationField as F;
+    use secrecy::ExposeSecret as _;
 
     let invalid = |field, problem: String| ConfigureIntegrationError::Invalid { field, problem };
     let account_sid = AccountSid::parse(&settings.account_sid)

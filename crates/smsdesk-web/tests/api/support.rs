@@ -132,6 +132,7 @@ impl World {
                 clock: Arc::new(clock.clone()),
                 authenticator: Arc::new(keys()),
                 readiness: ready.clone(),
+                notifiers: Vec::new(),
             },
             config,
         );

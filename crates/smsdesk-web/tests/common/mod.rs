@@ -86,6 +86,7 @@ impl World {
                 clock: Arc::new(SystemClock),
                 authenticator: Arc::new(keys()),
                 readiness: Arc::new(AlwaysReady),
+                notifiers: Vec::new(),
             },
             config,
         );
