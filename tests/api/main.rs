@@ -2,6 +2,7 @@
 
 mod errors;
 mod helpers;
+mod integration_cli;
 mod messages;
 mod refresh;
 mod tenancy;

@@ -74,3 +74,91 @@ impl ChangeNotifier for ServiceConsequences {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use smsdesk_domain::changes::{CooldownScope, RefreshMode};
+    use smsdesk_domain::{
+        DeliveryState, Direction, MessageSid, MessageStatus, ObservationSource, TeamId,
+    };
+
+    use super::*;
+
+    fn change(kind: ChangeKind, status: MessageStatus) -> CommittedChange {
+        CommittedChange {
+            team_id: TeamId::new(3).expect("team"),
+            sid: MessageSid::parse("SM0123456789abcdef0123456789abcdef").expect("sid"),
+            kind,
+            state: DeliveryState::new(status),
+            source: ObservationSource::Callback,
+            observed_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn every_committed_change_is_one_live_event_and_moves_are_counted_as_transitions() {
+        let events = MessageEvents::new();
+        let metrics = Arc::new(Metrics::new());
+        let mut stream = events.subscribe();
+        let consequences = ServiceConsequences::new(events, metrics.clone());
+
+        consequences.committed(&change(
+            ChangeKind::Created {
+                direction: Direction::OutboundApi,
+            },
+            MessageStatus::Queued,
+        ));
+        consequences.committed(&change(
+            ChangeKind::Advanced {
+                from: MessageStatus::Queued,
+            },
+            MessageStatus::Delivered,
+        ));
+        consequences.committed(&change(ChangeKind::Enriched, MessageStatus::Delivered));
+
+        let kinds: Vec<(EventChange, String)> = std::iter::from_fn(|| stream.try_recv().ok())
+            .map(|event| (event.change, event.status))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (EventChange::Created, "queued".to_owned()),
+                (EventChange::Status, "delivered".to_owned()),
+                (EventChange::Status, "delivered".to_owned()),
+            ]
+        );
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"smsdesk_status_transitions_total{from="queued",to="delivered"} 1"#),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("smsdesk_status_transitions_total{").count(),
+            1,
+            "creation and enrichment are not transitions"
+        );
+    }
+
+    #[test]
+    fn activity_becomes_the_outcome_metrics() {
+        let metrics = Arc::new(Metrics::new());
+        let consequences = ServiceConsequences::new(MessageEvents::new(), metrics.clone());
+        consequences.activity(&Activity::CooldownRefused {
+            scope: CooldownScope::Message,
+            count: 4,
+        });
+        consequences.activity(&Activity::RefreshFinished {
+            mode: RefreshMode::Bulk,
+            took: std::time::Duration::from_millis(20),
+        });
+        consequences.activity(&Activity::ParkedDiscarded(2));
+        let text = metrics.encode();
+        for expected in [
+            r#"smsdesk_cooldown_rejections_total{scope="message"} 4"#,
+            r#"smsdesk_refresh_duration_seconds_count{kind="bulk"} 1"#,
+            "smsdesk_parked_callbacks_discarded_total 2",
+        ] {
+            assert!(text.contains(expected), "{expected} in\n{text}");
+        }
+    }
+}

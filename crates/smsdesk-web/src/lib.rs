@@ -64,7 +64,7 @@ use actix_web::web;
 
 pub use auth::Authenticated;
 pub use edge::{EdgeKey, EdgeRateLimiter, REQUEST_ID_HEADER};
-pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 pub use metrics::{MeteredSmsProvider, Metrics};
 pub use routes::OPENAPI_DOCUMENT;
 pub use state::{AlwaysReady, RateLimitConfig, Readiness, WebConfig, WebPorts, WebState};

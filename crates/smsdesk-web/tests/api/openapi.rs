@@ -263,3 +263,36 @@ fn the_conformance_check_notices_what_a_body_gets_wrong() {
         );
     }
 }
+
+#[test]
+fn the_error_codes_are_one_list_in_the_code_the_document_and_the_api_guide() {
+    let doc = document();
+    let documented: Vec<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .expect("the ErrorCode enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut served: Vec<&str> = smsdesk_web::ErrorCode::ALL
+        .iter()
+        .map(|code| code.as_str())
+        .collect();
+    let mut in_document = documented.clone();
+    served.sort_unstable();
+    in_document.sort_unstable();
+    assert_eq!(
+        in_document, served,
+        "OpenAPI's ErrorCode enum and ErrorCode::ALL"
+    );
+
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/api.md"),
+    )
+    .expect("docs/api.md");
+    for code in served {
+        assert!(
+            guide.contains(&format!("| `{code}` |")),
+            "docs/api.md's error table has no row for {code}"
+        );
+    }
+}
