@@ -15,7 +15,8 @@
 //! - [`ports`]: the traits adapters implement (repositories, limiter, SMS provider, clock);
 //! - [`services`]: the use cases, starting with [`services::RefreshStatus`];
 //! - [`changes`]: the one path every committed change takes ([`changes::ChangeNotifier`]);
-//! - [`fakes`]: in-memory implementations of the ports for tests and examples.
+//! - `fakes` (feature `fakes`): in-memory implementations of the ports for tests, examples and
+//!   benchmarks.
 //!
 //! ```
 //! use smsdesk_domain::{rules::{decide, StatusDecision}, DeliveryState, MessageStatus,
@@ -34,6 +35,7 @@
 pub mod access;
 pub mod changes;
 pub mod delivery_error;
+#[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
 pub mod ids;
 pub mod message;

@@ -3,7 +3,7 @@
 //! Adapters implement them (`smsdesk-store` for the repositories and the limiter,
 //! `smsdesk-twilio` for the provider); the use cases in [`crate::services`] hold them as
 //! `Arc<dyn Port>`. With the `mocks` feature every port has a mockall mock (`MockMessageRepository`,
-//! ...); [`crate::fakes`] has in-memory implementations for tests that want behaviour, not
+//! ...); `crate::fakes` (feature `fakes`) has in-memory implementations for tests that want behaviour, not
 //! expectations.
 
 use std::time::Duration;

@@ -34,7 +34,7 @@
 //! ```
 
 pub mod admin;
-#[doc(hidden)]
+#[cfg(feature = "bench-support")]
 pub mod bench_support;
 pub mod cipher;
 pub mod data_migrations;

@@ -7,15 +7,13 @@
 //! Screenshots go to `target/sms-page.png`, `target/sms-page-list.png` and
 //! `target/sms-page-360.png`.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::mpsc;
 
-use common::webdriver::{Browser, WAIT, browser_tools, http, wait_for, wait_within};
-use common::{PRO_KEY, World};
 use serde_json::json;
 use smsdesk_domain::{DeliveryState, Direction, MessageSid, MessageStatus};
+use smsdesk_test_support::browser::{Browser, WAIT, browser_tools, http, wait_for, wait_within};
+use smsdesk_test_support::world::{PRO_ADMIN_KEY as PRO_KEY, World};
 use smsdesk_web::{WebConfig, WebState};
 // ---- the service -------------------------------------------------------------------------
 
@@ -45,7 +43,7 @@ fn start(config: WebConfig) -> (World, SocketAddr, tokio::runtime::Runtime) {
         .enable_all()
         .build()
         .expect("a runtime");
-    let world = runtime.block_on(World::new(config));
+    let world = runtime.block_on(World::for_page(config));
     let addr = serve(world.state.clone());
     (world, addr, runtime)
 }

@@ -4,18 +4,13 @@
 //! A test binary of its own: tracing's per-callsite interest cache is process-wide, so capturing
 //! logs while other tests run in parallel threads would make the capture flaky.
 
-// This binary uses only part of the shared test world.
-#[allow(dead_code)]
-#[path = "api/support.rs"]
-mod support;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use actix_web::test::TestRequest;
 use smsdesk_web::WebConfig;
 
-use crate::support::{ACCOUNT, AUTH_TOKEN, PRO_ADMIN_KEY, World, bearer};
+use smsdesk_test_support::world::{ACCOUNT, AUTH_TOKEN, PRO_ADMIN_KEY, World, bearer};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

@@ -2,16 +2,14 @@
 //! assets, and the live-event stream (authentication, content type, team scoping, publishing
 //! from send and refresh).
 
-mod common;
-
 use std::time::Duration;
 
 use actix_web::App;
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
 use actix_web::test::{self, TestRequest};
-use common::{OTHER_TEAM_KEY, PRO_KEY, World};
 use smsdesk_domain::{DeliveryState, Direction, MessageStatus};
+use smsdesk_test_support::world::{OTHER_TEAM_KEY, PRO_ADMIN_KEY as PRO_KEY, World};
 use smsdesk_web::WebConfig;
 use smsdesk_web::events::MessageEvent;
 
@@ -56,7 +54,7 @@ async fn next_chunk<B: MessageBody + Unpin>(body: &mut B) -> String {
 
 #[actix_web::test]
 async fn the_page_is_html_with_a_strict_policy_and_the_servers_statuses_and_cool_downs() {
-    let world = World::new(WebConfig::default()).await;
+    let world = World::for_page(WebConfig::default()).await;
     let response = get(&world, TestRequest::get().uri("/sms")).await;
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(
@@ -99,7 +97,7 @@ async fn the_demo_key_is_filled_in_escaped_in_development_and_never_in_productio
         (true, false, "production never renders a key"),
     ];
     for (production, shown, why) in cases {
-        let world = World::new(demo_config(production)).await;
+        let world = World::for_page(demo_config(production)).await;
         let response = get(&world, TestRequest::get().uri("/sms")).await;
         let html = String::from_utf8_lossy(&test::read_body(response).await).into_owned();
         assert_eq!(
@@ -113,7 +111,7 @@ async fn the_demo_key_is_filled_in_escaped_in_development_and_never_in_productio
 
 #[actix_web::test]
 async fn the_assets_are_served_with_their_types_and_other_methods_are_refused() {
-    let world = World::new(WebConfig::default()).await;
+    let world = World::for_page(WebConfig::default()).await;
     for (path, content_type, marker) in [
         (
             "/sms/app.js",
@@ -134,7 +132,7 @@ async fn the_assets_are_served_with_their_types_and_other_methods_are_refused() 
 
 #[actix_web::test]
 async fn the_event_stream_needs_a_key_and_refuses_query_parameters() {
-    let world = World::new(WebConfig::default()).await;
+    let world = World::for_page(WebConfig::default()).await;
     let cases = [
         (
             TestRequest::get().uri("/api/messages/events"),
@@ -170,7 +168,7 @@ async fn the_event_stream_needs_a_key_and_refuses_query_parameters() {
 
 #[actix_web::test]
 async fn a_send_and_a_refresh_reach_their_teams_stream_and_no_other() {
-    let world = World::new(WebConfig::default()).await;
+    let world = World::for_page(WebConfig::default()).await;
     let sid = world
         .seed(
             1,
@@ -251,7 +249,7 @@ async fn a_send_and_a_refresh_reach_their_teams_stream_and_no_other() {
         )
         .await;
     world.state.events().publish(MessageEvent::status_changed(
-        common::team(2),
+        smsdesk_test_support::world::team(2),
         &marker,
         &MessageStatus::Sending,
         None,
@@ -272,7 +270,7 @@ async fn a_send_and_a_refresh_reach_their_teams_stream_and_no_other() {
 
 #[actix_web::test]
 async fn messages_carry_the_human_reason_for_their_error_code() {
-    let world = World::new(WebConfig::default()).await;
+    let world = World::for_page(WebConfig::default()).await;
     let sid = world
         .seed(
             1,
@@ -308,7 +306,7 @@ fn webhook(path: &str, params: &[(&str, &str)]) -> actix_web::test::TestRequest 
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     let signature = smsdesk_twilio::signature::compute_signature(
-        common::AUTH_TOKEN,
+        smsdesk_test_support::world::AUTH_TOKEN,
         &format!("{BASE}{path}"),
         &owned,
     );
@@ -325,7 +323,7 @@ fn webhook(path: &str, params: &[(&str, &str)]) -> actix_web::test::TestRequest 
 
 #[actix_web::test]
 async fn status_callbacks_and_inbound_sms_reach_the_stream() {
-    let world = World::new(WebConfig {
+    let world = World::for_page(WebConfig {
         public_base_url: Some("https://sms.example.com".to_owned()),
         ..WebConfig::default()
     })
@@ -360,7 +358,7 @@ async fn status_callbacks_and_inbound_sms_reach_the_stream() {
         webhook(
             "/api/integrations/twilio/status-callback",
             &[
-                ("AccountSid", common::ACCOUNT),
+                ("AccountSid", smsdesk_test_support::world::ACCOUNT),
                 ("MessageSid", &sid),
                 ("MessageStatus", "undelivered"),
                 ("ErrorCode", "30005"),
@@ -385,7 +383,7 @@ async fn status_callbacks_and_inbound_sms_reach_the_stream() {
         webhook(
             "/api/integrations/twilio/sms/receive",
             &[
-                ("AccountSid", common::ACCOUNT),
+                ("AccountSid", smsdesk_test_support::world::ACCOUNT),
                 ("MessageSid", inbound_sid),
                 ("From", "+14155550100"),
                 ("To", "+15005550006"),

@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 use actix_web::test::TestRequest;
 use smsdesk_web::{RateLimitConfig, WebConfig};
 
-use crate::support::{PRO_MEMBER_KEY, World, bearer};
+use smsdesk_test_support::world::{PRO_MEMBER_KEY, World, bearer};
 
 #[actix_web::test]
 async fn requests_without_a_valid_key_are_401_asking_for_a_bearer_token() {

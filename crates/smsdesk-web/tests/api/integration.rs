@@ -4,7 +4,7 @@ use actix_web::test::TestRequest;
 use smsdesk_domain::ports::{IntegrationRepository, TwilioAuth};
 use smsdesk_domain::secrecy::ExposeSecret;
 
-use crate::support::{
+use smsdesk_test_support::world::{
     ACCOUNT, AUTH_TOKEN, OTHER_TEAM_KEY, PRO_ADMIN_KEY, PRO_MEMBER_KEY, World, bearer, team,
 };
 

@@ -1,5 +1,6 @@
 //! actix tests of the HTTP API over the domain's in-memory fakes: every endpoint, every error
-//! mapping, the extractors and the edge.
+//! mapping, the extractors and the edge. The world they run in is
+//! `smsdesk_test_support::world`.
 
 mod edge;
 mod integration;
@@ -7,5 +8,4 @@ mod messages;
 mod openapi;
 mod refresh;
 mod send;
-mod support;
 mod webhooks;

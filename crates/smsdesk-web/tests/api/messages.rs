@@ -4,7 +4,7 @@ use actix_web::test::TestRequest;
 use smsdesk_domain::{DeliveryState, MessageStatus};
 use smsdesk_web::WebConfig;
 
-use crate::support::{ACCOUNT, OTHER_TEAM_KEY, PRO_MEMBER_KEY, World, bearer, sid};
+use smsdesk_test_support::world::{ACCOUNT, OTHER_TEAM_KEY, PRO_MEMBER_KEY, World, bearer, sid};
 
 fn get(key: &str, uri: &str) -> TestRequest {
     TestRequest::get().uri(uri).insert_header(bearer(key))

@@ -7,7 +7,7 @@ use actix_web::test::TestRequest;
 use serde_json::Value;
 use smsdesk_domain::MessageStatus;
 
-use crate::support::{PRO_MEMBER_KEY, World, bearer};
+use smsdesk_test_support::world::{PRO_MEMBER_KEY, World, bearer};
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
@@ -169,7 +169,9 @@ async fn every_documented_operation_is_routed_and_every_other_method_is_405() {
 #[actix_web::test]
 async fn real_responses_carry_what_the_document_says() {
     let world = World::new();
-    world.connect_twilio(1, crate::support::ACCOUNT).await;
+    world
+        .connect_twilio(1, smsdesk_test_support::world::ACCOUNT)
+        .await;
     let delivered = world.seed_message(1, 1, 5, MessageStatus::Delivered).await;
     world.seed_message(1, 2, 4, MessageStatus::Sent).await;
     let doc = document();

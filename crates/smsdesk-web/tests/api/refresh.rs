@@ -5,7 +5,9 @@ use std::time::Duration;
 use actix_web::test::TestRequest;
 use smsdesk_domain::{DeliveryState, MessageStatus};
 
-use crate::support::{ACCOUNT, FREE_KEY, OTHER_TEAM_KEY, PRO_MEMBER_KEY, World, bearer, sid};
+use smsdesk_test_support::world::{
+    ACCOUNT, FREE_KEY, OTHER_TEAM_KEY, PRO_MEMBER_KEY, World, bearer, sid,
+};
 
 const PATH: &str = "/api/integrations/twilio/messages/refresh-status";
 

@@ -6,7 +6,7 @@ use actix_web::test::TestRequest;
 use smsdesk_domain::ports::{MockSmsProvider, ProviderError};
 use smsdesk_web::WebConfig;
 
-use crate::support::{ACCOUNT, PRO_MEMBER_KEY, World, bearer};
+use smsdesk_test_support::world::{ACCOUNT, PRO_MEMBER_KEY, World, bearer};
 
 const PATH: &str = "/api/integrations/twilio/sms/send";
 

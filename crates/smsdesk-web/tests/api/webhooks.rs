@@ -11,7 +11,7 @@ use smsdesk_domain::{Direction, MessageSid, MessageStatus, ObservationSource};
 use smsdesk_twilio::signature::{SIGNATURE_HEADER, compute_signature};
 use smsdesk_web::{RateLimitConfig, WebConfig};
 
-use crate::support::{ACCOUNT, AUTH_TOKEN, PRO_MEMBER_KEY, World, bearer, sid, team};
+use smsdesk_test_support::world::{ACCOUNT, AUTH_TOKEN, PRO_MEMBER_KEY, World, bearer, sid, team};
 
 const BASE: &str = "https://sms.example.com";
 const CALLBACK: &str = "/api/integrations/twilio/status-callback";
@@ -104,7 +104,7 @@ fn metric(world: &World, line_start: &str) -> Option<String> {
         .map(|line| line[line_start.len()..].trim().to_owned())
 }
 
-fn assert_twiml(answer: &crate::support::Answer, why: &str) {
+fn assert_twiml(answer: &smsdesk_test_support::world::Answer, why: &str) {
     assert_eq!(answer.status.as_u16(), 200, "{why}: {}", answer.text);
     assert_eq!(answer.text, EMPTY_TWIML, "{why}: empty TwiML");
     assert!(
