@@ -2,7 +2,7 @@
 
 use reqwest::{Method, StatusCode};
 
-use crate::helpers::{error_code, spawn_app};
+use smsdesk_test_support::app::{error_code, spawn_app};
 
 /// (method, path, content type, body, expected status, reason)
 type BadRequest = (

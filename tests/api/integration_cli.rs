@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use smsdesk::cli::{Cli, run};
 use smsdesk_domain::ports::IntegrationRepository;
 
-use crate::helpers::spawn_app;
+use smsdesk_test_support::app::spawn_app;
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 

@@ -1,7 +1,6 @@
 //! End-to-end tests of the service over HTTP (one test binary; one module per area).
 
 mod errors;
-mod helpers;
 mod integration_cli;
 mod messages;
 mod refresh;

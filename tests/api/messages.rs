@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use smsdesk_test_support::app::spawn_app;
 
 #[tokio::test]
 async fn the_demo_team_starts_with_messages_listed_newest_first_with_paging() {

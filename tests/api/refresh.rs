@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use smsdesk_domain::MessageStatus;
 
-use crate::helpers::{error_code, spawn_app};
+use smsdesk_test_support::app::{error_code, spawn_app};
 
 #[tokio::test]
 async fn a_sent_message_follows_twilio_through_callbacks_and_keeps_its_history() {

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use smsdesk_domain::{MessageStatus, Plan};
 
-use crate::helpers::{error_code, spawn_app};
+use smsdesk_test_support::app::{error_code, spawn_app};
 
 #[tokio::test]
 async fn a_missing_or_invalid_key_is_401_and_changes_nothing() {

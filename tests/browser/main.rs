@@ -5,17 +5,13 @@
 //! load.
 //!
 //! Skips loudly without `chromium`/`chromedriver` unless `SMSDESK_REQUIRE_BROWSER=1`. The
-//! WebDriver client is the one of `smsdesk-web`'s browser suite.
-
-#[path = "../../crates/smsdesk-web/tests/common/webdriver.rs"]
-#[allow(dead_code)] // This suite uses only part of the client.
-mod webdriver;
+//! browser is `smsdesk_test_support::browser`, shared with `smsdesk-web`'s browser suite.
 
 use std::time::Duration;
 
 use serde_json::json;
 use smsdesk::{Application, Environment, Settings};
-use webdriver::{Browser, browser_tools, wait_within};
+use smsdesk_test_support::browser::{Browser, browser_tools, wait_within};
 
 #[test]
 fn a_message_sent_from_the_page_reaches_delivered_on_screen_through_the_simulators_callbacks() {

@@ -6,8 +6,8 @@ use reqwest::{Method, StatusCode};
 use smsdesk_domain::MessageStatus;
 use smsdesk_domain::services::STATUS_CALLBACK_PATH;
 
-use crate::helpers::{error_code, spawn_app};
-use crate::support::{RECEIVE_PATH, credentials, form_body, sign};
+use smsdesk_test_support::app::{RECEIVE_PATH, credentials, form_body, sign};
+use smsdesk_test_support::app::{error_code, spawn_app};
 
 const REFRESH: &str = "/api/integrations/twilio/messages/refresh-status";
 const SEND: &str = "/api/integrations/twilio/sms/send";

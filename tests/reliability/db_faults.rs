@@ -11,8 +11,8 @@ use smsdesk_domain::MessageStatus;
 use smsdesk_domain::ports::MessageRepository;
 use smsdesk_twilio_sim::LatencyConfig;
 
-use crate::helpers::{error_code, spawn_app_with};
-use crate::support::fresh_postgres;
+use smsdesk_test_support::app::fresh_postgres;
+use smsdesk_test_support::app::{error_code, spawn_app_with};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

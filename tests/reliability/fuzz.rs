@@ -8,8 +8,8 @@ use smsdesk_domain::services::STATUS_CALLBACK_PATH;
 use smsdesk_domain::{AccountSid, MessageSid, MessageStatus, RefreshWindow};
 use smsdesk_twilio::signature::validate_form;
 
-use crate::helpers::spawn_app;
-use crate::support::{credentials, form_body, sign};
+use smsdesk_test_support::app::spawn_app;
+use smsdesk_test_support::app::{credentials, form_body, sign};
 
 /// Cases per pure property: enough to find a panic in a parser, cheap enough for every CI run.
 const CASES: u32 = 2_000;

@@ -11,8 +11,10 @@ use smsdesk_domain::services::STATUS_CALLBACK_PATH;
 use smsdesk_domain::{AccountSid, Plan};
 use smsdesk_twilio_sim::SimAccount;
 
-use crate::helpers::spawn_app;
-use crate::support::{callback_params, credentials, post_webhook, sign, signed_callback};
+use smsdesk_test_support::app::spawn_app;
+use smsdesk_test_support::app::{
+    callback_params, credentials, post_webhook, sign, signed_callback,
+};
 
 /// What every thread of this binary has logged.
 #[derive(Clone, Default)]

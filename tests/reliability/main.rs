@@ -6,11 +6,8 @@
 mod bad_input;
 mod db_faults;
 mod fuzz;
-#[path = "../api/helpers.rs"]
-mod helpers;
 mod logs;
 mod races;
 mod resets;
 mod security;
-mod support;
 mod twilio_faults;

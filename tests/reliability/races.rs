@@ -6,8 +6,10 @@ use rand::{Rng as _, SeedableRng as _};
 use reqwest::StatusCode;
 use smsdesk_domain::MessageStatus;
 
-use crate::helpers::{error_code, spawn_app, spawn_app_with};
-use crate::support::{credentials, fresh_postgres, rank, signed_callback, stored_status};
+use smsdesk_test_support::app::{
+    credentials, fresh_postgres, rank, signed_callback, stored_status,
+};
+use smsdesk_test_support::app::{error_code, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_hundred_concurrent_refreshes_of_one_message_make_exactly_one_twilio_call() {

@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use smsdesk_domain::{MessageStatus, Plan};
 
-use crate::helpers::{TestApp, spawn_app_with};
-use crate::support::{outcome_of, stored_status};
+use smsdesk_test_support::app::{TestApp, spawn_app_with};
+use smsdesk_test_support::app::{outcome_of, stored_status};
 
 /// A TCP proxy to the simulator that resets every connection while `resetting` is set.
 struct ResettingProxy {

@@ -9,10 +9,10 @@ use smsdesk_domain::services::STATUS_CALLBACK_PATH;
 use smsdesk_domain::{MessageStatus, Plan};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::helpers::{TestApp, error_code, spawn_app, spawn_app_with};
-use crate::support::{
+use smsdesk_test_support::app::{
     RECEIVE_PATH, callback_params, credentials, post_webhook, sign, signed_callback,
 };
+use smsdesk_test_support::app::{TestApp, error_code, spawn_app, spawn_app_with};
 
 /// A webhook's form parameters.
 type FormParams = [(String, String)];

@@ -10,8 +10,8 @@ use serde_json::Value;
 use smsdesk_domain::MessageStatus;
 use smsdesk_twilio_sim::{FaultConfig, LatencyConfig, SimAccount};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
-use crate::support::{credentials, outcome_of, stored_status};
+use smsdesk_test_support::app::{TestApp, spawn_app, spawn_app_with};
+use smsdesk_test_support::app::{credentials, outcome_of, stored_status};
 
 /// The bulk answer must arrive within this, whatever Twilio does.
 const DEADLINE: Duration = Duration::from_secs(30);

@@ -3,15 +3,8 @@
 //! first's, and the process's resident memory not growing with the request count.
 //!
 //! A test binary of its own, so that no other suite shares the cores while it measures (cargo
-//! runs test binaries one after another). It reuses the other binaries' helpers, of which it needs
-//! only some.
-
-#[allow(dead_code)]
-#[path = "../api/helpers.rs"]
-mod helpers;
-#[allow(dead_code)]
-#[path = "../reliability/support.rs"]
-mod support;
+//! runs test binaries one after another). It starts the service with `smsdesk_test_support::app`,
+//! like the other suites.
 
 use std::time::{Duration, Instant};
 
@@ -19,8 +12,8 @@ use reqwest::StatusCode;
 use smsdesk_domain::MessageStatus;
 use smsdesk_domain::services::STATUS_CALLBACK_PATH;
 
-use crate::helpers::spawn_app;
-use crate::support::{callback_params, credentials, post_webhook, sign};
+use smsdesk_test_support::app::spawn_app;
+use smsdesk_test_support::app::{callback_params, credentials, post_webhook, sign};
 
 /// Requests per second.
 const RATE: u64 = 200;

@@ -107,7 +107,7 @@ impl Default for RefreshPolicy {
 /// A period for people: `1 minute`, `2 minutes`, `90 seconds`, `1 second`. Cool-down messages
 /// use it so they name the configured period, not a fixed one.
 pub fn describe_period(secs: u64) -> String {
-    let (count, unit) = if secs >= 60 && secs % 60 == 0 {
+    let (count, unit) = if secs >= 60 && secs.is_multiple_of(60) {
         (secs / 60, "minute")
     } else {
         (secs, "second")

@@ -11,5 +11,9 @@
 //! Other people's tests can use these too: a backend that embeds `smsdesk-web` gets a ready
 //! service to point its own tests at.
 
+#[cfg(feature = "app")]
+pub mod app;
 pub mod browser;
+#[cfg(feature = "app")]
+pub mod postgres;
 pub mod world;

@@ -1,4 +1,7 @@
-//! Starting the service for a test, and talking to it.
+//! The whole application for end-to-end suites: [`spawn_app`] builds `smsdesk::Application` on
+//! port 0 with its own SQLite file (or another database) and the built-in Twilio simulator, and
+//! [`TestApp`] talks to it over HTTP as a user of the API would. Beside it: signed Twilio
+//! webhooks, outcome lookups, and fresh PostgreSQL databases ([`fresh_postgres`]).
 
 use std::sync::Arc;
 
@@ -9,17 +12,24 @@ use smsdesk_domain::ports::{
     IntegrationRepository, MessageQuery, MessageRepository, NewIntegration, Sender,
 };
 use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
+use smsdesk_domain::services::STATUS_CALLBACK_PATH;
 use smsdesk_domain::{AccountSid, MessageSid, MessageStatus, PhoneNumber, Plan, Role, TeamId};
 use smsdesk_store::Store;
 use smsdesk_twilio_sim::{SimAccount, SimHandle};
 
+pub use crate::postgres::{TestDatabase, execute, fresh_postgres};
+
 /// A running service and what a test needs to steer and inspect it.
 pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
     pub address: String,
     /// The demo team's (Pro plan, admin) API key.
     pub api_key: String,
+    /// The Twilio simulator the service talks to.
     pub sim: Arc<SimHandle>,
+    /// The service's store, to seed and inspect.
     pub store: Store,
+    /// A client for the service.
     pub http: reqwest::Client,
     // Keeps the data directory alive for the test's duration.
     _data_dir: tempfile::TempDir,
@@ -57,7 +67,6 @@ pub async fn spawn_app() -> TestApp {
 /// `configure` named another, e.g. a proxy in front of `sim`); and as no
 /// demo team is seeded there (nor when the database already has one), `api_key` is then a new
 /// Pro team's admin key.
-#[allow(dead_code)] // `api` calls it only through `spawn_app`.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temporary directory");
     let mut settings = test_settings(data_dir.path());
@@ -103,11 +112,11 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 
 impl TestApp {
     /// The directory holding this service's SQLite database (unless another URL was set).
-    #[allow(dead_code)] // used by the reliability suites only
     pub fn data_dir(&self) -> &std::path::Path {
         self._data_dir.path()
     }
 
+    /// The service's URL for `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -130,6 +139,7 @@ impl TestApp {
         response.json().await.expect("JSON body")
     }
 
+    /// `POST …/refresh-status?messageSid=` with `key`.
     pub async fn refresh_one(&self, key: &str, sid: &str) -> Response {
         self.http
             .post(self.url(&format!(
@@ -141,6 +151,7 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// `POST …/refresh-status{query}` with `key` (a bulk refresh).
     pub async fn refresh_recent(&self, key: &str, query: &str) -> Response {
         self.http
             .post(self.url(&format!(
@@ -152,6 +163,7 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// `GET /api/messages/{sid}` with `key`.
     pub async fn get_message(&self, key: &str, sid: &str) -> Response {
         self.http
             .get(self.url(&format!("/api/messages/{sid}")))
@@ -322,4 +334,108 @@ impl TestApp {
 fn chrono_now() -> smsdesk_domain::Timestamp {
     use smsdesk_domain::ports::Clock as _;
     smsdesk_domain::ports::SystemClock.now()
+}
+
+// ---- Twilio's webhooks, signed as Twilio signs them, and what a refresh answered ------------
+
+/// The path of Twilio's inbound-SMS webhook.
+pub const RECEIVE_PATH: &str = "/api/integrations/twilio/sms/receive";
+
+/// A team's Twilio account SID and auth token, as stored.
+pub async fn credentials(app: &TestApp, team: TeamId) -> (String, String) {
+    let integration = app
+        .store
+        .for_team(team)
+        .await
+        .expect("store up")
+        .expect("the team has an integration");
+    (
+        integration.credentials.account_sid.to_string(),
+        integration.auth_token.expose_secret().to_owned(),
+    )
+}
+
+/// `params` as an `application/x-www-form-urlencoded` body.
+pub fn form_body(params: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+/// The signature Twilio would put on a form webhook to `path` of this app.
+pub fn sign(app: &TestApp, path: &str, token: &str, params: &[(String, String)]) -> String {
+    smsdesk_twilio::compute_signature(token, &app.url(path), params)
+}
+
+/// The parameters of a status callback.
+pub fn callback_params(account: &str, sid: &str, status: &str) -> Vec<(String, String)> {
+    vec![
+        ("AccountSid".to_owned(), account.to_owned()),
+        ("MessageSid".to_owned(), sid.to_owned()),
+        ("MessageStatus".to_owned(), status.to_owned()),
+    ]
+}
+
+/// Posts a form webhook to `path` with `signature` (none: no header).
+pub async fn post_webhook(
+    app: &TestApp,
+    path: &str,
+    params: &[(String, String)],
+    signature: Option<&str>,
+) -> Response {
+    let mut request = app
+        .http
+        .post(app.url(path))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form_body(params));
+    if let Some(signature) = signature {
+        request = request.header("X-Twilio-Signature", signature);
+    }
+    request.send().await.expect("request sent")
+}
+
+/// Posts a correctly signed status callback; returns the HTTP status.
+pub async fn signed_callback(
+    app: &TestApp,
+    account: &str,
+    token: &str,
+    sid: &str,
+    status: &str,
+) -> StatusCode {
+    let params = callback_params(account, sid, status);
+    let signature = sign(app, STATUS_CALLBACK_PATH, token, &params);
+    post_webhook(app, STATUS_CALLBACK_PATH, &params, Some(&signature))
+        .await
+        .status()
+}
+
+/// The stored status of `sid` as the API shows it.
+pub async fn stored_status(app: &TestApp, sid: &str) -> String {
+    let message: Value = app
+        .get_message(&app.api_key, sid)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    message["status"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no status in {message}"))
+        .to_owned()
+}
+
+/// A status's place in the delivery order (`None` for unordered ones).
+pub fn rank(status: &str) -> Option<u8> {
+    MessageStatus::parse(status).rank()
+}
+
+/// The outcome for `sid` in a refresh answer.
+pub fn outcome_of(body: &Value, sid: &str) -> Value {
+    let matching: Vec<&Value> = body["outcomes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no outcomes in {body}"))
+        .iter()
+        .filter(|o| o["sid"] == sid)
+        .collect();
+    assert_eq!(matching.len(), 1, "exactly one outcome for {sid} in {body}");
+    matching[0].clone()
 }
