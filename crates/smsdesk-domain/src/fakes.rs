@@ -416,7 +416,10 @@ impl CallbackInbox for InMemoryStore {
             .into_iter()
             .partition(|(t, s, _)| *t == team && s == sid);
         state.parked = kept;
-        Ok(taken.into_iter().map(|(_, _, o)| o).collect())
+        // Oldest first by observation time, as the contract says (not in parking order).
+        let mut taken: Vec<StatusObservation> = taken.into_iter().map(|(_, _, o)| o).collect();
+        taken.sort_by_key(|observation| observation.observed_at);
+        Ok(taken)
     }
 
     async fn discard_parked_before(&self, cutoff: Timestamp) -> Result<u64, RepositoryError> {

@@ -14,6 +14,7 @@
 #[cfg(feature = "app")]
 pub mod app;
 pub mod browser;
+pub mod contract;
 #[cfg(feature = "app")]
 pub mod postgres;
 pub mod world;

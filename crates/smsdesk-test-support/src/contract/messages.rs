@@ -1,0 +1,578 @@
+//! The `messages` port's contract cases (see the parent module).
+
+#![allow(missing_docs, reason = "each case's name is the sentence it checks")]
+
+use super::*;
+
+pub async fn a_stored_message_reads_back_with_its_first_event_and_a_duplicate_sid_is_refused(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    let b = team(subject, "B").await;
+    let mut message = new_message(a, 1, Direction::OutboundApi, MessageStatus::Queued, at(0));
+    message.first_observation.state = DeliveryState {
+        status: MessageStatus::Queued,
+        error_code: None,
+        error_message: None,
+        num_segments: Some(2),
+        price: Some("-0.00750".into()),
+        price_unit: Some("USD".into()),
+    };
+    let inserted = store.insert(message.clone()).await.expect("stored");
+    let found = store.find(a, &sid(1)).await.expect("readable");
+    assert_eq!(
+        found.as_ref(),
+        Some(&inserted),
+        "find returns what insert returned"
+    );
+    let found = found.expect("present");
+    assert_eq!(
+        found.delivery.price.as_deref(),
+        Some("-0.00750"),
+        "price kept verbatim"
+    );
+    assert_eq!(found.delivery.num_segments, Some(2));
+    assert_eq!(found.created_at, at(0));
+    assert_eq!(found.last_refreshed_at, None);
+
+    let history = store.history(a, &sid(1)).await.expect("readable");
+    assert_eq!(history.len(), 1, "the first observation is the first event");
+    assert!(history[0].applied);
+    assert_eq!(history[0].observation, message.first_observation);
+
+    let mut again = message.clone();
+    again.team_id = b;
+    assert!(
+        matches!(
+            store.insert(again).await,
+            Err(RepositoryError::Duplicate(_))
+        ),
+        "a SID is unique across teams"
+    );
+    assert_eq!(store.find(a, &sid(2)).await, Ok(None), "unknown SID");
+}
+
+pub async fn another_teams_rows_are_invisible_and_untouchable_through_every_method(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    let b = team(subject, "B").await;
+    stored(
+        store,
+        new_message(a, 1, Direction::OutboundApi, MessageStatus::Queued, at(0)),
+    )
+    .await;
+    store
+        .upsert(a, integration(ACCOUNT, "token-a"))
+        .await
+        .expect("integration stored");
+
+    assert_eq!(store.find(b, &sid(1)).await, Ok(None), "find");
+    assert_eq!(store.history(b, &sid(1)).await, Ok(vec![]), "history");
+    assert_eq!(
+        store.refresh_candidates(b, at(-3600), 100).await,
+        Ok(vec![]),
+        "refresh_candidates"
+    );
+    let page = store
+        .list(
+            b,
+            MessageQuery {
+                limit: 50,
+                ..MessageQuery::default()
+            },
+        )
+        .await
+        .expect("list");
+    assert!(page.messages.is_empty(), "list");
+    assert!(
+        store.for_team(b).await.expect("readable").is_none(),
+        "for_team"
+    );
+
+    let outcomes = store
+        .apply_observations(
+            b,
+            vec![change_write(
+                1,
+                MessageStatus::Queued,
+                MessageStatus::Delivered,
+                at(10),
+            )],
+        )
+        .await
+        .expect("applies");
+    assert_eq!(outcomes, vec![WriteOutcome::Missing], "apply_observations");
+
+    let claims = store
+        .claim_messages(b, &[sid(1)], at(20), MINUTE)
+        .await
+        .expect("claims");
+    assert_eq!(
+        claims,
+        vec![CooldownClaim::Granted],
+        "nothing of B's to cool down"
+    );
+    let user = subject.new_user(a).await;
+    assert_eq!(
+        store.claim_bulk(a, user, at(20), MINUTE).await,
+        Ok(CooldownClaim::Granted)
+    );
+    assert_eq!(
+        store.claim_bulk(b, user, at(21), MINUTE).await,
+        Ok(CooldownClaim::Granted),
+        "bulk cool-downs are kept per team"
+    );
+
+    let untouched = store
+        .find(a, &sid(1))
+        .await
+        .expect("readable")
+        .expect("present");
+    assert_eq!(
+        untouched.delivery.status,
+        MessageStatus::Queued,
+        "B cannot write A's status"
+    );
+    assert_eq!(
+        untouched.last_refreshed_at, None,
+        "B's claim did not start A's cool-down"
+    );
+    assert_eq!(
+        store.history(a, &sid(1)).await.map(|h| h.len()),
+        Ok(1),
+        "no event added"
+    );
+    assert_eq!(
+        store.claim_messages(a, &[sid(1)], at(20), MINUTE).await,
+        Ok(vec![CooldownClaim::Granted]),
+        "A's own claim is still free"
+    );
+}
+
+pub async fn observations_are_applied_conditionally_and_recorded_in_order(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    for n in 1..=3 {
+        stored(
+            store,
+            new_message(a, n, Direction::OutboundApi, MessageStatus::Queued, at(0)),
+        )
+        .await;
+    }
+    let stale = ObservationWrite {
+        sid: sid(2),
+        observation: observation(MessageStatus::Queued, ObservationSource::Callback, at(5)),
+        change: None,
+    };
+    let outcomes = store
+        .apply_observations(
+            a,
+            vec![
+                change_write(1, MessageStatus::Queued, MessageStatus::Sent, at(5)),
+                stale,
+                change_write(3, MessageStatus::Sending, MessageStatus::Delivered, at(5)),
+                change_write(9, MessageStatus::Queued, MessageStatus::Sent, at(5)),
+                change_write(1, MessageStatus::Sent, MessageStatus::Delivered, at(6)),
+            ],
+        )
+        .await
+        .expect("applies");
+    assert_eq!(
+        outcomes,
+        vec![
+            WriteOutcome::Written,
+            WriteOutcome::Recorded,
+            WriteOutcome::Conflict,
+            WriteOutcome::Missing,
+            WriteOutcome::Written,
+        ],
+        "written, recorded without change, stale expectation, unknown SID, second step of 1"
+    );
+    let one = store
+        .find(a, &sid(1))
+        .await
+        .expect("readable")
+        .expect("present");
+    assert_eq!(one.delivery.status, MessageStatus::Delivered);
+    assert_eq!(
+        one.updated_at,
+        at(6),
+        "updated_at follows the applied observation"
+    );
+    let applied: Vec<(String, bool)> = store
+        .history(a, &sid(1))
+        .await
+        .expect("readable")
+        .into_iter()
+        .map(|e| (e.observation.state.status.to_string(), e.applied))
+        .collect();
+    assert_eq!(
+        applied,
+        vec![
+            ("queued".to_owned(), true),
+            ("sent".to_owned(), true),
+            ("delivered".to_owned(), true)
+        ]
+    );
+    let two = store.history(a, &sid(2)).await.expect("readable");
+    assert_eq!(two.len(), 2, "the unapplied observation is recorded");
+    assert!(!two[1].applied);
+    assert_eq!(
+        store.history(a, &sid(3)).await.map(|h| h.len()),
+        Ok(1),
+        "a conflicting write records nothing"
+    );
+    assert_eq!(
+        store
+            .find(a, &sid(3))
+            .await
+            .expect("readable")
+            .map(|m| m.delivery.status),
+        Some(MessageStatus::Queued)
+    );
+    assert_eq!(store.apply_observations(a, vec![]).await, Ok(vec![]));
+}
+
+pub async fn of_two_concurrent_writers_from_the_same_status_exactly_one_wins(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    for round in 1..=10_u32 {
+        stored(
+            store,
+            new_message(a, round, Direction::OutboundApi, MessageStatus::Sent, at(0)),
+        )
+        .await;
+        let (left, right) = (store.clone(), store.clone());
+        let delivered = tokio::spawn(async move {
+            left.apply_observations(
+                a,
+                vec![change_write(
+                    round,
+                    MessageStatus::Sent,
+                    MessageStatus::Delivered,
+                    at(10),
+                )],
+            )
+            .await
+        });
+        let failed = tokio::spawn(async move {
+            right
+                .apply_observations(
+                    a,
+                    vec![change_write(
+                        round,
+                        MessageStatus::Sent,
+                        MessageStatus::Failed,
+                        at(11),
+                    )],
+                )
+                .await
+        });
+        let delivered = delivered.await.expect("joins").expect("no store error");
+        let failed = failed.await.expect("joins").expect("no store error");
+        let outcomes = [delivered[0].clone(), failed[0].clone()];
+        let written = outcomes
+            .iter()
+            .filter(|o| **o == WriteOutcome::Written)
+            .count();
+        let conflicts = outcomes
+            .iter()
+            .filter(|o| **o == WriteOutcome::Conflict)
+            .count();
+        assert_eq!((written, conflicts), (1, 1), "round {round}: {outcomes:?}");
+        let status = store
+            .find(a, &sid(round))
+            .await
+            .expect("readable")
+            .expect("present")
+            .delivery
+            .status;
+        let winner = if outcomes[0] == WriteOutcome::Written {
+            MessageStatus::Delivered
+        } else {
+            MessageStatus::Failed
+        };
+        assert_eq!(
+            status, winner,
+            "round {round}: the stored status is the winner's"
+        );
+        let events = store.history(a, &sid(round)).await.expect("readable");
+        assert_eq!(
+            events.len(),
+            2,
+            "round {round}: only the winner's event is recorded"
+        );
+    }
+}
+
+pub async fn two_batches_over_the_same_messages_in_opposite_orders_both_finish(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    for n in 1..=20 {
+        stored(
+            store,
+            new_message(a, n, Direction::OutboundApi, MessageStatus::Sent, at(0)),
+        )
+        .await;
+    }
+    let forward: Vec<_> = (1..=20)
+        .map(|n| change_write(n, MessageStatus::Sent, MessageStatus::Delivered, at(10)))
+        .collect();
+    let backward: Vec<_> = (1..=20)
+        .rev()
+        .map(|n| change_write(n, MessageStatus::Sent, MessageStatus::Failed, at(11)))
+        .collect();
+    let (left, right) = (store.clone(), store.clone());
+    let first = tokio::spawn(async move { left.apply_observations(a, forward).await });
+    let second = tokio::spawn(async move { right.apply_observations(a, backward).await });
+    let first = first
+        .await
+        .expect("joins")
+        .expect("no deadlock or store error");
+    let second = second
+        .await
+        .expect("joins")
+        .expect("no deadlock or store error");
+    for n in 1..=20_usize {
+        let outcomes = [&first[n - 1], &second[20 - n]];
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| ***o == WriteOutcome::Written)
+                .count(),
+            1,
+            "message {n}: exactly one batch wins, {outcomes:?}"
+        );
+    }
+}
+
+pub async fn bulk_candidates_are_the_windows_outbound_unfinished_messages_newest_first_at_most_100(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    let window_start = at(0);
+    let cases = [
+        (
+            1,
+            Direction::OutboundApi,
+            MessageStatus::Queued,
+            -1,
+            false,
+            "just before the window",
+        ),
+        (
+            2,
+            Direction::OutboundApi,
+            MessageStatus::Queued,
+            0,
+            true,
+            "at the window's start",
+        ),
+        (
+            3,
+            Direction::Inbound,
+            MessageStatus::Receiving,
+            10,
+            false,
+            "inbound",
+        ),
+        (
+            4,
+            Direction::OutboundApi,
+            MessageStatus::Delivered,
+            10,
+            false,
+            "terminal",
+        ),
+        (
+            5,
+            Direction::OutboundApi,
+            MessageStatus::Failed,
+            10,
+            false,
+            "terminal failure",
+        ),
+        (
+            6,
+            Direction::OutboundCall,
+            MessageStatus::Sent,
+            20,
+            true,
+            "outbound-call sent",
+        ),
+        (
+            7,
+            Direction::OutboundReply,
+            MessageStatus::PartiallyDelivered,
+            20,
+            true,
+            "partial",
+        ),
+        (
+            8,
+            Direction::OutboundApi,
+            MessageStatus::Unknown("teleported".into()),
+            30,
+            true,
+            "unknown status",
+        ),
+    ];
+    for (n, direction, status, offset, _, _) in &cases {
+        stored(
+            store,
+            new_message(a, *n, *direction, status.clone(), at(*offset)),
+        )
+        .await;
+    }
+    let found: Vec<MessageSid> = store
+        .refresh_candidates(a, window_start, 100)
+        .await
+        .expect("readable")
+        .into_iter()
+        .map(|m| m.sid)
+        .collect();
+    for (n, _, _, _, included, why) in &cases {
+        assert_eq!(found.contains(&sid(*n)), *included, "{why}");
+    }
+    assert_eq!(
+        found,
+        vec![sid(8), sid(7), sid(6), sid(2)],
+        "newest first, SID descending on equal times"
+    );
+
+    for n in 100..205 {
+        stored(
+            store,
+            new_message(
+                a,
+                n,
+                Direction::OutboundApi,
+                MessageStatus::Sent,
+                at(1000 + i64::from(n)),
+            ),
+        )
+        .await;
+    }
+    let capped = store
+        .refresh_candidates(a, window_start, 100)
+        .await
+        .expect("readable");
+    assert_eq!(capped.len(), 100, "at most the limit");
+    assert_eq!(capped[0].sid, sid(204), "the newest first");
+    assert_eq!(capped[99].sid, sid(105), "the 100 newest");
+}
+
+pub async fn listing_filters_and_pages_without_gaps_or_repeats(subject: &dyn ContractSubject) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    for n in 1..=7 {
+        // Two messages share each timestamp, so the SID must break ties.
+        let direction = if n % 3 == 0 {
+            Direction::Inbound
+        } else {
+            Direction::OutboundApi
+        };
+        let status = if n % 2 == 0 {
+            MessageStatus::Delivered
+        } else {
+            MessageStatus::Sent
+        };
+        stored(
+            store,
+            new_message(a, n, direction, status, at(i64::from(n / 2))),
+        )
+        .await;
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<MessageCursor> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list(
+                a,
+                MessageQuery {
+                    limit: 3,
+                    after: after.clone(),
+                    ..MessageQuery::default()
+                },
+            )
+            .await
+            .expect("readable");
+        pages += 1;
+        seen.extend(page.messages.iter().map(|m| m.sid.clone()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+        assert!(pages < 10, "paging must end");
+    }
+    assert_eq!(pages, 3, "7 messages in pages of 3");
+    assert_eq!(
+        seen,
+        vec![sid(7), sid(6), sid(5), sid(4), sid(3), sid(2), sid(1)],
+        "newest first, every message once"
+    );
+
+    let filtered = |query: MessageQuery| async move {
+        store
+            .list(a, MessageQuery { limit: 50, ..query })
+            .await
+            .expect("readable")
+            .messages
+            .into_iter()
+            .map(|m| m.sid)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        filtered(MessageQuery {
+            direction: Some(Direction::Inbound),
+            ..MessageQuery::default()
+        })
+        .await,
+        vec![sid(6), sid(3)],
+        "direction filter"
+    );
+    assert_eq!(
+        filtered(MessageQuery {
+            status: Some(MessageStatus::Delivered),
+            ..MessageQuery::default()
+        })
+        .await,
+        vec![sid(6), sid(4), sid(2)],
+        "status filter"
+    );
+    assert_eq!(
+        filtered(MessageQuery {
+            created_since: Some(at(3)),
+            ..MessageQuery::default()
+        })
+        .await,
+        vec![sid(7), sid(6)],
+        "created_since filter"
+    );
+    let capped = store
+        .list(
+            a,
+            MessageQuery {
+                limit: 10_000,
+                ..MessageQuery::default()
+            },
+        )
+        .await
+        .expect("readable");
+    assert_eq!(
+        capped.messages.len(),
+        7,
+        "a huge limit is capped, not an error"
+    );
+}

@@ -1,0 +1,340 @@
+//! The contract of the domain's storage ports, written once: every implementation of
+//! `MessageRepository`, `IntegrationRepository`, `RefreshLimiter` and `CallbackInbox` must pass
+//! these cases. `smsdesk-store` runs them on SQLite and PostgreSQL; this crate's own tests run them
+//! on the domain's in-memory fake (`fakes::InMemoryStore`), which claims to honour the same
+//! contract; an embedder with its own adapter can run them too.
+//!
+//! A case takes a [`ContractSubject`]: the ports under test (as one [`PortSet`]) and a way to
+//! create teams and users, which a database needs rows for and a fake does not. One module per
+//! port; each case is a plain `async fn`, so the caller picks the runtime and wraps it in a test.
+//!
+//! ```no_run
+//! use smsdesk_test_support::contract::{self, InMemorySubject};
+//!
+//! #[tokio::test(flavor = "multi_thread")]
+//! async fn the_fake_keeps_claims_atomic() {
+//!     contract::limiter::a_cooldown_is_claimed_by_exactly_one_of_twenty_concurrent_claimers(
+//!         &InMemorySubject::new(),
+//!     )
+//!     .await;
+//! }
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::TimeZone;
+use smsdesk_domain::fakes::InMemoryStore;
+use smsdesk_domain::ports::{
+    CallbackInbox, IntegrationRepository, MessageCursor, MessagePage, MessageQuery,
+    MessageRepository, NewIntegration, ObservationWrite, RefreshLimiter, RepositoryError, Sender,
+    StateChange, TwilioAuth, TwilioIntegration, WriteOutcome,
+};
+use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
+use smsdesk_domain::{
+    AccountSid, Address, ApiKeySid, CooldownClaim, DeliveryState, Direction, Message, MessageSid,
+    MessageStatus, MessagingServiceSid, NewMessage, ObservationSource, PhoneNumber, StatusEvent,
+    StatusObservation, TeamId, Timestamp, UserId,
+};
+
+pub mod inbox;
+pub mod integrations;
+pub mod limiter;
+pub mod messages;
+
+/// The account most cases store messages under.
+pub const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+/// Another account.
+pub const OTHER_ACCOUNT: &str = "ACfedcba9876543210fedcba9876543210";
+/// The cool-down the limiter cases claim with.
+pub const MINUTE: Duration = Duration::from_secs(60);
+
+/// What a contract case runs against.
+#[async_trait]
+pub trait ContractSubject: Send + Sync {
+    /// The ports under test. Cheap to clone; clones share the same storage.
+    fn ports(&self) -> PortSet;
+
+    /// A new team named `name` (a row where the implementation needs one).
+    async fn new_team(&self, name: &str) -> TeamId;
+
+    /// A new member of `team` (a row where the implementation needs one).
+    async fn new_user(&self, team: TeamId) -> UserId;
+}
+
+/// The four storage ports of one implementation, callable as one value (each method goes to the
+/// port that defines it).
+#[derive(Clone)]
+pub struct PortSet {
+    messages: Arc<dyn MessageRepository>,
+    integrations: Arc<dyn IntegrationRepository>,
+    limiter: Arc<dyn RefreshLimiter>,
+    inbox: Arc<dyn CallbackInbox>,
+}
+
+impl PortSet {
+    /// The ports of `implementation`, which implements all four.
+    pub fn of<T>(implementation: T) -> Self
+    where
+        T: MessageRepository + IntegrationRepository + RefreshLimiter + CallbackInbox + Clone,
+        T: 'static,
+    {
+        Self {
+            messages: Arc::new(implementation.clone()),
+            integrations: Arc::new(implementation.clone()),
+            limiter: Arc::new(implementation.clone()),
+            inbox: Arc::new(implementation),
+        }
+    }
+}
+
+#[async_trait]
+impl MessageRepository for PortSet {
+    async fn insert(&self, message: NewMessage) -> Result<Message, RepositoryError> {
+        self.messages.insert(message).await
+    }
+
+    async fn find(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+    ) -> Result<Option<Message>, RepositoryError> {
+        self.messages.find(team, sid).await
+    }
+
+    async fn refresh_candidates(
+        &self,
+        team: TeamId,
+        created_since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Message>, RepositoryError> {
+        self.messages
+            .refresh_candidates(team, created_since, limit)
+            .await
+    }
+
+    async fn apply_observations(
+        &self,
+        team: TeamId,
+        writes: Vec<ObservationWrite>,
+    ) -> Result<Vec<WriteOutcome>, RepositoryError> {
+        self.messages.apply_observations(team, writes).await
+    }
+
+    async fn history(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+    ) -> Result<Vec<StatusEvent>, RepositoryError> {
+        self.messages.history(team, sid).await
+    }
+
+    async fn list(
+        &self,
+        team: TeamId,
+        query: MessageQuery,
+    ) -> Result<MessagePage, RepositoryError> {
+        self.messages.list(team, query).await
+    }
+}
+
+#[async_trait]
+impl IntegrationRepository for PortSet {
+    async fn for_team(&self, team: TeamId) -> Result<Option<TwilioIntegration>, RepositoryError> {
+        self.integrations.for_team(team).await
+    }
+
+    async fn for_account(
+        &self,
+        account: &AccountSid,
+    ) -> Result<Option<TwilioIntegration>, RepositoryError> {
+        self.integrations.for_account(account).await
+    }
+
+    async fn upsert(
+        &self,
+        team: TeamId,
+        integration: NewIntegration,
+    ) -> Result<TwilioIntegration, RepositoryError> {
+        self.integrations.upsert(team, integration).await
+    }
+}
+
+#[async_trait]
+impl RefreshLimiter for PortSet {
+    async fn claim_messages(
+        &self,
+        team: TeamId,
+        sids: &[MessageSid],
+        now: Timestamp,
+        cooldown: Duration,
+    ) -> Result<Vec<CooldownClaim>, RepositoryError> {
+        self.limiter.claim_messages(team, sids, now, cooldown).await
+    }
+
+    async fn claim_bulk(
+        &self,
+        team: TeamId,
+        user: UserId,
+        now: Timestamp,
+        cooldown: Duration,
+    ) -> Result<CooldownClaim, RepositoryError> {
+        self.limiter.claim_bulk(team, user, now, cooldown).await
+    }
+}
+
+#[async_trait]
+impl CallbackInbox for PortSet {
+    async fn park(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+        observation: StatusObservation,
+    ) -> Result<(), RepositoryError> {
+        self.inbox.park(team, sid, observation).await
+    }
+
+    async fn take_parked(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+    ) -> Result<Vec<StatusObservation>, RepositoryError> {
+        self.inbox.take_parked(team, sid).await
+    }
+
+    async fn discard_parked_before(&self, cutoff: Timestamp) -> Result<u64, RepositoryError> {
+        self.inbox.discard_parked_before(cutoff).await
+    }
+}
+
+/// The domain's in-memory fake as a contract subject: teams and users are just new numbers.
+#[derive(Default)]
+pub struct InMemorySubject {
+    store: InMemoryStore,
+    next_id: AtomicI64,
+}
+
+impl InMemorySubject {
+    /// An empty fake.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl ContractSubject for InMemorySubject {
+    fn ports(&self) -> PortSet {
+        PortSet::of(self.store.clone())
+    }
+
+    async fn new_team(&self, _name: &str) -> TeamId {
+        TeamId::new(self.next_id.fetch_add(1, Ordering::SeqCst) + 1).expect("a positive id")
+    }
+
+    async fn new_user(&self, _team: TeamId) -> UserId {
+        UserId::new(self.next_id.fetch_add(1, Ordering::SeqCst) + 1).expect("a positive id")
+    }
+}
+
+// ---- fixtures ------------------------------------------------------------------------------
+
+/// 2026-01-01T00:00:00Z plus `offset_secs`.
+pub fn at(offset_secs: i64) -> Timestamp {
+    chrono::Utc
+        .timestamp_opt(1_767_225_600 + offset_secs, 0)
+        .single()
+        .expect("a valid time")
+}
+
+/// The `n`th test SID.
+pub fn sid(n: u32) -> MessageSid {
+    MessageSid::parse(&format!("SM{n:032x}")).expect("valid SID")
+}
+
+/// [`ACCOUNT`].
+pub fn account() -> AccountSid {
+    AccountSid::parse(ACCOUNT).expect("valid account")
+}
+
+/// An observation of `status` from `source` at `at`.
+pub fn observation(
+    status: MessageStatus,
+    source: ObservationSource,
+    at: Timestamp,
+) -> StatusObservation {
+    StatusObservation {
+        state: DeliveryState::new(status),
+        source,
+        observed_at: at,
+    }
+}
+
+/// A status callback observed at `at`.
+pub fn callback(status: MessageStatus, at: Timestamp) -> StatusObservation {
+    observation(status, ObservationSource::Callback, at)
+}
+
+/// Message `n` of `team`, first observed as `status` when created at `created_at`.
+pub fn new_message(
+    team: TeamId,
+    n: u32,
+    direction: Direction,
+    status: MessageStatus,
+    created_at: Timestamp,
+) -> NewMessage {
+    NewMessage {
+        sid: sid(n),
+        team_id: team,
+        account_sid: account(),
+        direction,
+        from: Address::parse("+14155550100").expect("valid"),
+        to: Address::parse("+14155550199").expect("valid"),
+        body: format!("message {n}"),
+        first_observation: observation(status, ObservationSource::Send, created_at),
+        created_at,
+    }
+}
+
+/// A new team of `subject`.
+pub async fn team(subject: &dyn ContractSubject, name: &str) -> TeamId {
+    subject.new_team(name).await
+}
+
+/// Stores `message`, which must succeed.
+pub async fn stored(messages: &dyn MessageRepository, message: NewMessage) {
+    messages.insert(message).await.expect("message is stored");
+}
+
+/// A poll of message `n` moving it from `expected` to `next` at `at`.
+pub fn change_write(
+    n: u32,
+    expected: MessageStatus,
+    next: MessageStatus,
+    at: Timestamp,
+) -> ObservationWrite {
+    ObservationWrite {
+        sid: sid(n),
+        observation: observation(next.clone(), ObservationSource::Poll, at),
+        change: Some(StateChange {
+            expected_status: expected,
+            next: DeliveryState::new(next),
+        }),
+    }
+}
+
+/// An integration of `account_sid` with `token`, sending from a number.
+pub fn integration(account_sid: &str, token: &str) -> NewIntegration {
+    NewIntegration {
+        account_sid: AccountSid::parse(account_sid).expect("valid"),
+        auth_token: SecretString::from(token.to_owned()),
+        api_key: None,
+        sender: Sender::Number(PhoneNumber::parse("+14155550100").expect("valid")),
+    }
+}
+
+/// The integration's auth token, as text.
+pub fn token_of(integration: &TwilioIntegration) -> String {
+    integration.auth_token.expose_secret().to_owned()
+}

@@ -1,0 +1,35 @@
+//! The domain's in-memory fake (`fakes::InMemoryStore`) against the storage ports' contract: the
+//! same cases `smsdesk-store` passes on SQLite and PostgreSQL, so tests that use the fake rely on
+//! the behaviour production has.
+
+use smsdesk_test_support::contract::{self, InMemorySubject};
+
+macro_rules! on_the_fake {
+    ($($port:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                contract::$port::$case(&InMemorySubject::new()).await;
+            }
+        )*
+    };
+}
+
+on_the_fake!(
+    messages::a_stored_message_reads_back_with_its_first_event_and_a_duplicate_sid_is_refused,
+    messages::another_teams_rows_are_invisible_and_untouchable_through_every_method,
+    messages::observations_are_applied_conditionally_and_recorded_in_order,
+    messages::of_two_concurrent_writers_from_the_same_status_exactly_one_wins,
+    messages::two_batches_over_the_same_messages_in_opposite_orders_both_finish,
+    messages::bulk_candidates_are_the_windows_outbound_unfinished_messages_newest_first_at_most_100,
+    messages::listing_filters_and_pages_without_gaps_or_repeats,
+    limiter::a_cooldown_is_claimed_by_exactly_one_of_twenty_concurrent_claimers,
+    limiter::message_claims_answer_in_order_with_the_time_left,
+    integrations::integrations_round_trip_and_an_account_belongs_to_one_team,
+    inbox::a_parked_callback_is_taken_back_with_every_field_oldest_first,
+    inbox::parking_the_same_sid_and_status_twice_keeps_one,
+    inbox::another_team_cannot_take_a_teams_parked_callbacks,
+    inbox::taking_removes_what_was_parked,
+    inbox::parked_callbacks_older_than_the_cutoff_are_discarded_and_counted,
+    inbox::two_concurrent_takers_receive_each_parked_callback_exactly_once,
+);
