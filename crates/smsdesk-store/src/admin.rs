@@ -26,6 +26,18 @@ pub const API_KEY_SCHEME: &str = "smsd";
 const PREFIX_LEN: usize = 8;
 const SECRET_LEN: usize = 40;
 
+/// Every column a team is read from.
+const TEAM_COLUMNS: [Teams; 4] = [Teams::Id, Teams::Name, Teams::Plan, Teams::CreatedAt];
+
+/// The columns a user is written with (and, after its id, read from).
+const USER_COLUMNS: [Users; 5] = [
+    Users::TeamId,
+    Users::Name,
+    Users::Email,
+    Users::Role,
+    Users::CreatedAt,
+];
+
 /// A team as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TeamRecord {
@@ -213,7 +225,7 @@ impl Store {
     /// Database errors.
     pub async fn find_team(&self, team: TeamId) -> Result<Option<TeamRecord>, StoreError> {
         let query = Query::select()
-            .columns([Teams::Id, Teams::Name, Teams::Plan, Teams::CreatedAt])
+            .columns(TEAM_COLUMNS)
             .from(Teams::Table)
             .and_where(Expr::col(Teams::Id).eq(team.get()))
             .to_owned();
@@ -227,7 +239,7 @@ impl Store {
     /// Database errors.
     pub async fn list_teams(&self) -> Result<Vec<TeamRecord>, StoreError> {
         let query = Query::select()
-            .columns([Teams::Id, Teams::Name, Teams::Plan, Teams::CreatedAt])
+            .columns(TEAM_COLUMNS)
             .from(Teams::Table)
             .order_by(Teams::Id, Order::Asc)
             .to_owned();
@@ -260,13 +272,7 @@ impl Store {
         let created_at = stored_time(chrono::Utc::now());
         let insert = Query::insert()
             .into_table(Users::Table)
-            .columns([
-                Users::TeamId,
-                Users::Name,
-                Users::Email,
-                Users::Role,
-                Users::CreatedAt,
-            ])
+            .columns(USER_COLUMNS)
             .values_panic([
                 team.get().into(),
                 name.into(),
@@ -304,14 +310,7 @@ impl Store {
     /// Database errors.
     pub async fn list_users(&self, team: TeamId) -> Result<Vec<UserRecord>, StoreError> {
         let query = Query::select()
-            .columns([
-                Users::Id,
-                Users::TeamId,
-                Users::Name,
-                Users::Email,
-                Users::Role,
-                Users::CreatedAt,
-            ])
+            .columns(std::iter::once(Users::Id).chain(USER_COLUMNS))
             .from(Users::Table)
             .and_where(Expr::col(Users::TeamId).eq(team.get()))
             .order_by(Users::Id, Order::Asc)

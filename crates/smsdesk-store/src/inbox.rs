@@ -55,6 +55,18 @@ fn parked_from_row(
     Ok((get::<i64>(row, "id")?, observation))
 }
 
+/// The columns of a parked callback that hold its observation, in the order they are written
+/// and read.
+const PARKED_OBSERVATION_COLUMNS: [ParkedCallbacks; 8] = [
+    ParkedCallbacks::Status,
+    ParkedCallbacks::ErrorCode,
+    ParkedCallbacks::ErrorMessage,
+    ParkedCallbacks::NumSegments,
+    ParkedCallbacks::Price,
+    ParkedCallbacks::PriceUnit,
+    ParkedCallbacks::Source,
+    ParkedCallbacks::ObservedAt,
+];
 #[async_trait]
 impl CallbackInbox for Store {
     async fn park(
@@ -66,18 +78,11 @@ impl CallbackInbox for Store {
         let state = &observation.state;
         let insert = Query::insert()
             .into_table(ParkedCallbacks::Table)
-            .columns([
-                ParkedCallbacks::TeamId,
-                ParkedCallbacks::MessageSid,
-                ParkedCallbacks::Status,
-                ParkedCallbacks::ErrorCode,
-                ParkedCallbacks::ErrorMessage,
-                ParkedCallbacks::NumSegments,
-                ParkedCallbacks::Price,
-                ParkedCallbacks::PriceUnit,
-                ParkedCallbacks::Source,
-                ParkedCallbacks::ObservedAt,
-            ])
+            .columns(
+                [ParkedCallbacks::TeamId, ParkedCallbacks::MessageSid]
+                    .into_iter()
+                    .chain(PARKED_OBSERVATION_COLUMNS),
+            )
             .values_panic([
                 team.get().into(),
                 sid.as_str().into(),
@@ -110,22 +115,15 @@ impl CallbackInbox for Store {
         team: TeamId,
         sid: &MessageSid,
     ) -> Result<Vec<StatusObservation>, RepositoryError> {
-        let take = Query::delete()
-            .from_table(ParkedCallbacks::Table)
-            .and_where(Expr::col(ParkedCallbacks::TeamId).eq(team.get()))
-            .and_where(Expr::col(ParkedCallbacks::MessageSid).eq(sid.as_str()))
-            .returning(Query::returning().columns([
-                ParkedCallbacks::Id,
-                ParkedCallbacks::Status,
-                ParkedCallbacks::ErrorCode,
-                ParkedCallbacks::ErrorMessage,
-                ParkedCallbacks::NumSegments,
-                ParkedCallbacks::Price,
-                ParkedCallbacks::PriceUnit,
-                ParkedCallbacks::Source,
-                ParkedCallbacks::ObservedAt,
-            ]))
-            .to_owned();
+        let take =
+            Query::delete()
+                .from_table(ParkedCallbacks::Table)
+                .and_where(Expr::col(ParkedCallbacks::TeamId).eq(team.get()))
+                .and_where(Expr::col(ParkedCallbacks::MessageSid).eq(sid.as_str()))
+                .returning(Query::returning().columns(
+                    std::iter::once(ParkedCallbacks::Id).chain(PARKED_OBSERVATION_COLUMNS),
+                ))
+                .to_owned();
         let rows = self.db.query_all(&take).await.map_err(repo_err)?;
         let mut taken = rows
             .iter()

@@ -27,28 +27,11 @@ pub const MAX_PAGE_SIZE: usize = 200;
 /// Rows per multi-row event INSERT, well under every driver's bound-parameter limit.
 const EVENT_INSERT_CHUNK: usize = 200;
 
-const MESSAGE_COLUMNS: [SmsMessages; 16] = [
-    SmsMessages::Sid,
-    SmsMessages::TeamId,
-    SmsMessages::Direction,
-    SmsMessages::FromAddress,
-    SmsMessages::ToAddress,
-    SmsMessages::Body,
-    SmsMessages::Status,
-    SmsMessages::ErrorCode,
-    SmsMessages::ErrorMessage,
-    SmsMessages::NumSegments,
-    SmsMessages::Price,
-    SmsMessages::PriceUnit,
-    SmsMessages::AccountSid,
-    SmsMessages::CreatedAt,
-    SmsMessages::UpdatedAt,
-    SmsMessages::LastRefreshedAt,
-];
-
+/// Every column a message is read from: what it is written with, and its last refresh.
 fn select_messages() -> SelectStatement {
     Query::select()
-        .columns(MESSAGE_COLUMNS)
+        .columns(NEW_MESSAGE_COLUMNS)
+        .column(SmsMessages::LastRefreshedAt)
         .from(SmsMessages::Table)
         .to_owned()
 }
@@ -178,6 +161,20 @@ struct EventRow<'a> {
     applied: bool,
 }
 
+/// The columns of a history row that describe the observation, in the order they are written and
+/// read.
+const EVENT_COLUMNS: [MessageStatusEvents; 9] = [
+    MessageStatusEvents::Status,
+    MessageStatusEvents::ErrorCode,
+    MessageStatusEvents::ErrorMessage,
+    MessageStatusEvents::NumSegments,
+    MessageStatusEvents::Price,
+    MessageStatusEvents::PriceUnit,
+    MessageStatusEvents::Source,
+    MessageStatusEvents::ObservedAt,
+    MessageStatusEvents::Applied,
+];
+
 /// Inserts history rows with one multi-row INSERT per chunk.
 async fn insert_events<C: ConnectionTrait>(
     conn: &C,
@@ -185,18 +182,9 @@ async fn insert_events<C: ConnectionTrait>(
 ) -> Result<(), sea_orm::DbErr> {
     for chunk in events.chunks(EVENT_INSERT_CHUNK) {
         let mut insert = Query::insert();
-        insert.into_table(MessageStatusEvents::Table).columns([
-            MessageStatusEvents::MessageId,
-            MessageStatusEvents::Status,
-            MessageStatusEvents::ErrorCode,
-            MessageStatusEvents::ErrorMessage,
-            MessageStatusEvents::NumSegments,
-            MessageStatusEvents::Price,
-            MessageStatusEvents::PriceUnit,
-            MessageStatusEvents::Source,
-            MessageStatusEvents::ObservedAt,
-            MessageStatusEvents::Applied,
-        ]);
+        insert
+            .into_table(MessageStatusEvents::Table)
+            .columns(std::iter::once(MessageStatusEvents::MessageId).chain(EVENT_COLUMNS));
         for event in chunk {
             let state = &event.observation.state;
             insert.values_panic([
@@ -565,20 +553,7 @@ impl MessageRepository for Store {
         sid: &MessageSid,
     ) -> Result<Vec<StatusEvent>, RepositoryError> {
         let query = Query::select()
-            .columns(
-                [
-                    MessageStatusEvents::Status,
-                    MessageStatusEvents::ErrorCode,
-                    MessageStatusEvents::ErrorMessage,
-                    MessageStatusEvents::NumSegments,
-                    MessageStatusEvents::Price,
-                    MessageStatusEvents::PriceUnit,
-                    MessageStatusEvents::Source,
-                    MessageStatusEvents::ObservedAt,
-                    MessageStatusEvents::Applied,
-                ]
-                .map(|column| (MessageStatusEvents::Table, column)),
-            )
+            .columns(EVENT_COLUMNS.map(|column| (MessageStatusEvents::Table, column)))
             .from(MessageStatusEvents::Table)
             .inner_join(
                 SmsMessages::Table,
