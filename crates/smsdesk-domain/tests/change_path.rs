@@ -2,26 +2,24 @@
 //! hands what it committed to the `ChangeNotifier`, and the race between a send and its early
 //! callbacks is closed inside the domain, so an embedder behaves like the HTTP service.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::TimeZone;
 use smsdesk_domain::changes::{Activity, ChangeKind, CooldownScope, RefreshMode};
 use smsdesk_domain::fakes::{FakeSmsProvider, InMemoryStore, ManualClock, RecordingNotifier};
 use smsdesk_domain::ports::{
-    IntegrationRepository, MessagePage, MessageQuery, MessageRepository, NewIntegration,
-    ObservationWrite, RepositoryError, Sender, WriteOutcome,
+    CallbackInbox, IntegrationRepository, MessageRepository, RepositoryError,
 };
 use smsdesk_domain::secrecy::SecretString;
 use smsdesk_domain::services::{
-    ApplyStatusCallback, CallbackOutcome, InboundSms, ReceiveSms, RefreshStatus, RefreshTarget,
-    SendRequest, SendSms, StatusCallback,
+    ApplyStatusCallback, CallbackOutcome, ConfigureIntegration, InboundSms, IntegrationSettings,
+    ReceiveSms, RefreshStatus, RefreshTarget, SendRequest, SendSms, StatusCallback, TeamAdmin,
 };
 use smsdesk_domain::{
     AccountSid, Address, DeliveryState, Message, MessageSid, MessageStatus, NewMessage,
     ObservationSource, PhoneNumber, Plan, RefreshPolicy, RefreshWindow, Requester, Role,
-    StatusEvent, TeamId, Timestamp, UserId,
+    StatusObservation, TeamId, Timestamp, UserId,
 };
 
 const ACCOUNT: &str = "AC00000000000000000000000000000001";
@@ -61,17 +59,17 @@ struct World {
 
 impl World {
     async fn new() -> Self {
-        Self::over(InMemoryStore::new(), None).await
+        Self::over(InMemoryStore::new()).await
     }
 
     /// Another world on the same store (its own notifier and provider).
     async fn new_sharing(store: &InMemoryStore) -> Self {
-        Self::over(store.clone(), None).await
+        Self::over(store.clone()).await
     }
 
-    /// A world whose use cases read and write messages through `messages` (default: the store).
-    async fn over(store: InMemoryStore, messages: Option<Arc<dyn MessageRepository>>) -> Self {
-        let messages = messages.unwrap_or_else(|| Arc::new(store.clone()));
+    /// A world over `store`, with its own notifier and provider.
+    async fn over(store: InMemoryStore) -> Self {
+        let messages: Arc<dyn MessageRepository> = Arc::new(store.clone());
         let provider = FakeSmsProvider::new();
         let clock = ManualClock::new(
             chrono::Utc
@@ -79,14 +77,14 @@ impl World {
                 .single()
                 .expect("valid"),
         );
-        store
-            .upsert(
-                team(),
-                NewIntegration {
-                    account_sid: AccountSid::parse(ACCOUNT).expect("valid"),
+        ConfigureIntegration::new(Arc::new(store.clone()))
+            .configure(
+                TeamAdmin::operator(team()),
+                IntegrationSettings {
+                    account_sid: ACCOUNT.into(),
                     auth_token: SecretString::from("token"),
-                    api_key: None,
-                    sender: Sender::Number(PhoneNumber::parse("+15005550006").expect("valid")),
+                    from_number: Some("+15005550006".into()),
+                    ..IntegrationSettings::default()
                 },
             )
             .await
@@ -200,107 +198,109 @@ async fn a_send_replays_the_callbacks_that_beat_it_and_answers_with_the_newest_s
     );
 }
 
-/// A message repository whose first `find` misses a message that is stored: the window in which
-/// a send stores its row and replays the inbox between a callback's lookup and its park.
-struct FirstFindMisses {
-    inner: InMemoryStore,
-    missed: AtomicBool,
+/// An inbox that, on its first park, lets "the send" store its message first: the window in
+/// which a send stores its row and replays the (still empty) inbox between a callback's lookup
+/// and its park.
+struct SendWinsTheRace {
+    store: InMemoryStore,
+    send_stores: Mutex<Option<NewMessage>>,
 }
 
 #[async_trait]
-impl MessageRepository for FirstFindMisses {
-    async fn insert(&self, message: NewMessage) -> Result<Message, RepositoryError> {
-        self.inner.insert(message).await
-    }
-
-    async fn find(
+impl CallbackInbox for SendWinsTheRace {
+    async fn park(
         &self,
         team: TeamId,
         sid: &MessageSid,
-    ) -> Result<Option<Message>, RepositoryError> {
-        if !self.missed.swap(true, Ordering::SeqCst) {
-            return Ok(None);
+        observation: StatusObservation,
+    ) -> Result<(), RepositoryError> {
+        let racing_send = self
+            .send_stores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(message) = racing_send {
+            self.store.insert(message).await?;
         }
-        self.inner.find(team, sid).await
+        self.store.park(team, sid, observation).await
     }
 
-    async fn refresh_candidates(
-        &self,
-        team: TeamId,
-        created_since: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<Message>, RepositoryError> {
-        self.inner
-            .refresh_candidates(team, created_since, limit)
-            .await
-    }
-
-    async fn apply_observations(
-        &self,
-        team: TeamId,
-        writes: Vec<ObservationWrite>,
-    ) -> Result<Vec<WriteOutcome>, RepositoryError> {
-        self.inner.apply_observations(team, writes).await
-    }
-
-    async fn history(
+    async fn take_parked(
         &self,
         team: TeamId,
         sid: &MessageSid,
-    ) -> Result<Vec<StatusEvent>, RepositoryError> {
-        self.inner.history(team, sid).await
+    ) -> Result<Vec<StatusObservation>, RepositoryError> {
+        self.store.take_parked(team, sid).await
     }
 
-    async fn list(
-        &self,
-        team: TeamId,
-        query: MessageQuery,
-    ) -> Result<MessagePage, RepositoryError> {
-        self.inner.list(team, query).await
+    async fn discard_parked_before(&self, cutoff: Timestamp) -> Result<u64, RepositoryError> {
+        self.store.discard_parked_before(cutoff).await
     }
 }
 
 #[tokio::test]
 async fn a_callback_that_parks_after_the_send_replayed_looks_again_and_applies_itself() {
     let store = InMemoryStore::new();
-    let sending = World::new_sharing(&store).await;
-    let sent = sending.send_one().await;
-    assert_eq!(sent.delivery.status, MessageStatus::Queued);
-    let misses = Arc::new(FirstFindMisses {
-        inner: store.clone(),
-        missed: AtomicBool::new(false),
+    let sid = nth_sent(7);
+    let at = chrono::Utc::now();
+    let inbox = Arc::new(SendWinsTheRace {
+        store: store.clone(),
+        send_stores: Mutex::new(Some(NewMessage {
+            sid: sid.clone(),
+            team_id: team(),
+            account_sid: AccountSid::parse(ACCOUNT).expect("valid"),
+            direction: smsdesk_domain::Direction::OutboundApi,
+            from: Address::parse("+15005550006").expect("valid"),
+            to: Address::parse("+14155550100").expect("valid"),
+            body: "hello".into(),
+            first_observation: StatusObservation {
+                state: DeliveryState::new(MessageStatus::Queued),
+                source: ObservationSource::Send,
+                observed_at: at,
+            },
+            created_at: at,
+        })),
     });
-    let world = World::over(store.clone(), Some(misses)).await;
+    let notifier = RecordingNotifier::new();
+    let callbacks = ApplyStatusCallback::new(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        inbox,
+        Arc::new(ManualClock::new(at)),
+    )
+    .with_notifier(Arc::new(notifier.clone()));
 
-    let outcome = world
-        .callbacks
-        .apply(team(), callback(&sent.sid, MessageStatus::Delivered))
+    let outcome = callbacks
+        .apply(team(), callback(&sid, MessageStatus::Delivered))
         .await
         .expect("store up");
 
     assert_eq!(
         outcome,
         CallbackOutcome::Parked,
-        "the first look missed the row"
+        "the first look found no row"
     );
     let stored = store
-        .find(team(), &sent.sid)
+        .find(team(), &sid)
         .await
         .expect("store up")
-        .expect("stored");
+        .expect("the send stored it");
     assert_eq!(
         stored.delivery.status,
         MessageStatus::Delivered,
         "the second look found the row and replayed the parked callback"
     );
     assert_eq!(
-        world.announced(),
+        notifier
+            .changes()
+            .into_iter()
+            .map(|change| (change.kind, change.state.status))
+            .collect::<Vec<_>>(),
         vec![(
             ChangeKind::Advanced {
                 from: MessageStatus::Queued
             },
-            MessageStatus::Delivered,
-            ObservationSource::Callback
+            MessageStatus::Delivered
         )]
     );
 }
