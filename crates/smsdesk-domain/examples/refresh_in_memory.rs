@@ -1,5 +1,6 @@
 //! Refreshing messages through the domain alone, with the in-memory fakes standing in for the
-//! database and Twilio. Run with `cargo run -p smsdesk-domain --example refresh_in_memory`.
+//! database and Twilio. Run with
+//! `cargo run -p smsdesk-domain --features fakes --example refresh_in_memory`.
 
 use std::sync::Arc;
 
