@@ -26,6 +26,9 @@ pub const API_KEY_SCHEME: &str = "smsd";
 const PREFIX_LEN: usize = 8;
 const SECRET_LEN: usize = 40;
 
+/// How stale a key's `last_used_at` may get before an authentication writes it again.
+const LAST_USED_PRECISION: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
 /// Every column a team is read from.
 const TEAM_COLUMNS: [Teams; 4] = [Teams::Id, Teams::Name, Teams::Plan, Teams::CreatedAt];
 
@@ -540,6 +543,7 @@ impl ApiKeyAuthenticator for Store {
             .expr_as(Expr::col((ApiKeys::Table, ApiKeys::Id)), "key_id")
             .column((ApiKeys::Table, ApiKeys::KeyHash))
             .column((ApiKeys::Table, ApiKeys::RevokedAt))
+            .column((ApiKeys::Table, ApiKeys::LastUsedAt))
             .expr_as(Expr::col((Users::Table, Users::Id)), "user_id")
             .column((Users::Table, Users::Role))
             .expr_as(Expr::col((Teams::Table, Teams::Id)), "team_id")
@@ -583,12 +587,21 @@ impl ApiKeyAuthenticator for Store {
             plan: Plan::parse(&read("plan")?).map_err(|err| corrupt("plan", err))?,
             role: Role::parse(&read("role")?).ok_or_else(|| corrupt("role", "unknown role"))?,
         };
-        let touch = Query::update()
-            .table(ApiKeys::Table)
-            .value(ApiKeys::LastUsedAt, stored_time(chrono::Utc::now()))
-            .and_where(Expr::col(ApiKeys::Id).eq(id("key_id")?))
-            .to_owned();
-        execute(&self.db, &touch).await.map_err(repo_err)?;
+        // `last_used_at` is for people ("used 3 days ago"), so it is written at most once per
+        // `LAST_USED_PRECISION`: a read-only request must not take the database's write lock.
+        let last_used: Option<Timestamp> = row
+            .try_get("", "last_used_at")
+            .map_err(|err| corrupt("last_used_at", err))?;
+        let now = chrono::Utc::now();
+        let stale = last_used.is_none_or(|at| now - at >= LAST_USED_PRECISION);
+        if stale {
+            let touch = Query::update()
+                .table(ApiKeys::Table)
+                .value(ApiKeys::LastUsedAt, stored_time(now))
+                .and_where(Expr::col(ApiKeys::Id).eq(id("key_id")?))
+                .to_owned();
+            execute(&self.db, &touch).await.map_err(repo_err)?;
+        }
         Ok(Some(requester))
     }
 }

@@ -5,15 +5,17 @@
 //!    tracing span carrying it (so every log line of the request has it), and echoes it in the
 //!    response;
 //! 2. refuses a body whose `Content-Length` is over the limit (413) before reading any of it;
-//! 3. applies the edge rate limit: per API key when a bearer token is presented, else per client
-//!    IP (429 + `Retry-After`);
+//! 3. applies the edge rate limit (429 + `Retry-After`): a bearer token this process has seen
+//!    authenticate is charged to that key's budget; any other token is charged to the client IP's
+//!    failed-authentication budget (so varying the token buys nothing, and once that budget is
+//!    spent no lookup reaches the database); requests without a token are charged to the IP;
 //! 4. after the handler: turns any error answer into the one error shape, logs 5xx detail and,
 //!    in production mode, replaces it with a generic message; counts the request in the metrics.
 //!
-//! The rate limiter keys on a hash of the presented key, never the key itself, and its maps are
-//! trimmed by [`EdgeRateLimiter::housekeeping`], which the app runs on an interval.
+//! The rate limiter keys on a hash of the presented key ([`crate::auth::KeyCache::hash`]), never
+//! the key itself, and its maps are trimmed by [`EdgeRateLimiter::housekeeping`], which the app
+//! runs on an interval.
 
-use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
@@ -22,7 +24,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpMessage as _, HttpResponse, ResponseError, web};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tracing::Instrument;
@@ -36,13 +38,20 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Who a request is counted against at the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EdgeKey {
-    /// A hash of the presented API key (valid or not: an unknown key still costs a lookup).
+    /// A hash of an API key that authenticated in this process.
     ApiKey(u64),
+    /// The client's IP, for requests with a key that has not authenticated here.
+    UnverifiedKeyIp(IpAddr),
     /// The client's IP, for requests without a key.
     Ip(IpAddr),
     /// The client's IP, for Twilio's webhooks (their own, larger budget).
     WebhookIp(IpAddr),
 }
+
+/// Marks a request whose API key the edge charged to its IP's failed-authentication budget,
+/// because the key has not authenticated in this process yet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UnverifiedKey;
 
 /// The paths Twilio posts to; they are authenticated by signature, not by API key.
 const WEBHOOK_PATHS: [&str; 2] = [
@@ -55,7 +64,7 @@ pub struct EdgeRateLimiter {
     per_key: DefaultKeyedRateLimiter<u64>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_webhook_ip: DefaultKeyedRateLimiter<IpAddr>,
-    hasher: RandomState,
+    failed_auth_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     clock: DefaultClock,
 }
 
@@ -73,14 +82,12 @@ impl EdgeRateLimiter {
                 config.per_webhook_ip_per_minute,
                 config.per_webhook_ip_burst,
             )),
-            hasher: RandomState::new(),
+            failed_auth_per_ip: RateLimiter::keyed(quota(
+                config.failed_auth_per_ip_per_minute,
+                config.failed_auth_per_ip_per_minute,
+            )),
             clock: DefaultClock::default(),
         }
-    }
-
-    /// The key for a presented API key: a keyed hash, so the map never holds a secret.
-    pub fn key_for_api_key(&self, presented: &str) -> EdgeKey {
-        EdgeKey::ApiKey(self.hasher.hash_one(presented))
     }
 
     /// Counts one request against `key`.
@@ -92,6 +99,7 @@ impl EdgeRateLimiter {
             EdgeKey::ApiKey(hash) => self.per_key.check_key(&hash),
             EdgeKey::Ip(ip) => self.per_ip.check_key(&ip),
             EdgeKey::WebhookIp(ip) => self.per_webhook_ip.check_key(&ip),
+            EdgeKey::UnverifiedKeyIp(ip) => self.failed_auth_per_ip.check_key(&ip),
         };
         result.map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
@@ -105,11 +113,16 @@ impl EdgeRateLimiter {
         self.per_ip.shrink_to_fit();
         self.per_webhook_ip.retain_recent();
         self.per_webhook_ip.shrink_to_fit();
+        self.failed_auth_per_ip.retain_recent();
+        self.failed_auth_per_ip.shrink_to_fit();
     }
 
     /// How many keys and IPs are tracked now.
     pub fn tracked(&self) -> usize {
-        self.per_key.len() + self.per_ip.len() + self.per_webhook_ip.len()
+        self.per_key.len()
+            + self.per_ip.len()
+            + self.per_webhook_ip.len()
+            + self.failed_auth_per_ip.len()
     }
 }
 
@@ -226,20 +239,32 @@ fn refuse_at_the_edge(state: &WebState, req: &ServiceRequest) -> Option<ApiError
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip())
     };
     let key = match bearer_token(req.request()) {
-        Some(token) => limiter.key_for_api_key(token),
+        Some(token) => {
+            let hash = state.key_cache().hash(token);
+            if state.key_cache().is_known(hash) {
+                EdgeKey::ApiKey(hash)
+            } else {
+                // The extractor charges the key's own budget too if it turns out valid.
+                req.extensions_mut().insert(UnverifiedKey);
+                EdgeKey::UnverifiedKeyIp(peer())
+            }
+        }
         None if WEBHOOK_PATHS.contains(&req.path()) => EdgeKey::WebhookIp(peer()),
         None => EdgeKey::Ip(peer()),
     };
-    limiter.check(key).err().map(|wait| {
-        // Round up: retrying after a truncated wait would be refused again.
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            "too many requests; slow down",
-        )
-        .with_retry_after(secs)
-    })
+    limiter.check(key).err().map(rate_limited)
+}
+
+/// 429 `rate_limited` with the wait as `Retry-After`.
+pub(crate) fn rate_limited(wait: Duration) -> ApiError {
+    // Round up: retrying after a truncated wait would be refused again.
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimited,
+        "too many requests; slow down",
+    )
+    .with_retry_after(secs)
 }
 
 /// Puts every error answer in the one shape, logs it, and hides 5xx detail in production.
@@ -322,8 +347,7 @@ mod tests {
             per_ip_burst: nz(1),
             ..RateLimitConfig::default()
         });
-        let alice = limiter.key_for_api_key("alice");
-        let bob = limiter.key_for_api_key("bob");
+        let (alice, bob) = (EdgeKey::ApiKey(1), EdgeKey::ApiKey(2));
         assert!(limiter.check(alice).is_ok());
         assert!(limiter.check(alice).is_ok());
         let wait = limiter
@@ -380,5 +404,31 @@ mod tests {
             "a key inside its period survives housekeeping"
         );
         assert_eq!(limiter.tracked(), 1);
+    }
+
+    #[test]
+    fn unverified_keys_share_their_ips_failed_authentication_budget() {
+        let limiter = EdgeRateLimiter::new(RateLimitConfig {
+            failed_auth_per_ip_per_minute: nz(3),
+            ..RateLimitConfig::default()
+        });
+        let attacker = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        for _ in 0..3 {
+            assert!(limiter.check(EdgeKey::UnverifiedKeyIp(attacker)).is_ok());
+        }
+        let wait = limiter
+            .check(EdgeKey::UnverifiedKeyIp(attacker))
+            .expect_err("the fourth unverified key from the IP");
+        assert!(wait > Duration::from_secs(10), "3 a minute: {wait:?}");
+        assert!(
+            limiter.check(EdgeKey::ApiKey(7)).is_ok(),
+            "a verified key has its own budget"
+        );
+        assert!(
+            limiter
+                .check(EdgeKey::UnverifiedKeyIp(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))))
+                .is_ok(),
+            "another IP is unaffected"
+        );
     }
 }

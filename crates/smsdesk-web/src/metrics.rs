@@ -12,7 +12,8 @@
 //! - `smsdesk_parked_callbacks_replayed_total{outcome}`: parked callbacks applied once their
 //!   message was stored, by what they did then;
 //! - `smsdesk_parked_callbacks_discarded_total`: parked callbacks whose message never appeared;
-//! - `smsdesk_inbound_sms_total{outcome}`: inbound SMS webhooks (`stored`, `duplicate`).
+//! - `smsdesk_inbound_sms_total{outcome}`: inbound SMS webhooks (`stored`, `duplicate`);
+//! - `smsdesk_api_key_lookups_total`: API keys looked up in the database.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -88,6 +89,7 @@ pub struct Metrics {
     parked_replayed: Family<OutcomeLabels, Counter>,
     parked_discarded: Counter,
     inbound_sms: Family<OutcomeLabels, Counter>,
+    api_key_lookups: Counter,
 }
 
 impl Default for Metrics {
@@ -162,6 +164,12 @@ impl Metrics {
             "Inbound SMS webhooks taken (signature valid), by outcome",
             inbound_sms.clone(),
         );
+        let api_key_lookups = Counter::default();
+        registry.register(
+            "api_key_lookups",
+            "API keys looked up in the database (a key that authenticated is answered from memory for a few seconds)",
+            api_key_lookups.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -174,7 +182,13 @@ impl Metrics {
             parked_replayed,
             parked_discarded,
             inbound_sms,
+            api_key_lookups,
         }
+    }
+
+    /// Counts an API key looked up in the database.
+    pub fn record_api_key_lookup(&self) {
+        self.api_key_lookups.inc();
     }
 
     /// Counts an answered request.

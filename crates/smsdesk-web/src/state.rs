@@ -16,6 +16,7 @@ use smsdesk_domain::services::{
     ApplyStatusCallback, ConfigureIntegration, ReceiveSms, RefreshStatus, SendSms,
 };
 
+use crate::auth::KeyCache;
 use crate::consequences::ServiceConsequences;
 use crate::edge::EdgeRateLimiter;
 use crate::events::MessageEvents;
@@ -58,6 +59,12 @@ pub struct RateLimitConfig {
     pub per_webhook_ip_per_minute: NonZeroU32,
     /// Webhook requests one IP may make in a burst.
     pub per_webhook_ip_burst: NonZeroU32,
+    /// Requests per minute one IP may make with an API key this process has not seen
+    /// authenticate (a burst of the same size). Every failed authentication is charged here,
+    /// whatever key it carried, so varying the key buys nothing; once spent, such requests are
+    /// refused before any database lookup. Keys that authenticated are charged to their own
+    /// budget instead, so they keep working from an IP that is over this one.
+    pub failed_auth_per_ip_per_minute: NonZeroU32,
 }
 
 impl Default for RateLimitConfig {
@@ -75,6 +82,7 @@ impl Default for RateLimitConfig {
             per_ip_burst: nz(30),
             per_webhook_ip_per_minute: nz(6000),
             per_webhook_ip_burst: nz(600),
+            failed_auth_per_ip_per_minute: nz(30),
         }
     }
 }
@@ -162,6 +170,7 @@ struct Inner {
     configure: ConfigureIntegration,
     metrics: Arc<Metrics>,
     rate_limiter: Arc<EdgeRateLimiter>,
+    key_cache: Arc<KeyCache>,
     events: MessageEvents,
 }
 
@@ -208,9 +217,11 @@ impl WebState {
             ports.clock.clone(),
         )
         .with_notifier(notifier.clone());
-        let receive = ReceiveSms::new(ports.messages.clone(), ports.clock).with_notifier(notifier);
+        let receive =
+            ReceiveSms::new(ports.messages.clone(), ports.clock.clone()).with_notifier(notifier);
         let configure = ConfigureIntegration::new(ports.integrations);
         let rate_limiter = Arc::new(EdgeRateLimiter::new(config.rate_limits));
+        let key_cache = Arc::new(KeyCache::new(ports.clock.clone()));
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -224,6 +235,7 @@ impl WebState {
                 configure,
                 metrics,
                 rate_limiter,
+                key_cache,
                 events,
             }),
         }
@@ -251,6 +263,11 @@ impl WebState {
         &self.inner.rate_limiter
     }
 
+    /// The API keys this process has seen authenticate.
+    pub fn key_cache(&self) -> &Arc<KeyCache> {
+        &self.inner.key_cache
+    }
+
     /// Spawns, on the current actix/tokio runtime, a task that runs the rate limiter's
     /// housekeeping every `period`, so the per-key and per-IP maps stay bounded. Dropping the
     /// returned handle does not stop it; abort it on shutdown if needed.
@@ -259,11 +276,13 @@ impl WebState {
         period: Duration,
     ) -> actix_web::rt::task::JoinHandle<()> {
         let limiter = self.inner.rate_limiter.clone();
+        let keys = self.inner.key_cache.clone();
         actix_web::rt::spawn(async move {
             let mut ticks = actix_web::rt::time::interval(period);
             loop {
                 ticks.tick().await;
                 limiter.housekeeping();
+                keys.housekeeping();
             }
         })
     }

@@ -134,6 +134,11 @@ pub struct Settings {
     #[arg(long, env = "SMSDESK_RATE_LIMIT_PER_WEBHOOK_IP_BURST", default_value_t = NonZeroU32::new(600).unwrap_or(NonZeroU32::MIN))]
     pub rate_limit_per_webhook_ip_burst: NonZeroU32,
 
+    /// Requests per minute (and burst) one IP may make with API keys that have not
+    /// authenticated; every failed authentication is charged here, whatever key it carried.
+    #[arg(long, env = "SMSDESK_RATE_LIMIT_FAILED_AUTH_PER_IP", default_value_t = NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN))]
+    pub rate_limit_failed_auth_per_ip: NonZeroU32,
+
     /// Log line format.
     #[arg(long, env = "SMSDESK_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -177,6 +182,7 @@ impl Settings {
             per_ip_burst: self.rate_limit_per_ip_burst,
             per_webhook_ip_per_minute: self.rate_limit_per_webhook_ip,
             per_webhook_ip_burst: self.rate_limit_per_webhook_ip_burst,
+            failed_auth_per_ip_per_minute: self.rate_limit_failed_auth_per_ip,
         }
     }
 

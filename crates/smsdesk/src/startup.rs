@@ -190,6 +190,7 @@ fn spawn_housekeeping(state: WebState) -> tokio::task::JoinHandle<()> {
         loop {
             ticks.tick().await;
             state.rate_limiter().housekeeping();
+            state.key_cache().housekeeping();
             if let Err(error) = state
                 .discard_stale_parked_callbacks(PARKED_CALLBACK_TTL)
                 .await

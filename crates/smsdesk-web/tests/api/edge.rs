@@ -204,3 +204,109 @@ async fn an_anonymous_broken_body_is_401_not_400() {
             .assert_error(401, "unauthorized", why);
     }
 }
+
+/// The count of API key lookups that reached the authenticator (the database in production).
+fn lookups(world: &World) -> u64 {
+    world
+        .state
+        .metrics()
+        .encode()
+        .lines()
+        .find_map(|line| line.strip_prefix("smsdesk_api_key_lookups_total "))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[actix_web::test]
+async fn varying_the_key_does_not_bypass_the_ips_budget_and_known_keys_keep_working() {
+    let world = World::with(
+        WebConfig {
+            rate_limits: RateLimitConfig {
+                failed_auth_per_ip_per_minute: NonZeroU32::new(30).expect("non-zero"),
+                ..RateLimitConfig::default()
+            },
+            ..WebConfig::default()
+        },
+        None,
+    );
+    let attacker: std::net::SocketAddr = "198.51.100.7:40000".parse().expect("address");
+    let from_attacker = |key: &str| {
+        TestRequest::get()
+            .uri("/api/messages")
+            .peer_addr(attacker)
+            .insert_header(bearer(key))
+    };
+    // A real user behind the same address signs in first.
+    let before = world.call(from_attacker(PRO_MEMBER_KEY)).await;
+    assert_eq!(before.status.as_u16(), 200, "{}", before.text);
+
+    let mut statuses = Vec::new();
+    for n in 0..40 {
+        let key = format!("smsd_{n:08x}_{}", "x".repeat(40));
+        let answer = world.call(from_attacker(&key)).await;
+        statuses.push(answer.status.as_u16());
+        if answer.status.as_u16() == 429 {
+            answer.assert_error(429, "rate_limited", "over the failed-auth budget");
+            assert!(answer.header("retry-after").is_some(), "Retry-After is set");
+        }
+    }
+    // The user's first request was charged to the address too: its key was not known yet.
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        29,
+        "the rest of the burst of 30 is answered 401: {statuses:?}"
+    );
+    assert!(
+        statuses[29..].iter().all(|s| *s == 429),
+        "then every unknown key is 429, whatever it is: {statuses:?}"
+    );
+
+    let spent = lookups(&world);
+    let answer = world
+        .call(from_attacker(&format!("smsd_ffffffff_{}", "y".repeat(40))))
+        .await;
+    answer.assert_error(429, "rate_limited", "a new unknown key");
+    assert_eq!(
+        lookups(&world),
+        spent,
+        "an unknown key over the budget costs no lookup"
+    );
+
+    let after = world.call(from_attacker(PRO_MEMBER_KEY)).await;
+    assert_eq!(
+        after.status.as_u16(),
+        200,
+        "a key that authenticated keeps working from the same address: {}",
+        after.text
+    );
+    let elsewhere = world
+        .call(
+            TestRequest::get()
+                .uri("/api/messages")
+                .peer_addr("203.0.113.9:1234".parse().expect("address"))
+                .insert_header(bearer("sk_unknown_elsewhere")),
+        )
+        .await;
+    elsewhere.assert_error(401, "unauthorized", "another address has its own budget");
+}
+
+#[actix_web::test]
+async fn a_key_that_authenticated_is_answered_from_memory_until_it_goes_stale() {
+    let world = World::new();
+    let call = || {
+        world.call(
+            TestRequest::get()
+                .uri("/api/messages")
+                .insert_header(bearer(PRO_MEMBER_KEY)),
+        )
+    };
+    assert_eq!(call().await.status.as_u16(), 200);
+    assert_eq!(lookups(&world), 1);
+    assert_eq!(call().await.status.as_u16(), 200);
+    assert_eq!(lookups(&world), 1, "the second request did not look the key up");
+    world
+        .clock
+        .advance(smsdesk_web::auth::KEY_CACHE_FRESH_FOR);
+    assert_eq!(call().await.status.as_u16(), 200);
+    assert_eq!(lookups(&world), 2, "a stale entry is looked up again");
+}
