@@ -101,6 +101,41 @@ pub struct Requester {
     pub role: Role,
 }
 
+/// Proof that the caller administers one team: what changing a team's settings (its Twilio
+/// integration, its API keys) requires. Obtained from [`TeamAdmin::of`] for a requester, or
+/// [`TeamAdmin::operator`] for the operator at the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TeamAdmin {
+    team: TeamId,
+    user: Option<UserId>,
+}
+
+impl TeamAdmin {
+    /// The admin rule: only a team's admins administer it. `None` for members.
+    pub fn of(requester: &Requester) -> Option<Self> {
+        (requester.role == Role::Admin).then_some(Self {
+            team: requester.team_id,
+            user: Some(requester.user_id),
+        })
+    }
+
+    /// The operator of the deployment, who administers every team (the CLI). Not for requests
+    /// authenticated by API key: use [`TeamAdmin::of`].
+    pub fn operator(team: TeamId) -> Self {
+        Self { team, user: None }
+    }
+
+    /// The team this proof is for.
+    pub fn team(self) -> TeamId {
+        self.team
+    }
+
+    /// The admin's user, when the proof comes from a requester.
+    pub fn user(self) -> Option<UserId> {
+        self.user
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,8 @@
 //! than mock expectations.
 //!
 //! - [`InMemoryStore`]: messages, history, integrations and cool-downs (implements
-//!   [`MessageRepository`], [`IntegrationRepository`] and [`RefreshLimiter`]), honouring the same
+//!   [`MessageRepository`], [`IntegrationRepository`], [`RefreshLimiter`], [`CallbackInbox`] and
+//!   [`ApiKeyRepository`]), honouring the same
 //!   contracts as the database adapter, including conditional writes and tenant scoping.
 //! - [`FakeSmsProvider`]: answers from a table, counts calls and the most calls in flight at once,
 //!   and can delay each call through a hook you supply (e.g. `tokio::time::sleep` under paused time)
@@ -20,14 +21,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 
+use crate::api_keys::{ApiKeyId, ApiKeyLabel, ApiKeySummary, IssuedKey};
 use crate::changes::{Activity, ChangeNotifier, CommittedChange};
 use crate::ids::{AccountSid, MessageSid, TeamId, UserId};
 use crate::message::{
     DeliveryState, Message, NewMessage, StatusEvent, StatusObservation, Timestamp,
 };
 use crate::ports::{
-    CallbackInbox, Clock, IntegrationRepository, MessageCursor, MessagePage, MessageQuery,
-    MessageRepository, NewIntegration, ObservationWrite, OutboundSms, ProviderError,
+    ApiKeyRepository, CallbackInbox, Clock, IntegrationRepository, MessageCursor, MessagePage,
+    MessageQuery, MessageRepository, NewIntegration, ObservationWrite, OutboundSms, ProviderError,
     ProviderMessage, RefreshLimiter, RepositoryError, SmsProvider, TwilioAuth, TwilioCredentials,
     TwilioIntegration, WriteOutcome,
 };
@@ -49,6 +51,7 @@ struct StoreState {
     message_claims: HashMap<(TeamId, MessageSid), Timestamp>,
     bulk_claims: HashMap<(TeamId, UserId), Timestamp>,
     parked: Vec<(TeamId, MessageSid, StatusObservation)>,
+    api_keys: Vec<(TeamId, ApiKeySummary)>,
     unavailable: bool,
 }
 
@@ -427,6 +430,60 @@ impl CallbackInbox for InMemoryStore {
         let before = state.parked.len();
         state.parked.retain(|(_, _, o)| o.observed_at >= cutoff);
         Ok(u64::try_from(before - state.parked.len()).unwrap_or(u64::MAX))
+    }
+}
+
+#[async_trait]
+impl ApiKeyRepository for InMemoryStore {
+    async fn list_keys(&self, team: TeamId) -> Result<Vec<ApiKeySummary>, RepositoryError> {
+        let state = self.guard()?;
+        Ok(state
+            .api_keys
+            .iter()
+            .filter(|(owner, _)| *owner == team)
+            .map(|(_, key)| key.clone())
+            .collect())
+    }
+
+    async fn issue_key(
+        &self,
+        team: TeamId,
+        user: UserId,
+        label: Option<ApiKeyLabel>,
+    ) -> Result<IssuedKey, RepositoryError> {
+        let mut state = self.guard()?;
+        let id = ApiKeyId::parse(&format!("k{:07}", state.api_keys.len() + 1))
+            .map_err(|e| RepositoryError::Unexpected(e.to_string()))?;
+        let summary = ApiKeySummary {
+            id: id.clone(),
+            label,
+            user_id: user,
+            created_at: chrono::Utc::now(),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        state.api_keys.push((team, summary.clone()));
+        Ok(IssuedKey {
+            summary,
+            key: secrecy::SecretString::from(format!("smsd_{id}_{}", "f".repeat(40))),
+        })
+    }
+
+    async fn revoke_key(
+        &self,
+        team: TeamId,
+        id: &ApiKeyId,
+        now: Timestamp,
+    ) -> Result<Option<ApiKeySummary>, RepositoryError> {
+        let mut state = self.guard()?;
+        Ok(state
+            .api_keys
+            .iter_mut()
+            .find(|(owner, key)| *owner == team && key.id == *id)
+            .map(|(_, key)| {
+                key.revoked_at.get_or_insert(now);
+                key.clone()
+            }))
     }
 }
 

@@ -10,7 +10,8 @@
 //! - [`status`]: Twilio's 13 statuses (plus unknown ones, kept verbatim) and directions;
 //! - [`rules`]: the forward-only status rule every source of status goes through;
 //! - [`delivery_error`]: Twilio error codes explained and classed (temporary or permanent);
-//! - [`access`]: plans, roles and the requester of a use case;
+//! - [`access`]: plans, roles, the requester of a use case and the team-admin rule;
+//! - [`api_keys`]: API key ids, labels and summaries;
 //! - [`refresh_rules`]: the bulk window, limits and cool-down arithmetic;
 //! - [`ports`]: the traits adapters implement (repositories, limiter, SMS provider, clock);
 //! - [`services`]: the use cases, starting with [`services::RefreshStatus`];
@@ -33,6 +34,7 @@
 //! ```
 
 pub mod access;
+pub mod api_keys;
 pub mod changes;
 pub mod delivery_error;
 #[cfg(any(test, feature = "fakes"))]

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 use serde::Serialize;
 
+use crate::api_keys::{ApiKeyId, ApiKeyLabel, ApiKeySummary, IssuedKey};
 use crate::ids::{
     AccountSid, Address, ApiKeySid, MessageSid, MessagingServiceSid, PhoneNumber, TeamId, UserId,
 };
@@ -437,6 +438,41 @@ pub trait ApiKeyAuthenticator: Send + Sync {
         &self,
         presented_key: &SecretString,
     ) -> Result<Option<crate::access::Requester>, RepositoryError>;
+}
+
+/// A team's API keys, as its admins manage them. Every method is scoped by team: another team's
+/// key is indistinguishable from a missing one.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ApiKeyRepository: Send + Sync {
+    /// The team's keys, oldest first, revoked ones included.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn list_keys(&self, team: TeamId) -> Result<Vec<ApiKeySummary>, RepositoryError>;
+
+    /// Issues a key for `user` of `team`; only its hash is stored.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn issue_key(
+        &self,
+        team: TeamId,
+        user: UserId,
+        label: Option<ApiKeyLabel>,
+    ) -> Result<IssuedKey, RepositoryError>;
+
+    /// Revokes the team's key `id` (again is harmless) and returns it; `None` when the team has
+    /// no such key.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn revoke_key(
+        &self,
+        team: TeamId,
+        id: &ApiKeyId,
+        now: Timestamp,
+    ) -> Result<Option<ApiKeySummary>, RepositoryError>;
 }
 
 /// Status callbacks that arrived before their message was stored (Twilio's first callback can

@@ -12,7 +12,8 @@ use sea_orm::sea_query::{Expr, ExprTrait, Order, Query};
 use sea_orm::{ConnectionTrait, QueryResult};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use smsdesk_domain::ports::{ApiKeyAuthenticator, RepositoryError};
+use smsdesk_domain::api_keys::{ApiKeyId, ApiKeyLabel, ApiKeySummary, IssuedKey};
+use smsdesk_domain::ports::{ApiKeyAuthenticator, ApiKeyRepository, RepositoryError};
 use smsdesk_domain::{Plan, Requester, Role, TeamId, Timestamp, UserId};
 use subtle::ConstantTimeEq;
 
@@ -80,21 +81,6 @@ pub struct IssuedApiKey {
     pub prefix: String,
     /// The whole key, `smsd_<prefix>_<secret>`.
     pub key: SecretString,
-}
-
-/// An API key as stored (no secret: only the prefix is shown).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKeyRecord {
-    /// The visible prefix.
-    pub prefix: String,
-    /// The owner.
-    pub user_id: UserId,
-    /// When it was issued.
-    pub created_at: Timestamp,
-    /// When it last authenticated a request.
-    pub last_used_at: Option<Timestamp>,
-    /// When it was revoked, if it was.
-    pub revoked_at: Option<Timestamp>,
 }
 
 /// What [`Store::reencrypt_secrets`] did, counted per secret value (auth token, API key secret).
@@ -322,7 +308,8 @@ impl Store {
         rows.iter().map(user_from_row).collect()
     }
 
-    /// Issues an API key for a user. The returned plaintext is the only copy.
+    /// Issues an API key for a user, unlabelled (the CLI's way). The returned plaintext is the
+    /// only copy.
     ///
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown user; database errors.
@@ -341,8 +328,24 @@ impl Store {
         {
             return Err(StoreError::NotFound(format!("user {user}")));
         }
+        let issued = self.insert_key(user, None).await.map_err(store_err)?;
+        Ok(IssuedApiKey {
+            user_id: user,
+            prefix: issued.summary.id.as_str().to_owned(),
+            key: issued.key,
+        })
+    }
+
+    /// Stores a new key for `user` (who must exist) and returns it with its only plaintext.
+    async fn insert_key(
+        &self,
+        user: UserId,
+        label: Option<ApiKeyLabel>,
+    ) -> Result<IssuedKey, sea_orm::DbErr> {
         let prefix = random_text(PREFIX_LEN).to_ascii_lowercase();
+        let id = ApiKeyId::parse(&prefix).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
         let key = format!("{API_KEY_SCHEME}_{prefix}_{}", random_text(SECRET_LEN));
+        let created_at = stored_time(chrono::Utc::now());
         let insert = Query::insert()
             .into_table(ApiKeys::Table)
             .columns([
@@ -350,28 +353,37 @@ impl Store {
                 ApiKeys::Prefix,
                 ApiKeys::KeyHash,
                 ApiKeys::CreatedAt,
+                ApiKeys::Label,
             ])
             .values_panic([
                 user.get().into(),
                 prefix.as_str().into(),
                 hash_key(&key).into(),
-                stored_time(chrono::Utc::now()).into(),
+                created_at.into(),
+                label.as_ref().map(|l| l.as_str().to_owned()).into(),
             ])
             .to_owned();
-        execute(&self.db, &insert).await.map_err(store_err)?;
-        Ok(IssuedApiKey {
-            user_id: user,
-            prefix,
+        execute(&self.db, &insert).await?;
+        Ok(IssuedKey {
+            summary: ApiKeySummary {
+                id,
+                label,
+                user_id: user,
+                created_at,
+                last_used_at: None,
+                revoked_at: None,
+            },
             key: SecretString::from(key),
         })
     }
 
-    /// The API keys of a team's users, oldest first.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn list_api_keys(&self, team: TeamId) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let query = Query::select()
+    /// The API keys of a team's users, oldest first, or only the one with `id`.
+    async fn team_keys(
+        &self,
+        team: TeamId,
+        id: Option<&ApiKeyId>,
+    ) -> Result<Vec<ApiKeySummary>, RepositoryError> {
+        let mut query = Query::select()
             .columns(
                 [
                     ApiKeys::Prefix,
@@ -379,6 +391,7 @@ impl Store {
                     ApiKeys::CreatedAt,
                     ApiKeys::LastUsedAt,
                     ApiKeys::RevokedAt,
+                    ApiKeys::Label,
                 ]
                 .map(|column| (ApiKeys::Table, column)),
             )
@@ -390,19 +403,21 @@ impl Store {
             .and_where(Expr::col((Users::Table, Users::TeamId)).eq(team.get()))
             .order_by((ApiKeys::Table, ApiKeys::Id), Order::Asc)
             .to_owned();
-        let rows = self.db.query_all(&query).await.map_err(store_err)?;
-        rows.iter()
-            .map(|row| {
-                Ok(ApiKeyRecord {
-                    prefix: get(row, "prefix")?,
-                    user_id: UserId::new(get(row, "user_id")?)
-                        .map_err(|err| StoreError::Unexpected(err.to_string()))?,
-                    created_at: get(row, "created_at")?,
-                    last_used_at: get(row, "last_used_at")?,
-                    revoked_at: get(row, "revoked_at")?,
-                })
-            })
-            .collect()
+        if let Some(id) = id {
+            query.and_where(Expr::col((ApiKeys::Table, ApiKeys::Prefix)).eq(id.as_str()));
+        }
+        let rows = self.db.query_all(&query).await.map_err(repo_err)?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    /// The API keys of a team's users, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn list_api_keys(&self, team: TeamId) -> Result<Vec<ApiKeySummary>, StoreError> {
+        self.team_keys(team, None)
+            .await
+            .map_err(|e| StoreError::Unexpected(e.to_string()))
     }
 
     /// Revokes the key with this prefix; it never authenticates again. Revoking a revoked key
@@ -526,6 +541,91 @@ impl Store {
                 Ok(None)
             }
         }
+    }
+}
+
+fn key_from_row(row: &QueryResult) -> Result<ApiKeySummary, RepositoryError> {
+    let read = |column: &str| -> Result<String, RepositoryError> {
+        row.try_get("", column).map_err(|err| corrupt(column, err))
+    };
+    let optional_time = |column: &str| -> Result<Option<Timestamp>, RepositoryError> {
+        row.try_get("", column).map_err(|err| corrupt(column, err))
+    };
+    let label: Option<String> = row
+        .try_get("", "label")
+        .map_err(|err| corrupt("label", err))?;
+    Ok(ApiKeySummary {
+        id: ApiKeyId::parse(&read("prefix")?).map_err(|err| corrupt("prefix", err))?,
+        label: label
+            .map(|l| ApiKeyLabel::parse(&l))
+            .transpose()
+            .map_err(|err| corrupt("label", err))?,
+        user_id: UserId::new(
+            row.try_get::<i64>("", "user_id")
+                .map_err(|err| corrupt("user_id", err))?,
+        )
+        .map_err(|err| corrupt("user_id", err))?,
+        created_at: row
+            .try_get("", "created_at")
+            .map_err(|err| corrupt("created_at", err))?,
+        last_used_at: optional_time("last_used_at")?,
+        revoked_at: optional_time("revoked_at")?,
+    })
+}
+
+#[async_trait]
+impl ApiKeyRepository for Store {
+    async fn list_keys(&self, team: TeamId) -> Result<Vec<ApiKeySummary>, RepositoryError> {
+        self.team_keys(team, None).await
+    }
+
+    async fn issue_key(
+        &self,
+        team: TeamId,
+        user: UserId,
+        label: Option<ApiKeyLabel>,
+    ) -> Result<IssuedKey, RepositoryError> {
+        let member = Query::select()
+            .column(Users::Id)
+            .from(Users::Table)
+            .and_where(Expr::col(Users::Id).eq(user.get()))
+            .and_where(Expr::col(Users::TeamId).eq(team.get()))
+            .to_owned();
+        if self
+            .db
+            .query_one(&member)
+            .await
+            .map_err(repo_err)?
+            .is_none()
+        {
+            return Err(RepositoryError::Unexpected(format!(
+                "user {user} is not a member of team {team}"
+            )));
+        }
+        self.insert_key(user, label).await.map_err(repo_err)
+    }
+
+    async fn revoke_key(
+        &self,
+        team: TeamId,
+        id: &ApiKeyId,
+        now: Timestamp,
+    ) -> Result<Option<ApiKeySummary>, RepositoryError> {
+        // Only the team's own key, and only once: a second revocation keeps the first time.
+        let team_users = Query::select()
+            .column(Users::Id)
+            .from(Users::Table)
+            .and_where(Expr::col(Users::TeamId).eq(team.get()))
+            .to_owned();
+        let update = Query::update()
+            .table(ApiKeys::Table)
+            .value(ApiKeys::RevokedAt, stored_time(now))
+            .and_where(Expr::col(ApiKeys::Prefix).eq(id.as_str()))
+            .and_where(Expr::col(ApiKeys::RevokedAt).is_null())
+            .and_where(Expr::col(ApiKeys::UserId).in_subquery(team_users))
+            .to_owned();
+        execute(&self.db, &update).await.map_err(repo_err)?;
+        Ok(self.team_keys(team, Some(id)).await?.pop())
     }
 }
 

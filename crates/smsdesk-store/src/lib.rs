@@ -46,7 +46,7 @@ pub mod messages;
 mod schema;
 pub mod store;
 
-pub use admin::{ApiKeyRecord, IssuedApiKey, ReencryptReport, TeamRecord, UserRecord};
+pub use admin::{IssuedApiKey, ReencryptReport, TeamRecord, UserRecord};
 pub use cipher::{CipherError, SecretCipher};
 pub use data_migrations::{DecryptOptions, DecryptReport, decrypt_account_sids};
 pub use error::StoreError;

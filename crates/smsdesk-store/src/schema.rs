@@ -33,6 +33,7 @@ pub(crate) enum ApiKeys {
     CreatedAt,
     LastUsedAt,
     RevokedAt,
+    Label,
 }
 
 #[derive(DeriveIden, Clone, Copy)]

@@ -204,6 +204,7 @@ impl WorldBuilder {
                 clock: time.clone(),
                 authenticator: Arc::new(keys()),
                 readiness: ready.clone(),
+                api_keys: Arc::new(store.clone()),
                 notifiers: self.notifiers,
             },
             self.config,

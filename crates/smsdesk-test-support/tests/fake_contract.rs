@@ -32,4 +32,6 @@ on_the_fake!(
     inbox::taking_removes_what_was_parked,
     inbox::parked_callbacks_older_than_the_cutoff_are_discarded_and_counted,
     inbox::two_concurrent_takers_receive_each_parked_callback_exactly_once,
+    api_keys::a_key_is_issued_listed_without_its_secret_and_revoked_once,
+    api_keys::another_teams_keys_are_invisible_and_cannot_be_revoked,
 );

@@ -58,7 +58,9 @@ impl KeyCache {
     }
 
     fn age(&self, verified_at: Timestamp) -> Duration {
-        (self.clock.now() - verified_at).to_std().unwrap_or_default()
+        (self.clock.now() - verified_at)
+            .to_std()
+            .unwrap_or_default()
     }
 
     /// Whether the key authenticated here within [`KEY_CACHE_KNOWN_FOR`].
@@ -90,9 +92,8 @@ impl KeyCache {
     /// housekeeping so the map stays bounded by the keys in use.
     pub fn housekeeping(&self) {
         let now = self.clock.now();
-        self.lock().retain(|_, (_, at)| {
-            (now - *at).to_std().unwrap_or_default() < KEY_CACHE_KNOWN_FOR
-        });
+        self.lock()
+            .retain(|_, (_, at)| (now - *at).to_std().unwrap_or_default() < KEY_CACHE_KNOWN_FOR);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Requester, Timestamp)>> {
@@ -200,7 +201,11 @@ mod tests {
         cache.remember(hash, requester);
         assert_eq!(cache.fresh(hash), Some(requester));
         now.advance(KEY_CACHE_FRESH_FOR);
-        assert_eq!(cache.fresh(hash), None, "a revocation shows after {KEY_CACHE_FRESH_FOR:?}");
+        assert_eq!(
+            cache.fresh(hash),
+            None,
+            "a revocation shows after {KEY_CACHE_FRESH_FOR:?}"
+        );
         assert!(cache.is_known(hash), "still charged to its own budget");
 
         now.advance(KEY_CACHE_KNOWN_FOR);
@@ -208,6 +213,9 @@ mod tests {
         assert!(!cache.is_known(hash), "forgotten after an hour unseen");
         cache.remember(hash, requester);
         cache.forget(hash);
-        assert!(!cache.is_known(hash), "a failed authentication forgets it at once");
+        assert!(
+            !cache.is_known(hash),
+            "a failed authentication forgets it at once"
+        );
     }
 }

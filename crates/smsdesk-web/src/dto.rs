@@ -2,8 +2,9 @@
 //! so the domain's own serialisation never becomes the API by accident.
 
 use serde::{Deserialize, Serialize};
+use smsdesk_domain::api_keys::{ApiKeySummary, IssuedKey};
 use smsdesk_domain::ports::{Sender, TwilioAuth, TwilioIntegration};
-use smsdesk_domain::secrecy::SecretString;
+use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
 use smsdesk_domain::services::{
     FailureReason, IntegrationSettings, MessageOutcome, OutcomeKind, RefreshAnswer, SkipReason,
 };
@@ -357,6 +358,73 @@ impl From<&TwilioIntegration> for IntegrationViewDto {
             api_key_sid,
             from_number,
             messaging_service_sid,
+        }
+    }
+}
+
+/// An API key as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyDto {
+    /// The key's id: its public prefix (`smsd_<id>_…`).
+    pub id: String,
+    /// What it is for.
+    pub label: Option<String>,
+    /// Its owner.
+    pub user_id: i64,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it last authenticated a request (updated at most every 5 minutes).
+    pub last_used_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl From<ApiKeySummary> for ApiKeyDto {
+    fn from(key: ApiKeySummary) -> Self {
+        Self {
+            id: key.id.to_string(),
+            label: key.label.map(|l| l.as_str().to_owned()),
+            user_id: key.user_id.get(),
+            created_at: key.created_at,
+            last_used_at: key.last_used_at,
+            revoked_at: key.revoked_at,
+        }
+    }
+}
+
+/// `GET /api/keys`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyListDto {
+    /// The team's keys, oldest first, revoked ones included.
+    pub keys: Vec<ApiKeyDto>,
+}
+
+/// `POST /api/keys`'s body.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateApiKeyDto {
+    /// What the key is for (1 to 64 characters).
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// `POST /api/keys`'s answer: the only time the key itself is shown.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedApiKeyDto {
+    /// The key as it will be listed.
+    #[serde(flatten)]
+    pub summary: ApiKeyDto,
+    /// The whole key, `smsd_<id>_<secret>`: store it now, it is not shown again.
+    pub key: String,
+}
+
+impl From<IssuedKey> for IssuedApiKeyDto {
+    fn from(issued: IssuedKey) -> Self {
+        Self {
+            summary: issued.summary.into(),
+            key: issued.key.expose_secret().to_owned(),
         }
     }
 }

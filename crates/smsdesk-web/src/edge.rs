@@ -426,7 +426,9 @@ mod tests {
         );
         assert!(
             limiter
-                .check(EdgeKey::UnverifiedKeyIp(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))))
+                .check(EdgeKey::UnverifiedKeyIp(IpAddr::V4(Ipv4Addr::new(
+                    10, 0, 0, 2
+                ))))
                 .is_ok(),
             "another IP is unaffected"
         );

@@ -17,8 +17,8 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use smsdesk_domain::ports::{ProviderError, RepositoryError};
 use smsdesk_domain::services::{
-    ConfigureIntegrationError, IntegrationField, RefreshError, RefreshOneError, RefreshRecentError,
-    SendSmsError, WebhookError,
+    ConfigureIntegrationError, IntegrationField, ManageApiKeysError, RefreshError, RefreshOneError,
+    RefreshRecentError, SendSmsError, WebhookError,
 };
 
 /// The message every plan refusal carries.
@@ -179,7 +179,7 @@ pub struct ApiError {
     retry_after_secs: Option<u64>,
     twilio_code: Option<u32>,
     /// The method the path does answer, for a 405's `Allow` header.
-    allow: Option<Method>,
+    allow: Option<String>,
 }
 
 /// The JSON body of every error answer.
@@ -226,6 +226,18 @@ impl ApiError {
     /// `Allow` header names, as RFC 9110 asks.
     #[must_use]
     pub fn method_not_allowed(allow: Method) -> Self {
+        Self::method_not_allowed_of(&[allow])
+    }
+
+    /// 405 `method_not_allowed` for a path that answers the methods `allow`, which the answer's
+    /// `Allow` header lists.
+    #[must_use]
+    pub fn method_not_allowed_of(allow: &[Method]) -> Self {
+        let allow = allow
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
         let message = format!("this method is not allowed on this path; use {allow}");
         Self {
             allow: Some(allow),
@@ -563,6 +575,20 @@ impl From<WebhookError> for ApiError {
             ),
             WebhookError::StoreUnavailable(_) => store_unavailable(error.to_string()),
             WebhookError::Unexpected(_) => Self::internal(error.to_string()),
+        }
+    }
+}
+
+impl From<ManageApiKeysError> for ApiError {
+    fn from(error: ManageApiKeysError) -> Self {
+        match &error {
+            ManageApiKeysError::NotAdmin => Self::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                error.to_string(),
+            ),
+            ManageApiKeysError::NotFound => Self::not_found("no such API key"),
+            ManageApiKeysError::Store(store) => store_error(store),
         }
     }
 }

@@ -6,9 +6,11 @@ use actix_web::http::header;
 use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use smsdesk_domain::api_keys::{ApiKeyId, ApiKeyLabel};
 use smsdesk_domain::ports::{MessageCursor, MessageQuery, Sender};
 use smsdesk_domain::services::{
-    ConfigureIntegration, IntegrationSettings, RefreshTarget, STATUS_CALLBACK_PATH, SendRequest,
+    ConfigureIntegration, IntegrationSettings, ManageApiKeys, RefreshTarget, STATUS_CALLBACK_PATH,
+    SendRequest,
 };
 use smsdesk_domain::{
     Direction, MessageSid, MessageStatus, MessagingServiceSid, PhoneNumber, RefreshWindow,
@@ -16,8 +18,9 @@ use smsdesk_domain::{
 
 use crate::auth::Authenticated;
 use crate::dto::{
-    IntegrationDto, IntegrationViewDto, MessageDto, MessagePageDto, MessageWithHistoryDto,
-    RefreshResponseDto, SendSmsDto, StatusEventDto,
+    ApiKeyDto, ApiKeyListDto, CreateApiKeyDto, IntegrationDto, IntegrationViewDto, IssuedApiKeyDto,
+    MessageDto, MessagePageDto, MessageWithHistoryDto, RefreshResponseDto, SendSmsDto,
+    StatusEventDto,
 };
 use crate::error::{ApiError, ErrorCode, store_error};
 use crate::query::QueryParams;
@@ -59,6 +62,18 @@ pub(crate) fn register(scope: actix_web::Scope) -> actix_web::Scope {
             Method::PUT,
             put_integration,
         ))
+        .service(
+            web::resource("/api/keys")
+                .route(web::get().to(list_api_keys))
+                .route(web::post().to(create_api_key))
+                .default_service(web::to(|| async {
+                    Err::<HttpResponse, _>(ApiError::method_not_allowed_of(&[
+                        Method::GET,
+                        Method::POST,
+                    ]))
+                })),
+        )
+        .service(endpoint("/api/keys/{id}", Method::DELETE, revoke_api_key))
         .service(endpoint("/api/messages", Method::GET, list_messages))
         .service(endpoint("/api/messages/{sid}", Method::GET, get_message))
         .default_service(web::to(not_found))
@@ -230,6 +245,58 @@ async fn put_integration(
         .map_err(ApiError::from)?;
     tracing::info!(account_sid = %stored.credentials.account_sid, "Twilio integration set");
     Ok(HttpResponse::Ok().json(IntegrationViewDto::from(&stored)))
+}
+
+async fn list_api_keys(
+    state: web::Data<WebState>,
+    Authenticated(requester): Authenticated,
+    query: Query,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::new(query.into_inner(), &[])?;
+    let admin = ManageApiKeys::authorize(&requester)?;
+    let keys = state.api_keys().list(admin).await?;
+    Ok(HttpResponse::Ok().json(ApiKeyListDto {
+        keys: keys.into_iter().map(ApiKeyDto::from).collect(),
+    }))
+}
+
+async fn create_api_key(
+    state: web::Data<WebState>,
+    Authenticated(requester): Authenticated,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    // The role first: a member learns nothing about the body's validity.
+    let admin = ManageApiKeys::authorize(&requester).map_err(ApiError::from)?;
+    let body: CreateApiKeyDto = json_body(&req, payload).await?;
+    let label = body
+        .label
+        .as_deref()
+        .map(ApiKeyLabel::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid_field("label", e.to_string()))?;
+    let issued = state
+        .api_keys()
+        .create(admin, label)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(IssuedApiKeyDto::from(issued)))
+}
+
+async fn revoke_api_key(
+    state: web::Data<WebState>,
+    Authenticated(requester): Authenticated,
+    path: web::Path<String>,
+    query: Query,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::new(query.into_inner(), &[])?;
+    let admin = ManageApiKeys::authorize(&requester)?;
+    let id = ApiKeyId::parse(&path.into_inner())
+        .map_err(|e| ApiError::invalid_parameter("id", e.to_string()))?;
+    let revoked = state.api_keys().revoke(admin, &id).await?;
+    Ok(HttpResponse::Ok().json(ApiKeyDto::from(revoked)))
 }
 
 /// The page size when the client names none, and the largest allowed.

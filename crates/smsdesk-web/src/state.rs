@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use smsdesk_domain::RefreshPolicy;
 use smsdesk_domain::changes::{ChangeNotifier, FanOut};
 use smsdesk_domain::ports::{
-    ApiKeyAuthenticator, CallbackInbox, Clock, IntegrationRepository, MessageRepository,
-    RefreshLimiter, RepositoryError, SmsProvider,
+    ApiKeyAuthenticator, ApiKeyRepository, CallbackInbox, Clock, IntegrationRepository,
+    MessageRepository, RefreshLimiter, RepositoryError, SmsProvider,
 };
 use smsdesk_domain::services::{
-    ApplyStatusCallback, ConfigureIntegration, ReceiveSms, RefreshStatus, SendSms,
+    ApplyStatusCallback, ConfigureIntegration, ManageApiKeys, ReceiveSms, RefreshStatus, SendSms,
 };
 
 use crate::auth::KeyCache;
@@ -146,6 +146,8 @@ pub struct WebPorts {
     pub authenticator: Arc<dyn ApiKeyAuthenticator>,
     /// `/readyz`'s check.
     pub readiness: Arc<dyn Readiness>,
+    /// Teams' API keys, as their admins manage them.
+    pub api_keys: Arc<dyn ApiKeyRepository>,
     /// More consumers of committed changes, beside the service's own live events and metrics
     /// (which are always there).
     pub notifiers: Vec<Arc<dyn ChangeNotifier>>,
@@ -168,6 +170,7 @@ struct Inner {
     callbacks: ApplyStatusCallback,
     receive: ReceiveSms,
     configure: ConfigureIntegration,
+    api_keys: ManageApiKeys,
     metrics: Arc<Metrics>,
     rate_limiter: Arc<EdgeRateLimiter>,
     key_cache: Arc<KeyCache>,
@@ -220,6 +223,7 @@ impl WebState {
         let receive =
             ReceiveSms::new(ports.messages.clone(), ports.clock.clone()).with_notifier(notifier);
         let configure = ConfigureIntegration::new(ports.integrations);
+        let api_keys = ManageApiKeys::new(ports.api_keys, ports.clock.clone());
         let rate_limiter = Arc::new(EdgeRateLimiter::new(config.rate_limits));
         let key_cache = Arc::new(KeyCache::new(ports.clock.clone()));
         Self {
@@ -233,6 +237,7 @@ impl WebState {
                 callbacks,
                 receive,
                 configure,
+                api_keys,
                 metrics,
                 rate_limiter,
                 key_cache,
@@ -326,6 +331,10 @@ impl WebState {
 
     pub(crate) fn configure(&self) -> &ConfigureIntegration {
         &self.inner.configure
+    }
+
+    pub(crate) fn api_keys(&self) -> &ManageApiKeys {
+        &self.inner.api_keys
     }
 
     pub(crate) fn authenticator(&self) -> &Arc<dyn ApiKeyAuthenticator> {

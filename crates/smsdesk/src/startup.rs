@@ -107,6 +107,7 @@ impl Application {
                 clock: clock.clone(),
                 authenticator: shared.clone(),
                 readiness: Arc::new(StoreReadiness(store.clone())),
+                api_keys: shared.clone(),
                 notifiers: Vec::new(),
             },
             config,

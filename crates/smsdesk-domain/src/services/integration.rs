@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use crate::access::{Requester, Role};
-use crate::ids::{AccountSid, ApiKeySid, MessagingServiceSid, PhoneNumber, TeamId};
+use crate::access::{Requester, TeamAdmin};
+use crate::ids::{AccountSid, ApiKeySid, MessagingServiceSid, PhoneNumber};
 use crate::ports::{
     IntegrationRepository, NewIntegration, RepositoryError, Sender, TwilioIntegration,
 };
@@ -102,27 +102,6 @@ pub enum ConfigureIntegrationError {
     Store(RepositoryError),
 }
 
-/// Proof that the caller may configure one team's integration. Obtained from
-/// [`ConfigureIntegration::authorize`] (a team admin) or [`TeamAdmin::operator`] (the operator at
-/// the command line).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TeamAdmin {
-    team: TeamId,
-}
-
-impl TeamAdmin {
-    /// The operator of the deployment, who administers every team (the CLI). Not for requests
-    /// authenticated by API key: use [`ConfigureIntegration::authorize`].
-    pub fn operator(team: TeamId) -> Self {
-        Self { team }
-    }
-
-    /// The team this proof is for.
-    pub fn team(self) -> TeamId {
-        self.team
-    }
-}
-
 /// The use case. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct ConfigureIntegration {
@@ -141,12 +120,7 @@ impl ConfigureIntegration {
     /// # Errors
     /// [`ConfigureIntegrationError::NotAdmin`] for members.
     pub fn authorize(requester: &Requester) -> Result<TeamAdmin, ConfigureIntegrationError> {
-        match requester.role {
-            Role::Admin => Ok(TeamAdmin {
-                team: requester.team_id,
-            }),
-            Role::Member => Err(ConfigureIntegrationError::NotAdmin),
-        }
+        TeamAdmin::of(requester).ok_or(ConfigureIntegrationError::NotAdmin)
     }
 
     /// Validates `settings` and stores them as `admin`'s team's integration, replacing any
@@ -162,7 +136,7 @@ impl ConfigureIntegration {
     ) -> Result<TwilioIntegration, ConfigureIntegrationError> {
         let integration = validate(settings)?;
         self.integrations
-            .upsert(admin.team, integration)
+            .upsert(admin.team(), integration)
             .await
             .map_err(|error| match error {
                 RepositoryError::Duplicate(_) => ConfigureIntegrationError::AccountInUse,
@@ -238,9 +212,9 @@ pub fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::Plan;
+    use crate::access::{Plan, Role};
     use crate::fakes::InMemoryStore;
-    use crate::ids::UserId;
+    use crate::ids::{TeamId, UserId};
 
     const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 

@@ -4,19 +4,21 @@
 //! [`ChangeNotifier`](crate::changes::ChangeNotifier) given with `with_notifier`; see
 //! [`crate::changes`].
 
+pub mod api_keys;
 mod apply;
 pub mod callback;
 pub mod integration;
 pub mod refresh;
 pub mod send;
 
+pub use crate::access::TeamAdmin;
+pub use api_keys::{ManageApiKeys, ManageApiKeysError};
 pub use callback::{
     ApplyStatusCallback, CallbackOutcome, InboundSms, ReceiveOutcome, ReceiveSms, StatusCallback,
     WebhookError,
 };
 pub use integration::{
     ConfigureIntegration, ConfigureIntegrationError, IntegrationField, IntegrationSettings,
-    TeamAdmin,
 };
 pub use refresh::{
     FailureReason, MessageOutcome, OutcomeKind, RefreshAnswer, RefreshError, RefreshOneError,

@@ -15,6 +15,7 @@ use smsdesk_domain::{Plan, Role, TeamId, UserId};
 use smsdesk_store::{SecretCipher, Store, StoreOptions};
 use smsdesk_test_support::contract::{ContractSubject, PortSet};
 
+mod api_keys;
 mod inbox;
 mod integrations;
 mod limiter;

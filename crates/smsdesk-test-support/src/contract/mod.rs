@@ -1,5 +1,6 @@
 //! The contract of the domain's storage ports, written once: every implementation of
-//! `MessageRepository`, `IntegrationRepository`, `RefreshLimiter` and `CallbackInbox` must pass
+//! `MessageRepository`, `IntegrationRepository`, `RefreshLimiter`, `CallbackInbox` and
+//! `ApiKeyRepository` must pass
 //! these cases. `smsdesk-store` runs them on SQLite and PostgreSQL; this crate's own tests run them
 //! on the domain's in-memory fake (`fakes::InMemoryStore`), which claims to honour the same
 //! contract; an embedder with its own adapter can run them too.
@@ -26,11 +27,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::TimeZone;
+use smsdesk_domain::api_keys::{ApiKeyId, ApiKeyLabel, ApiKeySummary, IssuedKey};
 use smsdesk_domain::fakes::InMemoryStore;
 use smsdesk_domain::ports::{
-    CallbackInbox, IntegrationRepository, MessageCursor, MessagePage, MessageQuery,
-    MessageRepository, NewIntegration, ObservationWrite, RefreshLimiter, RepositoryError, Sender,
-    StateChange, TwilioAuth, TwilioIntegration, WriteOutcome,
+    ApiKeyRepository, CallbackInbox, IntegrationRepository, MessageCursor, MessagePage,
+    MessageQuery, MessageRepository, NewIntegration, ObservationWrite, RefreshLimiter,
+    RepositoryError, Sender, StateChange, TwilioAuth, TwilioIntegration, WriteOutcome,
 };
 use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
 use smsdesk_domain::{
@@ -39,6 +41,7 @@ use smsdesk_domain::{
     StatusObservation, TeamId, Timestamp, UserId,
 };
 
+pub mod api_keys;
 pub mod inbox;
 pub mod integrations;
 pub mod limiter;
@@ -72,20 +75,22 @@ pub struct PortSet {
     integrations: Arc<dyn IntegrationRepository>,
     limiter: Arc<dyn RefreshLimiter>,
     inbox: Arc<dyn CallbackInbox>,
+    keys: Arc<dyn ApiKeyRepository>,
 }
 
 impl PortSet {
     /// The ports of `implementation`, which implements all four.
     pub fn of<T>(implementation: T) -> Self
     where
-        T: MessageRepository + IntegrationRepository + RefreshLimiter + CallbackInbox + Clone,
-        T: 'static,
+        T: MessageRepository + IntegrationRepository + RefreshLimiter + CallbackInbox,
+        T: ApiKeyRepository + Clone + 'static,
     {
         Self {
             messages: Arc::new(implementation.clone()),
             integrations: Arc::new(implementation.clone()),
             limiter: Arc::new(implementation.clone()),
-            inbox: Arc::new(implementation),
+            inbox: Arc::new(implementation.clone()),
+            keys: Arc::new(implementation),
         }
     }
 }
@@ -206,6 +211,31 @@ impl CallbackInbox for PortSet {
 
     async fn discard_parked_before(&self, cutoff: Timestamp) -> Result<u64, RepositoryError> {
         self.inbox.discard_parked_before(cutoff).await
+    }
+}
+
+#[async_trait]
+impl ApiKeyRepository for PortSet {
+    async fn list_keys(&self, team: TeamId) -> Result<Vec<ApiKeySummary>, RepositoryError> {
+        self.keys.list_keys(team).await
+    }
+
+    async fn issue_key(
+        &self,
+        team: TeamId,
+        user: UserId,
+        label: Option<ApiKeyLabel>,
+    ) -> Result<IssuedKey, RepositoryError> {
+        self.keys.issue_key(team, user, label).await
+    }
+
+    async fn revoke_key(
+        &self,
+        team: TeamId,
+        id: &ApiKeyId,
+        now: Timestamp,
+    ) -> Result<Option<ApiKeySummary>, RepositoryError> {
+        self.keys.revoke_key(team, id, now).await
     }
 }
 

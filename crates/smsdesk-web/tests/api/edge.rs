@@ -303,10 +303,12 @@ async fn a_key_that_authenticated_is_answered_from_memory_until_it_goes_stale() 
     assert_eq!(call().await.status.as_u16(), 200);
     assert_eq!(lookups(&world), 1);
     assert_eq!(call().await.status.as_u16(), 200);
-    assert_eq!(lookups(&world), 1, "the second request did not look the key up");
-    world
-        .clock
-        .advance(smsdesk_web::auth::KEY_CACHE_FRESH_FOR);
+    assert_eq!(
+        lookups(&world),
+        1,
+        "the second request did not look the key up"
+    );
+    world.clock.advance(smsdesk_web::auth::KEY_CACHE_FRESH_FOR);
     assert_eq!(call().await.status.as_u16(), 200);
     assert_eq!(lookups(&world), 2, "a stale entry is looked up again");
 }

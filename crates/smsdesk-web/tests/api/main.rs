@@ -4,6 +4,7 @@
 
 mod edge;
 mod integration;
+mod keys;
 mod messages;
 mod openapi;
 mod refresh;
