@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod db_faults;
+mod edge_auth;
 mod fuzz;
 mod logs;
 mod races;
