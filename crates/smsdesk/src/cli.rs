@@ -12,7 +12,7 @@ use smsdesk_domain::services::{
 use smsdesk_domain::{Plan, Role, TeamId, UserId};
 use smsdesk_store::{DecryptOptions, decrypt_account_sids};
 
-use crate::settings::Settings;
+use crate::settings::{Settings, value_or_file};
 use crate::startup::{Application, cipher_for, open_store};
 use crate::telemetry;
 
@@ -109,7 +109,10 @@ pub enum AdminCommand {
             env = "SMSDESK_TWILIO_AUTH_TOKEN",
             hide_env_values = true
         )]
-        auth_token: String,
+        auth_token: Option<String>,
+        /// A file holding the auth token (instead of SMSDESK_TWILIO_AUTH_TOKEN).
+        #[arg(long, env = "SMSDESK_TWILIO_AUTH_TOKEN_FILE")]
+        auth_token_file: Option<std::path::PathBuf>,
         /// An API key SID (SK…) for REST calls; its secret from SMSDESK_TWILIO_API_KEY_SECRET.
         #[arg(long)]
         api_key_sid: Option<String>,
@@ -121,6 +124,9 @@ pub enum AdminCommand {
             hide_env_values = true
         )]
         api_key_secret: Option<String>,
+        /// A file holding the API key secret (instead of SMSDESK_TWILIO_API_KEY_SECRET).
+        #[arg(long, env = "SMSDESK_TWILIO_API_KEY_SECRET_FILE")]
+        api_key_secret_file: Option<std::path::PathBuf>,
         /// The default sender number (E.164).
         #[arg(long = "from", conflicts_with = "messaging_service_sid")]
         from_number: Option<String>,
@@ -158,8 +164,9 @@ fn parse_role(value: &str) -> Result<Role, String> {
 ///
 /// # Errors
 /// Whatever the command failed with, with context.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
     telemetry::init(cli.settings.log_format);
+    cli.settings.load_secret_files()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.settings).await,
         Command::Migrate => {
@@ -260,11 +267,24 @@ async fn admin(settings: &Settings, command: AdminCommand) -> anyhow::Result<()>
             team,
             account_sid,
             auth_token,
+            auth_token_file,
             api_key_sid,
             api_key_secret,
+            api_key_secret_file,
             from_number,
             messaging_service_sid,
         } => {
+            let auth_token = value_or_file(
+                auth_token,
+                auth_token_file.as_deref(),
+                "SMSDESK_TWILIO_AUTH_TOKEN",
+            )?
+            .context("the auth token is required: SMSDESK_TWILIO_AUTH_TOKEN or SMSDESK_TWILIO_AUTH_TOKEN_FILE")?;
+            let api_key_secret = value_or_file(
+                api_key_secret,
+                api_key_secret_file.as_deref(),
+                "SMSDESK_TWILIO_API_KEY_SECRET",
+            )?;
             let settings = IntegrationSettings {
                 account_sid,
                 auth_token: SecretString::from(auth_token),

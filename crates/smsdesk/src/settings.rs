@@ -3,8 +3,10 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use clap::{Args, ValueEnum};
 
@@ -48,13 +50,22 @@ pub struct Settings {
 
     /// Database URL: `sqlite://PATH?mode=rwc` or `postgres://USER@HOST/DB`. Default: an SQLite
     /// file in the data directory.
-    #[arg(long, env = "SMSDESK_DATABASE_URL")]
+    #[arg(long, env = "SMSDESK_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// A file holding the database URL (it may carry a password), the convention of container
+    /// platforms' secrets; exclusive with `SMSDESK_DATABASE_URL`.
+    #[arg(long, env = "SMSDESK_DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
 
     /// The 32-byte AES-256-GCM key for secrets at rest, base64. Required in production; in
     /// development a key is generated into the data directory on first start.
     #[arg(long, env = "SMSDESK_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
+
+    /// A file holding the encryption key; exclusive with `SMSDESK_ENCRYPTION_KEY`.
+    #[arg(long, env = "SMSDESK_ENCRYPTION_KEY_FILE")]
+    pub encryption_key_file: Option<PathBuf>,
 
     /// Earlier keys, comma-separated base64, still accepted for decryption during a rotation.
     #[arg(
@@ -64,6 +75,11 @@ pub struct Settings {
         value_delimiter = ','
     )]
     pub old_encryption_keys: Vec<String>,
+
+    /// A file holding the earlier keys (comma- or newline-separated); exclusive with
+    /// `SMSDESK_OLD_ENCRYPTION_KEYS`.
+    #[arg(long, env = "SMSDESK_OLD_ENCRYPTION_KEYS_FILE")]
+    pub old_encryption_keys_file: Option<PathBuf>,
 
     /// This service's public URL (scheme, host, optional port), used for Twilio's status
     /// callbacks and to check webhook signatures. Without it, sends ask for no callbacks.
@@ -157,7 +173,74 @@ impl Default for Settings {
     }
 }
 
+/// Reads a secret from `path`: the whole file, surrounding whitespace (a trailing newline)
+/// removed. The error names the file and the setting, never the content.
+///
+/// # Errors
+/// The file cannot be read, is not UTF-8, or is empty.
+pub fn read_secret_file(path: &Path, setting: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{setting}: cannot read {}", path.display()))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        anyhow::bail!("{setting}: {} is empty", path.display());
+    }
+    Ok(secret.to_owned())
+}
+
+/// `value` or the content of `file`, whichever was given; both is an error.
+///
+/// # Errors
+/// Both were given, or the file cannot be read.
+pub fn value_or_file(
+    value: Option<String>,
+    file: Option<&Path>,
+    setting: &str,
+) -> anyhow::Result<Option<String>> {
+    match (value, file) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("give {setting} or {setting}_FILE, not both")
+        }
+        (value, None) => Ok(value),
+        (None, Some(path)) => read_secret_file(path, &format!("{setting}_FILE")).map(Some),
+    }
+}
+
 impl Settings {
+    /// Replaces every `*_FILE` setting by the content of its file (container platforms mount
+    /// secrets as files rather than environment variables). Idempotent: the file settings are
+    /// cleared once read.
+    ///
+    /// # Errors
+    /// A secret given both ways, or a file that cannot be read (the error never shows content).
+    pub fn load_secret_files(&mut self) -> anyhow::Result<()> {
+        self.database_url = value_or_file(
+            self.database_url.take(),
+            self.database_url_file.take().as_deref(),
+            "SMSDESK_DATABASE_URL",
+        )?;
+        self.encryption_key = value_or_file(
+            self.encryption_key.take(),
+            self.encryption_key_file.take().as_deref(),
+            "SMSDESK_ENCRYPTION_KEY",
+        )?;
+        if let Some(path) = self.old_encryption_keys_file.take() {
+            if !self.old_encryption_keys.is_empty() {
+                anyhow::bail!(
+                    "give SMSDESK_OLD_ENCRYPTION_KEYS or SMSDESK_OLD_ENCRYPTION_KEYS_FILE, not both"
+                );
+            }
+            let keys = read_secret_file(&path, "SMSDESK_OLD_ENCRYPTION_KEYS_FILE")?;
+            self.old_encryption_keys = keys
+                .split([',', '\n'])
+                .map(str::trim)
+                .filter(|key| !key.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        Ok(())
+    }
+
     /// The database URL in force.
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
@@ -193,6 +276,78 @@ impl Settings {
             message_cooldown: Duration::from_secs(self.message_cooldown_secs),
             bulk_cooldown: Duration::from_secs(self.bulk_cooldown_secs),
             ..smsdesk_domain::RefreshPolicy::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, content).expect("written");
+        path
+    }
+
+    #[test]
+    fn secrets_are_read_from_their_files_once_and_trimmed() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let mut settings = Settings {
+            encryption_key_file: Some(write(dir.path(), "key", "c2VjcmV0LWtleQ==\n")),
+            old_encryption_keys_file: Some(write(dir.path(), "old", "b2xkMQ==\nb2xkMg==,\n")),
+            database_url_file: Some(write(dir.path(), "db", "postgres://u:p@db/smsdesk\n")),
+            ..Settings::default()
+        };
+        settings.load_secret_files().expect("loaded");
+        assert_eq!(settings.encryption_key.as_deref(), Some("c2VjcmV0LWtleQ=="));
+        assert_eq!(settings.old_encryption_keys, vec!["b2xkMQ==", "b2xkMg=="]);
+        assert_eq!(
+            settings.database_url.as_deref(),
+            Some("postgres://u:p@db/smsdesk")
+        );
+        assert!(settings.encryption_key_file.is_none(), "read once");
+        settings
+            .load_secret_files()
+            .expect("loading again changes nothing");
+        assert_eq!(settings.encryption_key.as_deref(), Some("c2VjcmV0LWtleQ=="));
+    }
+
+    #[test]
+    fn a_secret_given_twice_or_from_a_bad_file_is_refused_without_showing_it() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let both = Settings {
+            encryption_key: Some("from-the-environment".into()),
+            encryption_key_file: Some(write(dir.path(), "key", "from-the-file")),
+            ..Settings::default()
+        };
+        let empty = Settings {
+            encryption_key_file: Some(write(dir.path(), "empty", "\n")),
+            ..Settings::default()
+        };
+        let missing = Settings {
+            database_url_file: Some(dir.path().join("absent")),
+            ..Settings::default()
+        };
+        for (mut settings, expected, why) in [
+            (
+                both,
+                "give SMSDESK_ENCRYPTION_KEY or SMSDESK_ENCRYPTION_KEY_FILE, not both",
+                "both",
+            ),
+            (empty, "is empty", "an empty file"),
+            (
+                missing,
+                "SMSDESK_DATABASE_URL_FILE: cannot read",
+                "a missing file",
+            ),
+        ] {
+            let error = format!("{:#}", settings.load_secret_files().expect_err(why));
+            assert!(error.contains(expected), "{why}: {error}");
+            assert!(
+                !error.contains("from-the-file") && !error.contains("from-the-environment"),
+                "{why}: the secret is not shown: {error}"
+            );
         }
     }
 }

@@ -59,7 +59,8 @@ impl Application {
     /// # Errors
     /// A clear message for a bad configuration (missing key in production, bad key, unreachable
     /// database, address in use).
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+        settings.load_secret_files()?;
         let cipher = load_cipher(&settings)?;
         let store = open_store(&settings, cipher).await?;
 
