@@ -30,6 +30,7 @@ mod m20260101_000008_create_bulk_refresh_claims;
 mod m20260101_000009_create_parked_callbacks;
 mod m20260101_000010_add_sms_message_list_index;
 mod m20260101_000011_add_api_key_label;
+mod m20260101_000012_add_sms_message_redacted_at;
 
 /// The name of the composite index `(team_id, direction, status, created_at)` on `sms_messages`,
 /// built for the bulk refresh query.
@@ -63,6 +64,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000009_create_parked_callbacks::Migration),
             Box::new(m20260101_000010_add_sms_message_list_index::Migration),
             Box::new(m20260101_000011_add_api_key_label::Migration),
+            Box::new(m20260101_000012_add_sms_message_redacted_at::Migration),
         ]
     }
 }

@@ -23,17 +23,18 @@ use futures::future::BoxFuture;
 
 use crate::api_keys::{ApiKeyId, ApiKeyLabel, ApiKeySummary, IssuedKey};
 use crate::changes::{Activity, ChangeNotifier, CommittedChange};
-use crate::ids::{AccountSid, MessageSid, TeamId, UserId};
+use crate::ids::{AccountSid, Address, MessageSid, TeamId, UserId};
 use crate::message::{
     DeliveryState, Message, NewMessage, StatusEvent, StatusObservation, Timestamp,
 };
 use crate::ports::{
     ApiKeyRepository, CallbackInbox, Clock, IntegrationRepository, MessageCursor, MessagePage,
-    MessageQuery, MessageRepository, NewIntegration, ObservationWrite, OutboundSms, ProviderError,
-    ProviderMessage, RefreshLimiter, RepositoryError, SmsProvider, TwilioAuth, TwilioCredentials,
-    TwilioIntegration, WriteOutcome,
+    MessageQuery, MessageRepository, MessageRetention, NewIntegration, ObservationWrite,
+    OutboundSms, ProviderError, ProviderMessage, RefreshLimiter, RepositoryError, SmsProvider,
+    TwilioAuth, TwilioCredentials, TwilioIntegration, WriteOutcome,
 };
 use crate::refresh_rules::CooldownClaim;
+use crate::retention::RetentionPolicy;
 use crate::status::{Direction, MessageStatus};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -122,6 +123,7 @@ impl MessageRepository for InMemoryStore {
             created_at: message.created_at,
             updated_at: message.first_observation.observed_at,
             last_refreshed_at: None,
+            redacted_at: None,
         };
         state.messages.insert(message.sid.clone(), stored.clone());
         state.events.push((
@@ -484,6 +486,35 @@ impl ApiKeyRepository for InMemoryStore {
                 key.revoked_at.get_or_insert(now);
                 key.clone()
             }))
+    }
+}
+
+#[async_trait]
+impl MessageRetention for InMemoryStore {
+    async fn redact_batch(
+        &self,
+        cutoff: Timestamp,
+        policy: &RetentionPolicy,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<u64, RepositoryError> {
+        let mut state = self.guard()?;
+        let mut redacted = 0;
+        for message in state.messages.values_mut() {
+            if redacted as usize == limit {
+                break;
+            }
+            if message.redacted_at.is_none() && message.created_at < cutoff {
+                message.body.clear();
+                message.from = Address::parse(&policy.redact_address(message.from.as_str()))
+                    .map_err(|e| RepositoryError::Unexpected(e.to_string()))?;
+                message.to = Address::parse(&policy.redact_address(message.to.as_str()))
+                    .map_err(|e| RepositoryError::Unexpected(e.to_string()))?;
+                message.redacted_at = Some(now);
+                redacted += 1;
+            }
+        }
+        Ok(redacted)
     }
 }
 

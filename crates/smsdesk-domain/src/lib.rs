@@ -13,6 +13,7 @@
 //! - [`access`]: plans, roles, the requester of a use case and the team-admin rule;
 //! - [`api_keys`]: API key ids, labels and summaries;
 //! - [`refresh_rules`]: the bulk window, limits and cool-down arithmetic;
+//! - [`retention`]: when message bodies are redacted and numbers masked;
 //! - [`ports`]: the traits adapters implement (repositories, limiter, SMS provider, clock);
 //! - [`services`]: the use cases, starting with [`services::RefreshStatus`];
 //! - [`changes`]: the one path every committed change takes ([`changes::ChangeNotifier`]);
@@ -43,6 +44,7 @@ pub mod ids;
 pub mod message;
 pub mod ports;
 pub mod refresh_rules;
+pub mod retention;
 pub mod rules;
 pub mod services;
 pub mod status;

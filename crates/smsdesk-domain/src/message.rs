@@ -118,6 +118,8 @@ pub struct Message {
     pub updated_at: Timestamp,
     /// When a refresh last asked Twilio about it (drives the per-message cool-down).
     pub last_refreshed_at: Option<Timestamp>,
+    /// When retention redacted its body (and masked its numbers, if configured).
+    pub redacted_at: Option<Timestamp>,
 }
 
 /// A message to store for the first time (after a send, or on an inbound webhook).

@@ -20,6 +20,7 @@ use crate::message::{
     DeliveryState, Message, NewMessage, StatusEvent, StatusObservation, Timestamp,
 };
 use crate::refresh_rules::CooldownClaim;
+use crate::retention::RetentionPolicy;
 use crate::status::{Direction, MessageStatus};
 
 /// A failure of a repository or limiter, already translated from the driver's terms.
@@ -438,6 +439,27 @@ pub trait ApiKeyAuthenticator: Send + Sync {
         &self,
         presented_key: &SecretString,
     ) -> Result<Option<crate::access::Requester>, RepositoryError>;
+}
+
+/// Retention's side of the message store: redacting old messages in batches.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait MessageRetention: Send + Sync {
+    /// Redacts up to `limit` messages created before `cutoff` that are not redacted yet: the body
+    /// becomes empty, the addresses become `policy.redact_address(..)`, `redacted_at` is `now`;
+    /// the history stays. Returns how many were redacted. Each message is redacted once, even
+    /// when several processes run this at the same time (they share the work).
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached; that batch's changes
+    /// are rolled back and the next run retries.
+    async fn redact_batch(
+        &self,
+        cutoff: Timestamp,
+        policy: &RetentionPolicy,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<u64, RepositoryError>;
 }
 
 /// A team's API keys, as its admins manage them. Every method is scoped by team: another team's

@@ -1,15 +1,16 @@
 //! [`MessageRepository`] on SQL: messages, their history, the bulk candidate query and the
-//! conditional status writes.
+//! conditional status writes; and [`MessageRetention`], which redacts old messages.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sea_orm::sea_query::{Expr, ExprTrait, Order, Query, SelectStatement};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement};
 use sea_orm::{ConnectionTrait, QueryResult, Statement, TransactionTrait};
 use smsdesk_domain::ports::{
-    MessageCursor, MessagePage, MessageQuery, MessageRepository, ObservationWrite, RepositoryError,
-    WriteOutcome,
+    MessageCursor, MessagePage, MessageQuery, MessageRepository, MessageRetention,
+    ObservationWrite, RepositoryError, WriteOutcome,
 };
+use smsdesk_domain::retention::RetentionPolicy;
 use smsdesk_domain::status::KNOWN_STATUSES;
 use smsdesk_domain::{
     AccountSid, Address, DeliveryState, Direction, Message, MessageSid, MessageStatus, NewMessage,
@@ -27,11 +28,12 @@ pub const MAX_PAGE_SIZE: usize = 200;
 /// Rows per multi-row event INSERT, well under every driver's bound-parameter limit.
 const EVENT_INSERT_CHUNK: usize = 200;
 
-/// Every column a message is read from: what it is written with, and its last refresh.
+/// Every column a message is read from: what it is written with, its last refresh and its
+/// redaction.
 fn select_messages() -> SelectStatement {
     Query::select()
         .columns(NEW_MESSAGE_COLUMNS)
-        .column(SmsMessages::LastRefreshedAt)
+        .columns([SmsMessages::LastRefreshedAt, SmsMessages::RedactedAt])
         .from(SmsMessages::Table)
         .to_owned()
 }
@@ -138,6 +140,7 @@ fn message_from_row(row: &QueryResult, cipher: &SecretCipher) -> Result<Message,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
         last_refreshed_at: get(row, "last_refreshed_at")?,
+        redacted_at: get(row, "redacted_at")?,
     })
 }
 
@@ -444,6 +447,7 @@ impl MessageRepository for Store {
             created_at,
             updated_at,
             last_refreshed_at: None,
+            redacted_at: None,
         })
     }
 
@@ -627,5 +631,54 @@ mod tests {
         );
         assert!(!sqlite.sorts() && !postgres.sorts());
         assert_eq!(postgres.to_string(), postgres.text());
+    }
+}
+
+#[async_trait]
+impl MessageRetention for Store {
+    async fn redact_batch(
+        &self,
+        cutoff: Timestamp,
+        policy: &RetentionPolicy,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<u64, RepositoryError> {
+        let tx = self.begin_write().await.map_err(repo_err)?;
+        let mut due = Query::select()
+            .columns([
+                SmsMessages::Id,
+                SmsMessages::FromAddress,
+                SmsMessages::ToAddress,
+            ])
+            .from(SmsMessages::Table)
+            .and_where(Expr::col(SmsMessages::RedactedAt).is_null())
+            .and_where(Expr::col(SmsMessages::CreatedAt).lt(stored_time(cutoff)))
+            .order_by(SmsMessages::Id, Order::Asc)
+            .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+            .to_owned();
+        if self.backend() == Backend::Postgres {
+            // Replicas running retention at once take different rows instead of waiting on (or
+            // redoing) each other's; SQLite's single writer serialises them anyway.
+            due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let rows = tx.query_all(&due).await.map_err(repo_err)?;
+        let mut redacted = 0;
+        for row in &rows {
+            let id = get::<i64>(row, "id")?;
+            let from = get::<String>(row, "from_address")?;
+            let to = get::<String>(row, "to_address")?;
+            let update = Query::update()
+                .table(SmsMessages::Table)
+                .value(SmsMessages::Body, "")
+                .value(SmsMessages::FromAddress, policy.redact_address(&from))
+                .value(SmsMessages::ToAddress, policy.redact_address(&to))
+                .value(SmsMessages::RedactedAt, stored_time(now))
+                .and_where(Expr::col(SmsMessages::Id).eq(id))
+                .and_where(Expr::col(SmsMessages::RedactedAt).is_null())
+                .to_owned();
+            redacted += execute(&tx, &update).await.map_err(repo_err)?;
+        }
+        tx.commit().await.map_err(repo_err)?;
+        Ok(redacted)
     }
 }

@@ -71,6 +71,7 @@ pub(crate) enum SmsMessages {
     CreatedAt,
     UpdatedAt,
     LastRefreshedAt,
+    RedactedAt,
 }
 
 #[derive(DeriveIden, Clone, Copy)]

@@ -34,4 +34,6 @@ on_the_fake!(
     inbox::two_concurrent_takers_receive_each_parked_callback_exactly_once,
     api_keys::a_key_is_issued_listed_without_its_secret_and_revoked_once,
     api_keys::another_teams_keys_are_invisible_and_cannot_be_revoked,
+    retention::old_messages_are_redacted_in_batches_once_and_keep_their_history,
+    retention::without_masking_the_numbers_stay_and_concurrent_runs_redact_each_message_once,
 );

@@ -173,7 +173,11 @@
     time.title = exactTime(message.createdAt);
     time.textContent = relativeTime(message.createdAt);
     meta.append(time);
-    const text = make('p', 'body', message.body);
+    // Retention empties old bodies; say so rather than show an empty line.
+    const text = message.redactedAt
+      ? make('p', 'body redacted', 'redacted')
+      : make('p', 'body', message.body);
+    if (message.redactedAt) text.title = `Redacted ${exactTime(message.redactedAt)} by retention`;
     const failure = make('p', 'failure');
     const state = make('div', 'state');
     const badge = make('span', 'badge');

@@ -47,6 +47,8 @@ pub struct MessageDto {
     pub updated_at: Timestamp,
     /// Last time a refresh asked Twilio about it.
     pub last_refreshed_at: Option<Timestamp>,
+    /// When retention emptied the body (and masked the numbers, if configured).
+    pub redacted_at: Option<Timestamp>,
 }
 
 impl From<Message> for MessageDto {
@@ -71,6 +73,7 @@ impl From<Message> for MessageDto {
             created_at: message.created_at,
             updated_at: message.updated_at,
             last_refreshed_at: message.last_refreshed_at,
+            redacted_at: message.redacted_at,
         }
     }
 }

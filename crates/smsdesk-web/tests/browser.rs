@@ -569,3 +569,70 @@ fn the_page_pages_filters_explains_failures_and_works_by_keyboard_and_at_phone_w
     drop(browser);
     drop(runtime);
 }
+
+#[test]
+fn a_message_redacted_by_retention_says_so_on_the_page() {
+    use smsdesk_domain::ports::MessageRetention;
+    use smsdesk_domain::retention::RetentionPolicy;
+
+    let Some((chromium, driver)) = browser_tools() else {
+        return;
+    };
+    let (world, addr, runtime) = start(WebConfig {
+        demo_api_key: Some(PRO_KEY.to_owned()),
+        ..WebConfig::default()
+    });
+    let kept = runtime.block_on(world.seed(
+        1,
+        1,
+        5,
+        Direction::OutboundApi,
+        DeliveryState::new(MessageStatus::Delivered),
+    ));
+    let old = runtime.block_on(world.seed(
+        1,
+        2,
+        60 * 24 * 40,
+        Direction::OutboundApi,
+        DeliveryState::new(MessageStatus::Delivered),
+    ));
+    let policy = RetentionPolicy::after_days(30, true);
+    let now = chrono::Utc::now();
+    let redacted = runtime
+        .block_on(
+            world
+                .store
+                .redact_batch(policy.cutoff(now), &policy, 10, now),
+        )
+        .expect("retention runs");
+    assert_eq!(redacted, 1, "only the 40-day-old message is due");
+
+    let browser = Browser::launch(&chromium, &driver);
+    sign_in_with_demo_key(&browser, addr);
+    let body_of = |sid: &MessageSid| {
+        browser.wait_js(
+            "the message's row",
+            &format!("{ROW}?.querySelector('.body')?.textContent ?? null;"),
+            json!([sid.to_string()]),
+        )
+    };
+    assert_eq!(
+        body_of(&old),
+        json!("redacted"),
+        "the redacted body says so"
+    );
+    assert_eq!(
+        body_of(&kept),
+        json!("Seeded message 1"),
+        "a recent body is shown"
+    );
+    let parties = browser.js(
+        &format!("{ROW}?.querySelector('.parties')?.textContent ?? null;"),
+        json!([old.to_string()]),
+    );
+    assert_eq!(
+        parties,
+        json!("+*********06 → +*********00"),
+        "numbers masked"
+    );
+}

@@ -155,6 +155,16 @@ pub struct Settings {
     #[arg(long, env = "SMSDESK_RATE_LIMIT_FAILED_AUTH_PER_IP", default_value_t = NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN))]
     pub rate_limit_failed_auth_per_ip: NonZeroU32,
 
+    /// Days after which message bodies are redacted (emptied; the status history stays). Unset:
+    /// never. Set it in production to what your data-protection rules require.
+    #[arg(long, env = "SMSDESK_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub retention_days: Option<u32>,
+
+    /// With retention, also mask the phone numbers of redacted messages (all but the last two
+    /// digits).
+    #[arg(long, env = "SMSDESK_RETENTION_MASK_NUMBERS", default_value_t = false)]
+    pub retention_mask_numbers: bool,
+
     /// Log line format.
     #[arg(long, env = "SMSDESK_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -267,6 +277,16 @@ impl Settings {
             per_webhook_ip_burst: self.rate_limit_per_webhook_ip_burst,
             failed_auth_per_ip_per_minute: self.rate_limit_failed_auth_per_ip,
         }
+    }
+
+    /// The retention policy, when retention is on.
+    pub fn retention_policy(&self) -> Option<smsdesk_domain::retention::RetentionPolicy> {
+        self.retention_days.map(|days| {
+            smsdesk_domain::retention::RetentionPolicy::after_days(
+                days,
+                self.retention_mask_numbers,
+            )
+        })
     }
 
     /// The refresh limits in force.

@@ -11,6 +11,7 @@ use actix_web::{App, HttpServer};
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
 use smsdesk_domain::ports::{Clock, SmsProvider, SystemClock};
+use smsdesk_domain::services::ApplyRetention;
 use smsdesk_store::{SecretCipher, Store, StoreOptions};
 use smsdesk_twilio::{TwilioClient, TwilioConfig};
 use smsdesk_twilio_sim::{SimConfig, SimHandle, SimServer};
@@ -114,7 +115,15 @@ impl Application {
             config,
         );
 
-        let housekeeping = spawn_housekeeping(state.clone());
+        let retention = settings.retention_policy().map(|policy| {
+            tracing::info!(
+                after_days = settings.retention_days,
+                mask_numbers = policy.mask_numbers,
+                "retention is on: old message bodies are redacted"
+            );
+            ApplyRetention::new(shared.clone(), clock.clone(), policy)
+        });
+        let housekeeping = spawn_housekeeping(state.clone(), retention);
         let server = HttpServer::new({
             let state = state.clone();
             move || {
@@ -183,9 +192,14 @@ impl Application {
 }
 
 /// Every [`HOUSEKEEPING_INTERVAL`]: the edge rate limiter forgets idle keys (so its memory stays
-/// bounded) and status callbacks parked longer than [`PARKED_CALLBACK_TTL`] are discarded.
-/// Spawned on tokio directly so the service runs on any tokio runtime, not only actix's.
-fn spawn_housekeeping(state: WebState) -> tokio::task::JoinHandle<()> {
+/// bounded), status callbacks parked longer than [`PARKED_CALLBACK_TTL`] are discarded, and,
+/// when retention is on, due messages are redacted (every replica may run it: the store gives
+/// each message to one of them). Spawned on tokio directly so the service runs on any tokio
+/// runtime, not only actix's.
+fn spawn_housekeeping(
+    state: WebState,
+    retention: Option<ApplyRetention>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -198,6 +212,13 @@ fn spawn_housekeeping(state: WebState) -> tokio::task::JoinHandle<()> {
                 .await
             {
                 tracing::warn!(%error, "could not discard stale parked status callbacks");
+            }
+            if let Some(retention) = &retention {
+                match retention.run().await {
+                    Ok(0) => {}
+                    Ok(redacted) => tracing::info!(redacted, "retention redacted old messages"),
+                    Err(error) => tracing::warn!(%error, "retention could not run; retrying"),
+                }
             }
         }
     })

@@ -9,6 +9,7 @@ mod apply;
 pub mod callback;
 pub mod integration;
 pub mod refresh;
+pub mod retention;
 pub mod send;
 
 pub use crate::access::TeamAdmin;
@@ -24,4 +25,5 @@ pub use refresh::{
     FailureReason, MessageOutcome, OutcomeKind, RefreshAnswer, RefreshError, RefreshOneError,
     RefreshRecentError, RefreshReport, RefreshStatus, RefreshSummary, RefreshTarget, SkipReason,
 };
+pub use retention::{ApplyRetention, RETENTION_BATCH};
 pub use send::{MAX_BODY_CHARS, STATUS_CALLBACK_PATH, SendRequest, SendSms, SendSmsError};

@@ -705,6 +705,7 @@ mod tests {
             created_at: t0(),
             updated_at: t0(),
             last_refreshed_at: None,
+            redacted_at: None,
         }
     }
 

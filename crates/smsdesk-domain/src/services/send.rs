@@ -544,6 +544,7 @@ mod tests {
                 created_at: new.created_at,
                 updated_at: new.first_observation.observed_at,
                 last_refreshed_at: None,
+                redacted_at: None,
             })
         });
         let send = SendSms::new(

@@ -20,6 +20,7 @@ mod inbox;
 mod integrations;
 mod limiter;
 mod messages;
+mod retention;
 mod store_only;
 
 const POSTGRES_ENV: &str = "SMSDESK_TEST_POSTGRES_URL";

@@ -1,6 +1,6 @@
 //! The contract of the domain's storage ports, written once: every implementation of
 //! `MessageRepository`, `IntegrationRepository`, `RefreshLimiter`, `CallbackInbox` and
-//! `ApiKeyRepository` must pass
+//! `ApiKeyRepository` and `MessageRetention` must pass
 //! these cases. `smsdesk-store` runs them on SQLite and PostgreSQL; this crate's own tests run them
 //! on the domain's in-memory fake (`fakes::InMemoryStore`), which claims to honour the same
 //! contract; an embedder with its own adapter can run them too.
@@ -31,9 +31,11 @@ use smsdesk_domain::api_keys::{ApiKeyId, ApiKeyLabel, ApiKeySummary, IssuedKey};
 use smsdesk_domain::fakes::InMemoryStore;
 use smsdesk_domain::ports::{
     ApiKeyRepository, CallbackInbox, IntegrationRepository, MessageCursor, MessagePage,
-    MessageQuery, MessageRepository, NewIntegration, ObservationWrite, RefreshLimiter,
-    RepositoryError, Sender, StateChange, TwilioAuth, TwilioIntegration, WriteOutcome,
+    MessageQuery, MessageRepository, MessageRetention, NewIntegration, ObservationWrite,
+    RefreshLimiter, RepositoryError, Sender, StateChange, TwilioAuth, TwilioIntegration,
+    WriteOutcome,
 };
+use smsdesk_domain::retention::RetentionPolicy;
 use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
 use smsdesk_domain::{
     AccountSid, Address, ApiKeySid, CooldownClaim, DeliveryState, Direction, Message, MessageSid,
@@ -46,6 +48,7 @@ pub mod inbox;
 pub mod integrations;
 pub mod limiter;
 pub mod messages;
+pub mod retention;
 
 /// The account most cases store messages under.
 pub const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
@@ -76,6 +79,7 @@ pub struct PortSet {
     limiter: Arc<dyn RefreshLimiter>,
     inbox: Arc<dyn CallbackInbox>,
     keys: Arc<dyn ApiKeyRepository>,
+    retention: Arc<dyn MessageRetention>,
 }
 
 impl PortSet {
@@ -83,14 +87,15 @@ impl PortSet {
     pub fn of<T>(implementation: T) -> Self
     where
         T: MessageRepository + IntegrationRepository + RefreshLimiter + CallbackInbox,
-        T: ApiKeyRepository + Clone + 'static,
+        T: ApiKeyRepository + MessageRetention + Clone + 'static,
     {
         Self {
             messages: Arc::new(implementation.clone()),
             integrations: Arc::new(implementation.clone()),
             limiter: Arc::new(implementation.clone()),
             inbox: Arc::new(implementation.clone()),
-            keys: Arc::new(implementation),
+            keys: Arc::new(implementation.clone()),
+            retention: Arc::new(implementation),
         }
     }
 }
@@ -236,6 +241,21 @@ impl ApiKeyRepository for PortSet {
         now: Timestamp,
     ) -> Result<Option<ApiKeySummary>, RepositoryError> {
         self.keys.revoke_key(team, id, now).await
+    }
+}
+
+#[async_trait]
+impl MessageRetention for PortSet {
+    async fn redact_batch(
+        &self,
+        cutoff: Timestamp,
+        policy: &RetentionPolicy,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<u64, RepositoryError> {
+        self.retention
+            .redact_batch(cutoff, policy, limit, now)
+            .await
     }
 }
 
