@@ -601,39 +601,6 @@ impl MessageRepository for Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::QueryPlan;
-
-    fn plan(text: &str) -> QueryPlan {
-        QueryPlan {
-            text: text.to_owned(),
-        }
-    }
-
-    #[test]
-    fn a_plan_that_sorts_is_recognised_on_both_databases() {
-        let sqlite =
-            plan("SEARCH sms_messages USING INDEX idx_a (team_id=?)\nUSE TEMP B-TREE FOR ORDER BY");
-        let postgres = plan(
-            "Limit  (cost=1.0..2.0 rows=51 width=9)\n  ->  Sort  (cost=1.0..1.5 rows=99 width=9)\n        Sort Key: created_at DESC, sid DESC\n        ->  Bitmap Heap Scan on sms_messages",
-        );
-        let incremental = plan("Limit\n  ->  Incremental Sort  (cost=1..2 rows=3 width=4)");
-        assert!(sqlite.sorts() && postgres.sorts() && incremental.sorts());
-        assert!(sqlite.uses_index("idx_a") && !sqlite.uses_index("idx_b"));
-    }
-
-    #[test]
-    fn a_plan_read_in_index_order_does_not_sort() {
-        let sqlite = plan("SEARCH sms_messages USING INDEX idx_b (team_id=?)");
-        let postgres = plan(
-            "Limit  (cost=0.42..9.1 rows=51 width=9)\n  ->  Index Scan Backward using idx_b on sms_messages  (cost=0.42..100 rows=990 width=9)\n        Index Cond: (team_id = 1)",
-        );
-        assert!(!sqlite.sorts() && !postgres.sorts());
-        assert_eq!(postgres.to_string(), postgres.text());
-    }
-}
-
 #[async_trait]
 impl MessageRetention for Store {
     async fn redact_batch(
@@ -680,5 +647,38 @@ impl MessageRetention for Store {
         }
         tx.commit().await.map_err(repo_err)?;
         Ok(redacted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QueryPlan;
+
+    fn plan(text: &str) -> QueryPlan {
+        QueryPlan {
+            text: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_plan_that_sorts_is_recognised_on_both_databases() {
+        let sqlite =
+            plan("SEARCH sms_messages USING INDEX idx_a (team_id=?)\nUSE TEMP B-TREE FOR ORDER BY");
+        let postgres = plan(
+            "Limit  (cost=1.0..2.0 rows=51 width=9)\n  ->  Sort  (cost=1.0..1.5 rows=99 width=9)\n        Sort Key: created_at DESC, sid DESC\n        ->  Bitmap Heap Scan on sms_messages",
+        );
+        let incremental = plan("Limit\n  ->  Incremental Sort  (cost=1..2 rows=3 width=4)");
+        assert!(sqlite.sorts() && postgres.sorts() && incremental.sorts());
+        assert!(sqlite.uses_index("idx_a") && !sqlite.uses_index("idx_b"));
+    }
+
+    #[test]
+    fn a_plan_read_in_index_order_does_not_sort() {
+        let sqlite = plan("SEARCH sms_messages USING INDEX idx_b (team_id=?)");
+        let postgres = plan(
+            "Limit  (cost=0.42..9.1 rows=51 width=9)\n  ->  Index Scan Backward using idx_b on sms_messages  (cost=0.42..100 rows=990 width=9)\n        Index Cond: (team_id = 1)",
+        );
+        assert!(!sqlite.sorts() && !postgres.sorts());
+        assert_eq!(postgres.to_string(), postgres.text());
     }
 }

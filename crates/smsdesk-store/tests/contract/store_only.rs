@@ -172,6 +172,16 @@ pub(crate) async fn api_keys_authenticate_only_when_right_and_not_revoked(db: &T
     assert_eq!((requester.plan, requester.role), (Plan::Pro, Role::Admin));
     let keys = store.list_api_keys(a).await.expect("listed");
     assert!(keys[0].last_used_at.is_some(), "use is recorded");
+    store
+        .authenticate(&SecretString::from(key.clone()))
+        .await
+        .expect("no store error")
+        .expect("authenticates again");
+    assert_eq!(
+        store.list_api_keys(a).await.expect("listed")[0].last_used_at,
+        keys[0].last_used_at,
+        "a second use within minutes writes nothing"
+    );
 
     let mut wrong = key.clone();
     wrong.pop();
