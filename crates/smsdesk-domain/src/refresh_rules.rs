@@ -133,7 +133,9 @@ impl CooldownClaim {
     /// Decides a claim from the time of the last granted claim. Used by every limiter so they all
     /// round the same way: the wait is rounded up to whole seconds and is never 0.
     pub fn decide(last_granted: Option<Timestamp>, now: Timestamp, cooldown: Duration) -> Self {
-        let Some(last) = last_granted else {
+        // No cool-down: nothing to wait for, even behind a concurrent claim stamped a moment
+        // later than ours (another request, or another replica's clock).
+        let Some(last) = last_granted.filter(|_| !cooldown.is_zero()) else {
             return Self::Granted;
         };
         let cooldown = chrono::Duration::from_std(cooldown).unwrap_or(chrono::Duration::MAX);
@@ -158,6 +160,16 @@ impl CooldownClaim {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_zero_cooldown_grants_even_behind_a_later_claim() {
+        let now = chrono::Utc::now();
+        let later = now + chrono::Duration::milliseconds(5);
+        assert_eq!(
+            CooldownClaim::decide(Some(later), now, Duration::ZERO),
+            CooldownClaim::Granted
+        );
+    }
 
     fn at(secs: i64, millis: u32) -> Timestamp {
         chrono::Utc

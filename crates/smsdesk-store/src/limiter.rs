@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::ConnectionTrait;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType, OnConflict, Order, Query};
 use smsdesk_domain::ports::{RefreshLimiter, RepositoryError};
 use smsdesk_domain::{CooldownClaim, MessageSid, TeamId, Timestamp, UserId};
 
 use crate::error::{corrupt, repo_err};
 use crate::schema::{BulkRefreshClaims, SmsMessages};
-use crate::store::{Store, execute, stored_time};
+use crate::store::{Backend, Store, execute, stored_time};
 
 /// The latest last-claim time that lets a claim at `now` through.
 fn threshold(now: Timestamp, cooldown: Duration) -> Timestamp {
@@ -51,16 +51,32 @@ impl RefreshLimiter for Store {
         let now = stored_time(now);
         let cutoff = stored_time(threshold(now, cooldown));
         let wanted: Vec<&str> = sids.iter().map(MessageSid::as_str).collect();
+        let due = || {
+            // No cool-down: every claim goes through (`CooldownClaim::decide`'s rule).
+            Expr::col(SmsMessages::LastRefreshedAt)
+                .is_null()
+                .or(Expr::col(SmsMessages::LastRefreshedAt).lte(cutoff))
+                .or(Expr::value(cooldown.is_zero()))
+        };
+        // The rows are locked in message-id order, the order every write of this store takes,
+        // so a claim and a batch write over the same messages can never wait on each other in
+        // a circle (PostgreSQL locks as the sorted, locked subquery hands rows out).
+        let mut in_order = Query::select()
+            .column(SmsMessages::Id)
+            .from(SmsMessages::Table)
+            .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
+            .and_where(Expr::col(SmsMessages::Sid).is_in(wanted.iter().copied()))
+            .and_where(due())
+            .order_by(SmsMessages::Id, Order::Asc)
+            .to_owned();
+        if self.backend() == Backend::Postgres {
+            in_order.lock(LockType::Update);
+        }
         let claim = Query::update()
             .table(SmsMessages::Table)
             .value(SmsMessages::LastRefreshedAt, now)
-            .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
-            .and_where(Expr::col(SmsMessages::Sid).is_in(wanted.iter().copied()))
-            .and_where(
-                Expr::col(SmsMessages::LastRefreshedAt)
-                    .is_null()
-                    .or(Expr::col(SmsMessages::LastRefreshedAt).lte(cutoff)),
-            )
+            .and_where(Expr::col(SmsMessages::Id).in_subquery(in_order))
+            .and_where(due())
             .returning_col(SmsMessages::Sid)
             .to_owned();
         let granted: Vec<String> = self
@@ -130,7 +146,8 @@ impl RefreshLimiter for Store {
                     .update_column(BulkRefreshClaims::LastClaimedAt)
                     .action_and_where(
                         Expr::col((BulkRefreshClaims::Table, BulkRefreshClaims::LastClaimedAt))
-                            .lte(cutoff),
+                            .lte(cutoff)
+                            .or(Expr::value(cooldown.is_zero())),
                     )
                     .to_owned(),
             )
