@@ -31,6 +31,8 @@ mod m20260101_000009_create_parked_callbacks;
 mod m20260101_000010_add_sms_message_list_index;
 mod m20260101_000011_add_api_key_label;
 mod m20260101_000012_add_sms_message_redacted_at;
+mod m20260101_000013_create_leases;
+mod m20260101_000014_add_unredacted_index;
 
 /// The name of the composite index `(team_id, direction, status, created_at)` on `sms_messages`,
 /// built for the bulk refresh query.
@@ -65,6 +67,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000010_add_sms_message_list_index::Migration),
             Box::new(m20260101_000011_add_api_key_label::Migration),
             Box::new(m20260101_000012_add_sms_message_redacted_at::Migration),
+            Box::new(m20260101_000013_create_leases::Migration),
+            Box::new(m20260101_000014_add_unredacted_index::Migration),
         ]
     }
 }

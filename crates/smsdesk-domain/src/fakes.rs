@@ -28,10 +28,10 @@ use crate::message::{
     DeliveryState, Message, NewMessage, StatusEvent, StatusObservation, Timestamp,
 };
 use crate::ports::{
-    ApiKeyRepository, CallbackInbox, Clock, IntegrationRepository, MessageCursor, MessagePage,
-    MessageQuery, MessageRepository, MessageRetention, NewIntegration, ObservationWrite,
-    OutboundSms, ProviderError, ProviderMessage, RefreshLimiter, RepositoryError, SmsProvider,
-    TwilioAuth, TwilioCredentials, TwilioIntegration, WriteOutcome,
+    ApiKeyRepository, CallbackInbox, Clock, IntegrationRepository, Leases, MessageCursor,
+    MessagePage, MessageQuery, MessageRepository, MessageRetention, NewIntegration,
+    ObservationWrite, OutboundSms, ProviderError, ProviderMessage, RefreshLimiter, RepositoryError,
+    SmsProvider, TwilioAuth, TwilioCredentials, TwilioIntegration, WriteOutcome,
 };
 use crate::refresh_rules::CooldownClaim;
 use crate::retention::RetentionPolicy;
@@ -53,6 +53,7 @@ struct StoreState {
     bulk_claims: HashMap<(TeamId, UserId), Timestamp>,
     parked: Vec<(TeamId, MessageSid, StatusObservation)>,
     api_keys: Vec<(TeamId, ApiKeySummary)>,
+    leases: HashMap<String, (String, Timestamp)>,
     unavailable: bool,
 }
 
@@ -515,6 +516,42 @@ impl MessageRetention for InMemoryStore {
             }
         }
         Ok(redacted)
+    }
+}
+
+#[async_trait]
+impl Leases for InMemoryStore {
+    async fn acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<bool, RepositoryError> {
+        let mut state = self.guard()?;
+        let free = state
+            .leases
+            .get(name)
+            .is_none_or(|(current, until)| current == holder || *until <= now);
+        if free {
+            let until = now + chrono::Duration::from_std(ttl).unwrap_or_default();
+            state
+                .leases
+                .insert(name.to_owned(), (holder.to_owned(), until));
+        }
+        Ok(free)
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<(), RepositoryError> {
+        let mut state = self.guard()?;
+        if state
+            .leases
+            .get(name)
+            .is_some_and(|(current, _)| current == holder)
+        {
+            state.leases.remove(name);
+        }
+        Ok(())
     }
 }
 

@@ -441,6 +441,31 @@ pub trait ApiKeyAuthenticator: Send + Sync {
     ) -> Result<Option<crate::access::Requester>, RepositoryError>;
 }
 
+/// Named leases that give each background job to one process of the fleet at a time.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Leases: Send + Sync {
+    /// Takes the lease `name` for `holder` until `now + ttl`, or renews it if `holder` already
+    /// has it. Granted when nobody holds it or its holder's lease expired at or before `now`; of
+    /// concurrent takers exactly one is granted.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached (treat as not held).
+    async fn acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<bool, RepositoryError>;
+
+    /// Gives the lease back if `holder` has it (on shutdown), so another takes over at once.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn release(&self, name: &str, holder: &str) -> Result<(), RepositoryError>;
+}
+
 /// Retention's side of the message store: redacting old messages in batches.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]

@@ -700,7 +700,10 @@ impl ApiKeyAuthenticator for Store {
                 .value(ApiKeys::LastUsedAt, stored_time(now))
                 .and_where(Expr::col(ApiKeys::Id).eq(id("key_id")?))
                 .to_owned();
-            execute(&self.db, &touch).await.map_err(repo_err)?;
+            // Best effort: a busy database must not turn a valid key into a failed request.
+            if let Err(error) = execute(&self.db, &touch).await {
+                tracing::warn!(%error, "could not record an API key's last use");
+            }
         }
         Ok(Some(requester))
     }

@@ -41,6 +41,7 @@ pub mod data_migrations;
 pub mod error;
 pub mod inbox;
 pub mod integrations;
+pub mod leases;
 pub mod limiter;
 pub mod messages;
 mod schema;

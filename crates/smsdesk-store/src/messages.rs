@@ -620,6 +620,8 @@ impl MessageRetention for Store {
             .from(SmsMessages::Table)
             .and_where(Expr::col(SmsMessages::RedactedAt).is_null())
             .and_where(Expr::col(SmsMessages::CreatedAt).lt(stored_time(cutoff)))
+            // The partial index's order: only due rows are read.
+            .order_by(SmsMessages::CreatedAt, Order::Asc)
             .order_by(SmsMessages::Id, Order::Asc)
             .limit(u64::try_from(limit).unwrap_or(u64::MAX))
             .to_owned();

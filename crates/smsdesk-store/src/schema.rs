@@ -113,3 +113,11 @@ pub(crate) enum ParkedCallbacks {
     Source,
     ObservedAt,
 }
+
+#[derive(DeriveIden, Clone, Copy)]
+pub(crate) enum Leases {
+    Table,
+    Name,
+    Holder,
+    ExpiresAt,
+}

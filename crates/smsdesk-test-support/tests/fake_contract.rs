@@ -34,6 +34,8 @@ on_the_fake!(
     inbox::two_concurrent_takers_receive_each_parked_callback_exactly_once,
     api_keys::a_key_is_issued_listed_without_its_secret_and_revoked_once,
     api_keys::another_teams_keys_are_invisible_and_cannot_be_revoked,
+    leases::of_ten_concurrent_takers_exactly_one_holds_the_lease,
+    leases::the_holder_renews_and_another_takes_over_only_once_it_has_expired,
     retention::old_messages_are_redacted_in_batches_once_and_keep_their_history,
     retention::without_masking_the_numbers_stay_and_concurrent_runs_redact_each_message_once,
 );

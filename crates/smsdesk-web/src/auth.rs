@@ -57,10 +57,12 @@ impl KeyCache {
         self.hasher.hash_one(presented)
     }
 
+    /// How long ago `verified_at` was. A time in the future (the wall clock stepped back) counts
+    /// as infinitely old: a revoked key must never look fresh because the clock moved.
     fn age(&self, verified_at: Timestamp) -> Duration {
         (self.clock.now() - verified_at)
             .to_std()
-            .unwrap_or_default()
+            .unwrap_or(Duration::MAX)
     }
 
     /// Whether the key authenticated here within [`KEY_CACHE_KNOWN_FOR`].
@@ -182,6 +184,11 @@ mod tests {
             let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);
             *now += chrono::Duration::from_std(by).unwrap_or_default();
         }
+
+        fn advance_back(&self, by: Duration) {
+            let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            *now -= chrono::Duration::from_std(by).unwrap_or_default();
+        }
     }
 
     #[test]
@@ -216,6 +223,14 @@ mod tests {
         assert!(
             !cache.is_known(hash),
             "a failed authentication forgets it at once"
+        );
+
+        cache.remember(hash, requester);
+        now.advance_back(Duration::from_secs(60));
+        assert_eq!(
+            cache.fresh(hash),
+            None,
+            "a clock stepped back never makes an entry look fresh"
         );
     }
 }

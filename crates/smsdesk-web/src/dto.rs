@@ -412,8 +412,9 @@ pub struct CreateApiKeyDto {
     pub label: Option<String>,
 }
 
-/// `POST /api/keys`'s answer: the only time the key itself is shown.
-#[derive(Debug, Clone, Serialize)]
+/// `POST /api/keys`'s answer: the only time the key itself is shown. Deliberately not `Debug`
+/// (it holds a live key); its `Debug` shows the summary only.
+#[derive(Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuedApiKeyDto {
     /// The key as it will be listed.
@@ -421,6 +422,14 @@ pub struct IssuedApiKeyDto {
     pub summary: ApiKeyDto,
     /// The whole key, `smsd_<id>_<secret>`: store it now, it is not shown again.
     pub key: String,
+}
+
+impl std::fmt::Debug for IssuedApiKeyDto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedApiKeyDto")
+            .field("summary", &self.summary)
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<IssuedKey> for IssuedApiKeyDto {

@@ -234,10 +234,7 @@ fn refuse_at_the_edge(state: &WebState, req: &ServiceRequest) -> Option<ApiError
         ));
     }
     let limiter = state.rate_limiter();
-    let peer = || {
-        req.peer_addr()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip())
-    };
+    let peer = || client_network(req, state.config().trust_forwarded_headers);
     let key = match bearer_token(req.request()) {
         Some(token) => {
             let hash = state.key_cache().hash(token);
@@ -253,6 +250,44 @@ fn refuse_at_the_edge(state: &WebState, req: &ServiceRequest) -> Option<ApiError
         None => EdgeKey::Ip(peer()),
     };
     limiter.check(key).err().map(rate_limited)
+}
+
+/// The client a request is counted against at the edge: its IP (the first `X-Forwarded-For`
+/// entry when a trusted proxy sets it, else the TCP peer), with an IPv6 address widened to its
+/// /64, the block one subscriber normally holds, so rotating addresses within it buys nothing.
+fn client_network(req: &ServiceRequest, trust_forwarded_headers: bool) -> IpAddr {
+    let forwarded = trust_forwarded_headers
+        .then(|| {
+            req.headers()
+                .get("x-forwarded-for")?
+                .to_str()
+                .ok()?
+                .split(',')
+                .next()?
+                .trim()
+                .parse::<IpAddr>()
+                .ok()
+        })
+        .flatten();
+    let ip = forwarded.unwrap_or_else(|| {
+        req.peer_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip())
+    });
+    budget_network(ip)
+}
+
+/// `ip` as a rate-limit key: IPv4 (also when mapped into IPv6) as is, IPv6 as its /64.
+fn budget_network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
 }
 
 /// 429 `rate_limited` with the wait as `Retry-After`.
@@ -431,6 +466,40 @@ mod tests {
                 ))))
                 .is_ok(),
             "another IP is unaffected"
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
+        let other: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(budget_network(a), budget_network(b), "one /64, one budget");
+        assert_ne!(budget_network(a), budget_network(other), "another /64");
+        let mapped: IpAddr = "::ffff:198.51.100.7".parse().expect("ip");
+        assert_eq!(
+            budget_network(mapped),
+            "198.51.100.7".parse::<IpAddr>().expect("ip")
+        );
+    }
+
+    #[test]
+    fn the_forwarded_client_counts_only_behind_a_trusted_proxy() {
+        use actix_web::test::TestRequest;
+        let request = || {
+            TestRequest::get()
+                .peer_addr("10.0.0.1:5000".parse().expect("addr"))
+                .insert_header(("x-forwarded-for", "203.0.113.5, 10.0.0.1"))
+                .to_srv_request()
+        };
+        assert_eq!(
+            client_network(&request(), true),
+            "203.0.113.5".parse::<IpAddr>().expect("ip")
+        );
+        assert_eq!(
+            client_network(&request(), false),
+            "10.0.0.1".parse::<IpAddr>().expect("ip"),
+            "anyone can send the header, so it is ignored unless trusted"
         );
     }
 }

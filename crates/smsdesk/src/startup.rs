@@ -10,6 +10,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer};
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
+use smsdesk_domain::ports::Leases;
 use smsdesk_domain::ports::{Clock, SmsProvider, SystemClock};
 use smsdesk_domain::services::ApplyRetention;
 use smsdesk_store::{SecretCipher, Store, StoreOptions};
@@ -23,8 +24,20 @@ use crate::settings::Settings;
 /// How long a graceful shutdown waits for in-flight requests (a bulk refresh included).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// How often the edge rate limiter forgets idle keys, and parked callbacks are expired.
-const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
+/// How often housekeeping runs: the edge maps are trimmed, and the fleet's background jobs
+/// (parked-callback clean-up, retention) run in whichever replica holds their lease.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a background job's lease lasts without renewal. The holder renews it every
+/// [`HOUSEKEEPING_INTERVAL`]; when it dies, another replica takes the job over at its first
+/// tick after the lease expires (at most one interval later).
+const JOB_LEASE: Duration = Duration::from_secs(30);
+
+/// The lease of the parked-callback clean-up.
+const PARKED_CLEANUP_JOB: &str = "parked-callback-cleanup";
+
+/// The lease of retention.
+const RETENTION_JOB: &str = "retention";
 
 /// How long a status callback waits for its message's row before it is discarded. A callback
 /// normally waits only for the send's own write, so an hour is generous.
@@ -123,7 +136,12 @@ impl Application {
             );
             ApplyRetention::new(shared.clone(), clock.clone(), policy)
         });
-        let housekeeping = spawn_housekeeping(state.clone(), retention);
+        let jobs = FleetJobs {
+            leases: shared.clone(),
+            clock: clock.clone(),
+            holder: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+        };
+        let housekeeping = spawn_housekeeping(state.clone(), jobs, retention);
         let server = HttpServer::new({
             let state = state.clone();
             move || {
@@ -191,13 +209,39 @@ impl Application {
     }
 }
 
-/// Every [`HOUSEKEEPING_INTERVAL`]: the edge rate limiter forgets idle keys (so its memory stays
-/// bounded), status callbacks parked longer than [`PARKED_CALLBACK_TTL`] are discarded, and,
-/// when retention is on, due messages are redacted (every replica may run it: the store gives
-/// each message to one of them). Spawned on tokio directly so the service runs on any tokio
+/// The background jobs only one replica of a fleet runs at a time, each behind its lease.
+struct FleetJobs {
+    leases: Arc<dyn Leases>,
+    clock: Arc<dyn Clock>,
+    /// This process, as lease holders are named: process id and a random suffix.
+    holder: String,
+}
+
+impl FleetJobs {
+    /// Takes or renews `job`'s lease; a store failure counts as not holding it.
+    async fn hold(&self, job: &str) -> bool {
+        match self
+            .leases
+            .acquire(job, &self.holder, self.clock.now(), JOB_LEASE)
+            .await
+        {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::warn!(%error, job, "could not take the job's lease; skipping it");
+                false
+            }
+        }
+    }
+}
+
+/// Every [`HOUSEKEEPING_INTERVAL`]: the edge rate limiter and the key cache forget idle keys
+/// (in every process, so their memory stays bounded); in the replica holding each job's lease,
+/// status callbacks parked longer than [`PARKED_CALLBACK_TTL`] are discarded and, when retention
+/// is on, due messages are redacted. Spawned on tokio directly so the service runs on any tokio
 /// runtime, not only actix's.
 fn spawn_housekeeping(
     state: WebState,
+    jobs: FleetJobs,
     retention: Option<ApplyRetention>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -207,13 +251,16 @@ fn spawn_housekeeping(
             ticks.tick().await;
             state.rate_limiter().housekeeping();
             state.key_cache().housekeeping();
-            if let Err(error) = state
-                .discard_stale_parked_callbacks(PARKED_CALLBACK_TTL)
-                .await
+            if jobs.hold(PARKED_CLEANUP_JOB).await
+                && let Err(error) = state
+                    .discard_stale_parked_callbacks(PARKED_CALLBACK_TTL)
+                    .await
             {
                 tracing::warn!(%error, "could not discard stale parked status callbacks");
             }
-            if let Some(retention) = &retention {
+            if let Some(retention) = &retention
+                && jobs.hold(RETENTION_JOB).await
+            {
                 match retention.run().await {
                     Ok(0) => {}
                     Ok(redacted) => tracing::info!(redacted, "retention redacted old messages"),

@@ -329,10 +329,19 @@ pub(crate) async fn replay_parked(
     for observation in parked {
         let outcome = match messages.find(team, sid).await? {
             Some(message) => {
-                let mut stored =
-                    store_observations(messages, notifier, team, vec![(message, observation)])
-                        .await?;
-                CallbackOutcome::from_stored(stored.pop().unwrap_or(Stored::GaveUp))
+                let mut stored = store_observations(
+                    messages,
+                    notifier,
+                    team,
+                    vec![(message, observation.clone())],
+                )
+                .await?;
+                let outcome = CallbackOutcome::from_stored(stored.pop().unwrap_or(Stored::GaveUp));
+                if matches!(outcome, CallbackOutcome::GaveUp | CallbackOutcome::Parked) {
+                    // Twilio was already answered; keep the news for the next replay or look.
+                    inbox.park(team, sid, observation).await?;
+                }
+                outcome
             }
             None => {
                 // Still not there (a replay raced a delete): park it again.

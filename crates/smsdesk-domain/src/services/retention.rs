@@ -10,6 +10,10 @@ use crate::retention::RetentionPolicy;
 /// Messages redacted per batch (one transaction each).
 pub const RETENTION_BATCH: usize = 500;
 
+/// Batches one run does at most, so a large backlog (retention just switched on) is worked off
+/// over several runs instead of holding the caller for minutes.
+pub const MAX_BATCHES_PER_RUN: usize = 20;
+
 /// The use case. Cheap to clone.
 #[derive(Clone)]
 pub struct ApplyRetention {
@@ -41,7 +45,8 @@ impl ApplyRetention {
         self
     }
 
-    /// Redacts every due message, batch after batch, and returns how many.
+    /// Redacts due messages, batch after batch until one comes back short or
+    /// [`MAX_BATCHES_PER_RUN`] were done, and returns how many.
     ///
     /// # Errors
     /// [`RepositoryError`] when the store fails; batches already done stay done.
@@ -49,16 +54,17 @@ impl ApplyRetention {
         let now = self.clock.now();
         let cutoff = self.policy.cutoff(now);
         let mut total = 0;
-        loop {
+        for _ in 0..MAX_BATCHES_PER_RUN {
             let redacted = self
                 .store
                 .redact_batch(cutoff, &self.policy, self.batch, now)
                 .await?;
             total += redacted;
             if redacted < self.batch as u64 {
-                return Ok(total);
+                break;
             }
         }
+        Ok(total)
     }
 }
 
@@ -87,5 +93,23 @@ mod tests {
             ApplyRetention::new(Arc::new(store), Arc::new(ManualClock::new(now)), policy)
                 .with_batch(2);
         assert_eq!(retention.run().await, Ok(5));
+    }
+
+    #[tokio::test]
+    async fn a_run_stops_after_its_batch_allowance_and_the_next_run_goes_on() {
+        let mut store = MockMessageRetention::new();
+        store
+            .expect_redact_batch()
+            .times(MAX_BATCHES_PER_RUN)
+            .returning(|_, _, limit, _| Ok(limit as u64));
+        let retention = ApplyRetention::new(
+            Arc::new(store),
+            Arc::new(ManualClock::new(chrono::Utc::now())),
+            RetentionPolicy::after_days(1, false),
+        );
+        assert_eq!(
+            retention.run().await,
+            Ok((MAX_BATCHES_PER_RUN * RETENTION_BATCH) as u64)
+        );
     }
 }

@@ -18,6 +18,7 @@ use smsdesk_test_support::contract::{ContractSubject, PortSet};
 mod api_keys;
 mod inbox;
 mod integrations;
+mod leases;
 mod limiter;
 mod messages;
 mod retention;

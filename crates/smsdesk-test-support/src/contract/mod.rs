@@ -1,6 +1,6 @@
 //! The contract of the domain's storage ports, written once: every implementation of
 //! `MessageRepository`, `IntegrationRepository`, `RefreshLimiter`, `CallbackInbox` and
-//! `ApiKeyRepository` and `MessageRetention` must pass
+//! `ApiKeyRepository`, `MessageRetention` and `Leases` must pass
 //! these cases. `smsdesk-store` runs them on SQLite and PostgreSQL; this crate's own tests run them
 //! on the domain's in-memory fake (`fakes::InMemoryStore`), which claims to honour the same
 //! contract; an embedder with its own adapter can run them too.
@@ -30,7 +30,7 @@ use chrono::TimeZone;
 use smsdesk_domain::api_keys::{ApiKeyId, ApiKeyLabel, ApiKeySummary, IssuedKey};
 use smsdesk_domain::fakes::InMemoryStore;
 use smsdesk_domain::ports::{
-    ApiKeyRepository, CallbackInbox, IntegrationRepository, MessageCursor, MessagePage,
+    ApiKeyRepository, CallbackInbox, IntegrationRepository, Leases, MessageCursor, MessagePage,
     MessageQuery, MessageRepository, MessageRetention, NewIntegration, ObservationWrite,
     RefreshLimiter, RepositoryError, Sender, StateChange, TwilioAuth, TwilioIntegration,
     WriteOutcome,
@@ -46,6 +46,7 @@ use smsdesk_domain::{
 pub mod api_keys;
 pub mod inbox;
 pub mod integrations;
+pub mod leases;
 pub mod limiter;
 pub mod messages;
 pub mod retention;
@@ -80,6 +81,7 @@ pub struct PortSet {
     inbox: Arc<dyn CallbackInbox>,
     keys: Arc<dyn ApiKeyRepository>,
     retention: Arc<dyn MessageRetention>,
+    leases: Arc<dyn Leases>,
 }
 
 impl PortSet {
@@ -87,7 +89,7 @@ impl PortSet {
     pub fn of<T>(implementation: T) -> Self
     where
         T: MessageRepository + IntegrationRepository + RefreshLimiter + CallbackInbox,
-        T: ApiKeyRepository + MessageRetention + Clone + 'static,
+        T: ApiKeyRepository + MessageRetention + Leases + Clone + 'static,
     {
         Self {
             messages: Arc::new(implementation.clone()),
@@ -95,7 +97,8 @@ impl PortSet {
             limiter: Arc::new(implementation.clone()),
             inbox: Arc::new(implementation.clone()),
             keys: Arc::new(implementation.clone()),
-            retention: Arc::new(implementation),
+            retention: Arc::new(implementation.clone()),
+            leases: Arc::new(implementation),
         }
     }
 }
@@ -256,6 +259,23 @@ impl MessageRetention for PortSet {
         self.retention
             .redact_batch(cutoff, policy, limit, now)
             .await
+    }
+}
+
+#[async_trait]
+impl Leases for PortSet {
+    async fn acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<bool, RepositoryError> {
+        self.leases.acquire(name, holder, now, ttl).await
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<(), RepositoryError> {
+        self.leases.release(name, holder).await
     }
 }
 
