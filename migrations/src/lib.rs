@@ -33,6 +33,7 @@ mod m20260101_000011_add_api_key_label;
 mod m20260101_000012_add_sms_message_redacted_at;
 mod m20260101_000013_create_leases;
 mod m20260101_000014_add_unredacted_index;
+mod m20260101_000015_create_replicas;
 
 /// The name of the composite index `(team_id, direction, status, created_at)` on `sms_messages`,
 /// built for the bulk refresh query.
@@ -69,6 +70,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000012_add_sms_message_redacted_at::Migration),
             Box::new(m20260101_000013_create_leases::Migration),
             Box::new(m20260101_000014_add_unredacted_index::Migration),
+            Box::new(m20260101_000015_create_replicas::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@
 mod bad_input;
 mod db_faults;
 mod edge_auth;
+mod fleet;
 mod fuzz;
 mod logs;
 mod races;

@@ -30,8 +30,8 @@ use crate::message::{
 use crate::ports::{
     ApiKeyRepository, CallbackInbox, Clock, IntegrationRepository, Leases, MessageCursor,
     MessagePage, MessageQuery, MessageRepository, MessageRetention, NewIntegration,
-    ObservationWrite, OutboundSms, ProviderError, ProviderMessage, RefreshLimiter, RepositoryError,
-    SmsProvider, TwilioAuth, TwilioCredentials, TwilioIntegration, WriteOutcome,
+    ObservationWrite, OutboundSms, ProviderError, ProviderMessage, RefreshLimiter, ReplicaRegistry,
+    RepositoryError, SmsProvider, TwilioAuth, TwilioCredentials, TwilioIntegration, WriteOutcome,
 };
 use crate::refresh_rules::CooldownClaim;
 use crate::retention::RetentionPolicy;
@@ -54,6 +54,7 @@ struct StoreState {
     parked: Vec<(TeamId, MessageSid, StatusObservation)>,
     api_keys: Vec<(TeamId, ApiKeySummary)>,
     leases: HashMap<String, (String, Timestamp)>,
+    replicas: HashMap<String, Timestamp>,
     unavailable: bool,
 }
 
@@ -551,6 +552,30 @@ impl Leases for InMemoryStore {
         {
             state.leases.remove(name);
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReplicaRegistry for InMemoryStore {
+    async fn heartbeat(
+        &self,
+        replica: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<usize, RepositoryError> {
+        let mut state = self.guard()?;
+        let until = now + chrono::Duration::from_std(ttl).unwrap_or_default();
+        state.replicas.insert(replica.to_owned(), until);
+        Ok(state
+            .replicas
+            .values()
+            .filter(|until| **until > now)
+            .count())
+    }
+
+    async fn leave(&self, replica: &str) -> Result<(), RepositoryError> {
+        self.guard()?.replicas.remove(replica);
         Ok(())
     }
 }

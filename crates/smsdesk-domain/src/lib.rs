@@ -61,7 +61,7 @@ pub use message::{
     Timestamp,
 };
 pub use refresh_rules::{
-    CooldownClaim, RefreshPolicy, RefreshWindow, RefreshWindowError, describe_period,
+    CooldownClaim, RefreshPolicy, RefreshWindow, RefreshWindowError, describe_period, fleet_share,
 };
 pub use status::{Direction, MAX_STATUS_WORD_LENGTH, MalformedStatus, MessageStatus};
 

@@ -441,6 +441,31 @@ pub trait ApiKeyAuthenticator: Send + Sync {
     ) -> Result<Option<crate::access::Requester>, RepositoryError>;
 }
 
+/// The fleet's roll call: each replica checks in on a heartbeat and learns how many are alive,
+/// which sets its share of each Twilio account's cap.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ReplicaRegistry: Send + Sync {
+    /// Records that `replica` is alive until `now + ttl` and returns how many replicas are
+    /// alive at `now`, itself included. A replica that stops checking in drops out of the count
+    /// once its time has passed.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached (keep the last share).
+    async fn heartbeat(
+        &self,
+        replica: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<usize, RepositoryError>;
+
+    /// Removes `replica` from the roll (on shutdown), so the others take its share at once.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn leave(&self, replica: &str) -> Result<(), RepositoryError>;
+}
+
 /// Named leases that give each background job to one process of the fleet at a time.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]

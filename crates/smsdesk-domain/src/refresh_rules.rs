@@ -104,6 +104,13 @@ impl Default for RefreshPolicy {
     }
 }
 
+/// One replica's share of a Twilio account's cap of requests in flight, when `live` replicas
+/// share it: `cap / live`, at least 1 (a fleet larger than the cap then exceeds it by at most one
+/// request per replica, rather than stalling). With one replica it is the whole cap.
+pub fn fleet_share(cap: usize, live: usize) -> usize {
+    (cap / live.max(1)).max(1)
+}
+
 /// A period for people: `1 minute`, `2 minutes`, `90 seconds`, `1 second`. Cool-down messages
 /// use it so they name the configured period, not a fixed one.
 pub fn describe_period(secs: u64) -> String {
@@ -160,6 +167,22 @@ impl CooldownClaim {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn replicas_split_the_cap_so_their_sum_never_exceeds_it() {
+        for (cap, live, share) in [
+            (50, 1, 50),
+            (50, 2, 25),
+            (50, 3, 16),
+            (50, 0, 50),
+            (2, 5, 1),
+        ] {
+            assert_eq!(fleet_share(cap, live), share, "cap {cap}, {live} replicas");
+            if live > 0 && live <= cap {
+                assert!(share * live <= cap, "cap {cap}, {live} replicas");
+            }
+        }
+    }
 
     #[test]
     fn a_zero_cooldown_grants_even_behind_a_later_claim() {

@@ -121,3 +121,10 @@ pub(crate) enum Leases {
     Holder,
     ExpiresAt,
 }
+
+#[derive(DeriveIden, Clone, Copy)]
+pub(crate) enum Replicas {
+    Table,
+    Id,
+    AliveUntil,
+}

@@ -68,25 +68,50 @@ pub async fn spawn_app() -> TestApp {
 /// demo team is seeded there (nor when the database already has one), `api_key` is then a new
 /// Pro team's admin key.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(None, configure).await
+}
+
+/// One replica of a fleet in production mode: Twilio is `sim`, shared with the other replicas,
+/// and `configure` names the shared database and encryption key. The replica's `api_key` is a
+/// new Pro team's admin key, whose account is registered on `sim`.
+pub async fn spawn_replica(sim: Arc<SimHandle>, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(Some(sim), |settings| {
+        settings.environment = Environment::Production;
+        configure(settings);
+    })
+    .await
+}
+
+async fn spawn(
+    shared_sim: Option<Arc<SimHandle>>,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temporary directory");
     let mut settings = test_settings(data_dir.path());
     configure(&mut settings);
-    let outside_sim = if settings.environment == Environment::Production {
-        let sim = smsdesk_twilio_sim::SimServer::start(smsdesk_twilio_sim::SimConfig {
-            speed: 0.0,
-            ..smsdesk_twilio_sim::SimConfig::default()
-        })
-        .await
-        .expect("the simulator starts");
-        // A test may put something (a faulty proxy) between the service and the simulator.
-        if settings.twilio_base_url.is_none() {
+    let outside_sim = match shared_sim {
+        Some(sim) => {
             settings.twilio_base_url = Some(sim.base_url().to_owned());
+            Some(sim)
         }
-        settings.encryption_key = Some(smsdesk_store::SecretCipher::generate_key());
-        Some(Arc::new(sim))
-    } else {
-        None
+        None if settings.environment == Environment::Production => {
+            let sim = smsdesk_twilio_sim::SimServer::start(smsdesk_twilio_sim::SimConfig {
+                speed: 0.0,
+                ..smsdesk_twilio_sim::SimConfig::default()
+            })
+            .await
+            .expect("the simulator starts");
+            // A test may put something (a faulty proxy) between the service and the simulator.
+            if settings.twilio_base_url.is_none() {
+                settings.twilio_base_url = Some(sim.base_url().to_owned());
+            }
+            Some(Arc::new(sim))
+        }
+        None => None,
     };
+    if settings.environment == Environment::Production && settings.encryption_key.is_none() {
+        settings.encryption_key = Some(smsdesk_store::SecretCipher::generate_key());
+    }
     let app = Application::build(settings)
         .await
         .expect("the application starts");

@@ -36,6 +36,7 @@ on_the_fake!(
     api_keys::another_teams_keys_are_invisible_and_cannot_be_revoked,
     leases::of_ten_concurrent_takers_exactly_one_holds_the_lease,
     leases::the_holder_renews_and_another_takes_over_only_once_it_has_expired,
+    replicas::the_live_count_follows_heartbeats_expiry_and_leaving,
     retention::old_messages_are_redacted_in_batches_once_and_keep_their_history,
     retention::without_masking_the_numbers_stay_and_concurrent_runs_redact_each_message_once,
 );

@@ -1,6 +1,7 @@
 //! [`TwilioClient`]: the [`SmsProvider`] over Twilio's REST API.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -11,9 +12,9 @@ use smsdesk_domain::ports::{
     OutboundSms, ProviderError, ProviderMessage, Sender, SmsProvider, TwilioAuth, TwilioCredentials,
 };
 use smsdesk_domain::{AccountSid, MessageSid};
-use tokio::sync::Semaphore;
 
 use crate::config::TwilioConfig;
+use crate::gate::Gate;
 use crate::retry::{Idempotency, with_retries};
 use crate::wire::{TwilioErrorBody, parse_date, parse_error, parse_message};
 
@@ -39,8 +40,11 @@ pub struct TwilioClient {
 struct Inner {
     http: reqwest::Client,
     config: TwilioConfig,
-    /// One semaphore per account: the cap holds across every caller of this client.
-    limits: Mutex<HashMap<AccountSid, Arc<Semaphore>>>,
+    /// One gate per account: the cap holds across every caller of this client.
+    limits: Mutex<HashMap<AccountSid, Arc<Gate>>>,
+    /// Requests in flight allowed per account from this process: the whole cap, or this
+    /// replica's share of it in a fleet.
+    share: Arc<AtomicUsize>,
 }
 
 impl TwilioClient {
@@ -68,13 +72,39 @@ impl TwilioClient {
             .user_agent(concat!("smsdesk/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientBuildError::Http(e.to_string()))?;
+        let share = Arc::new(AtomicUsize::new(config.per_account_concurrency));
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
                 config,
                 limits: Mutex::new(HashMap::new()),
+                share,
             }),
         })
+    }
+
+    /// Sets this process's share of every account's cap to `share` requests in flight (at least
+    /// 1, at most the configured cap): a fleet of N replicas gives each `cap / N`
+    /// (`smsdesk_domain::refresh_rules::fleet_share`), so together they never exceed the cap.
+    /// Requests already in flight finish; new ones wait while the process is over its share.
+    pub fn set_share(&self, share: usize) {
+        let share = share.clamp(1, self.inner.config.per_account_concurrency);
+        let before = self.inner.share.swap(share, Ordering::SeqCst);
+        if share > before {
+            let limits = self
+                .inner
+                .limits
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for gate in limits.values() {
+                gate.recheck();
+            }
+        }
+    }
+
+    /// This process's share of each account's cap now.
+    pub fn share(&self) -> usize {
+        self.inner.share.load(Ordering::SeqCst)
     }
 
     /// The settings in use.
@@ -82,7 +112,7 @@ impl TwilioClient {
         &self.inner.config
     }
 
-    fn limit_for(&self, account: &AccountSid) -> Arc<Semaphore> {
+    fn limit_for(&self, account: &AccountSid) -> Arc<Gate> {
         let mut limits = self
             .inner
             .limits
@@ -90,7 +120,7 @@ impl TwilioClient {
             .unwrap_or_else(PoisonError::into_inner);
         limits
             .entry(account.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.per_account_concurrency)))
+            .or_insert_with(|| Arc::new(Gate::new(self.inner.share.clone())))
             .clone()
     }
 
@@ -110,12 +140,7 @@ impl TwilioClient {
         operation: &'static str,
     ) -> Result<ProviderMessage, ProviderError> {
         let limit = self.limit_for(&credentials.account_sid);
-        let permit = limit
-            .acquire()
-            .await
-            .map_err(|_| ProviderError::Unexpected {
-                reason: "the concurrency limit was closed".into(),
-            })?;
+        let permit = limit.enter().await;
         let request = authenticate(request, credentials).header("Accept", "application/json");
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status().as_u16();

@@ -25,6 +25,7 @@
 
 pub mod client;
 pub mod config;
+mod gate;
 mod retry;
 pub mod signature;
 mod wire;

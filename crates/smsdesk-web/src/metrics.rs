@@ -13,7 +13,9 @@
 //!   message was stored, by what they did then;
 //! - `smsdesk_parked_callbacks_discarded_total`: parked callbacks whose message never appeared;
 //! - `smsdesk_inbound_sms_total{outcome}`: inbound SMS webhooks (`stored`, `duplicate`);
-//! - `smsdesk_api_key_lookups_total`: API keys looked up in the database.
+//! - `smsdesk_api_key_lookups_total`: API keys looked up in the database;
+//! - `smsdesk_fleet_replicas`, `smsdesk_twilio_account_share`: the live replicas this one saw at
+//!   its last heartbeat, and its share of each Twilio account's cap.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,6 +24,7 @@ use async_trait::async_trait;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use smsdesk_domain::MessageSid;
@@ -90,6 +93,8 @@ pub struct Metrics {
     parked_discarded: Counter,
     inbound_sms: Family<OutcomeLabels, Counter>,
     api_key_lookups: Counter,
+    fleet_replicas: Gauge,
+    twilio_account_share: Gauge,
 }
 
 impl Default for Metrics {
@@ -170,6 +175,18 @@ impl Metrics {
             "API keys looked up in the database (a key that authenticated is answered from memory for a few seconds)",
             api_key_lookups.clone(),
         );
+        let fleet_replicas = Gauge::default();
+        registry.register(
+            "fleet_replicas",
+            "Live replicas of this service on its database, at this replica's last heartbeat",
+            fleet_replicas.clone(),
+        );
+        let twilio_account_share = Gauge::default();
+        registry.register(
+            "twilio_account_share",
+            "Requests in flight to one Twilio account this replica may have: its share of the cap",
+            twilio_account_share.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -183,7 +200,17 @@ impl Metrics {
             parked_discarded,
             inbound_sms,
             api_key_lookups,
+            fleet_replicas,
+            twilio_account_share,
         }
+    }
+
+    /// Records the fleet as this replica last saw it.
+    pub fn record_fleet(&self, live_replicas: usize, share: usize) {
+        self.fleet_replicas
+            .set(i64::try_from(live_replicas).unwrap_or(i64::MAX));
+        self.twilio_account_share
+            .set(i64::try_from(share).unwrap_or(i64::MAX));
     }
 
     /// Counts an API key looked up in the database.

@@ -10,8 +10,9 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer};
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
-use smsdesk_domain::ports::Leases;
+use smsdesk_domain::fleet_share;
 use smsdesk_domain::ports::{Clock, SmsProvider, SystemClock};
+use smsdesk_domain::ports::{Leases, ReplicaRegistry};
 use smsdesk_domain::services::ApplyRetention;
 use smsdesk_store::{SecretCipher, Store, StoreOptions};
 use smsdesk_twilio::{TwilioClient, TwilioConfig};
@@ -51,6 +52,9 @@ pub struct Application {
     simulator: Option<Arc<SimHandle>>,
     demo_api_key: Option<String>,
     housekeeping: tokio::task::JoinHandle<()>,
+    heartbeat: tokio::task::JoinHandle<()>,
+    /// This process in the fleet's roll call, left on a graceful stop.
+    replica: String,
 }
 
 /// `/readyz` over the database.
@@ -82,7 +86,8 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let addr = listener.local_addr().context("reading the bound address")?;
 
-        let (provider, simulator) = twilio(&settings, &store).await?;
+        let (twilio_client, simulator) = twilio(&settings, &store).await?;
+        let provider: Arc<dyn SmsProvider> = Arc::new(twilio_client.clone());
         let public_base_url = settings.public_base_url.clone().or_else(|| {
             // With the simulator, callbacks come back to this very process: the whole loop runs
             // offline, and the page sees statuses change without polling.
@@ -136,10 +141,24 @@ impl Application {
             );
             ApplyRetention::new(shared.clone(), clock.clone(), policy)
         });
+        // This process as the fleet knows it: in lease rows and the replica roll call.
+        let replica = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
+        let fleet = Fleet {
+            registry: shared.clone(),
+            clock: clock.clone(),
+            replica: replica.clone(),
+            twilio: twilio_client,
+            metrics: state.metrics().clone(),
+        };
+        // Take this replica's share before serving, so a replica joining a busy fleet never
+        // starts with the whole cap.
+        fleet.check_in().await;
+        let fleet_replica = fleet.replica.clone();
+        let heartbeat = spawn_heartbeat(fleet);
         let jobs = FleetJobs {
             leases: shared.clone(),
             clock: clock.clone(),
-            holder: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+            holder: replica,
         };
         let housekeeping = spawn_housekeeping(state.clone(), jobs, retention);
         let server = HttpServer::new({
@@ -162,6 +181,8 @@ impl Application {
             simulator: simulator.map(Arc::new),
             demo_api_key,
             housekeeping,
+            heartbeat,
+            replica: fleet_replica,
         })
     }
 
@@ -198,6 +219,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         self.housekeeping.abort();
+        self.heartbeat.abort();
+        // Give this replica's share back at once rather than when its check-in expires.
+        if let Err(error) = ReplicaRegistry::leave(&self.store, &self.replica).await {
+            tracing::warn!(%error, "could not leave the fleet's roll call");
+        }
         // Stop the simulator unless a test still holds it (it then ends with the runtime).
         if let Some(sim) = self.simulator.and_then(|sim| Arc::try_unwrap(sim).ok()) {
             sim.stop().await;
@@ -207,6 +233,64 @@ impl Application {
         }
         served
     }
+}
+
+/// How often a replica checks in with the fleet's roll call (and recomputes its share of each
+/// Twilio account's cap).
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// How long a check-in counts: two heartbeats. A replica that dies drops out of the count that
+/// long after its last check-in, and the others take its share at their next heartbeat.
+const REPLICA_TTL: Duration = Duration::from_secs(10);
+
+/// This replica's place in the fleet: its check-ins set its share of each Twilio account's cap.
+struct Fleet {
+    registry: Arc<dyn ReplicaRegistry>,
+    clock: Arc<dyn Clock>,
+    replica: String,
+    twilio: TwilioClient,
+    metrics: Arc<smsdesk_web::Metrics>,
+}
+
+impl Fleet {
+    /// Checks in and takes `cap / live replicas` of each account's cap; on a store failure the
+    /// last share stays (the database is then unreachable for every replica alike).
+    async fn check_in(&self) {
+        match self
+            .registry
+            .heartbeat(&self.replica, self.clock.now(), REPLICA_TTL)
+            .await
+        {
+            Ok(live) => {
+                let cap = self.twilio.config().per_account_concurrency;
+                let share = fleet_share(cap, live);
+                if share != self.twilio.share() {
+                    tracing::info!(
+                        live,
+                        share,
+                        cap,
+                        "fleet changed: new share of the Twilio cap"
+                    );
+                }
+                self.twilio.set_share(share);
+                self.metrics.record_fleet(live, self.twilio.share());
+            }
+            Err(error) => tracing::warn!(%error, "could not check in with the fleet"),
+        }
+    }
+}
+
+fn spawn_heartbeat(fleet: Fleet) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(HEARTBEAT);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate and `build` has just checked in.
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            fleet.check_in().await;
+        }
+    })
 }
 
 /// The background jobs only one replica of a fleet runs at a time, each behind its lease.
@@ -344,7 +428,7 @@ pub fn cipher_for(settings: &Settings) -> anyhow::Result<SecretCipher> {
 async fn twilio(
     settings: &Settings,
     store: &Store,
-) -> anyhow::Result<(Arc<dyn SmsProvider>, Option<SimHandle>)> {
+) -> anyhow::Result<(TwilioClient, Option<SimHandle>)> {
     let mut config = TwilioConfig {
         per_account_concurrency: settings.twilio_account_concurrency.max(1),
         request_timeout: Duration::from_millis(settings.twilio_request_timeout_ms.max(1)),
@@ -354,7 +438,7 @@ async fn twilio(
         config.base_url = base_url.trim_end_matches('/').to_owned();
         let client = TwilioClient::new(config).context("building the Twilio client")?;
         tracing::info!(base_url = %base_url, "using Twilio's API");
-        return Ok((Arc::new(client), None));
+        return Ok((client, None));
     }
     if settings.is_production() {
         bail!("SMSDESK_TWILIO_BASE_URL is required in production (https://api.twilio.com)");
@@ -375,5 +459,5 @@ async fn twilio(
     );
     config.base_url = sim.base_url().to_owned();
     let client = TwilioClient::new(config).context("building the Twilio client")?;
-    Ok((Arc::new(client), Some(sim)))
+    Ok((client, Some(sim)))
 }

@@ -21,6 +21,7 @@ mod integrations;
 mod leases;
 mod limiter;
 mod messages;
+mod replicas;
 mod retention;
 mod store_only;
 

@@ -1,6 +1,6 @@
 //! The contract of the domain's storage ports, written once: every implementation of
 //! `MessageRepository`, `IntegrationRepository`, `RefreshLimiter`, `CallbackInbox` and
-//! `ApiKeyRepository`, `MessageRetention` and `Leases` must pass
+//! `ApiKeyRepository`, `MessageRetention`, `Leases` and `ReplicaRegistry` must pass
 //! these cases. `smsdesk-store` runs them on SQLite and PostgreSQL; this crate's own tests run them
 //! on the domain's in-memory fake (`fakes::InMemoryStore`), which claims to honour the same
 //! contract; an embedder with its own adapter can run them too.
@@ -32,8 +32,8 @@ use smsdesk_domain::fakes::InMemoryStore;
 use smsdesk_domain::ports::{
     ApiKeyRepository, CallbackInbox, IntegrationRepository, Leases, MessageCursor, MessagePage,
     MessageQuery, MessageRepository, MessageRetention, NewIntegration, ObservationWrite,
-    RefreshLimiter, RepositoryError, Sender, StateChange, TwilioAuth, TwilioIntegration,
-    WriteOutcome,
+    RefreshLimiter, ReplicaRegistry, RepositoryError, Sender, StateChange, TwilioAuth,
+    TwilioIntegration, WriteOutcome,
 };
 use smsdesk_domain::retention::RetentionPolicy;
 use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
@@ -49,6 +49,7 @@ pub mod integrations;
 pub mod leases;
 pub mod limiter;
 pub mod messages;
+pub mod replicas;
 pub mod retention;
 
 /// The account most cases store messages under.
@@ -82,6 +83,7 @@ pub struct PortSet {
     keys: Arc<dyn ApiKeyRepository>,
     retention: Arc<dyn MessageRetention>,
     leases: Arc<dyn Leases>,
+    replicas: Arc<dyn ReplicaRegistry>,
 }
 
 impl PortSet {
@@ -89,7 +91,7 @@ impl PortSet {
     pub fn of<T>(implementation: T) -> Self
     where
         T: MessageRepository + IntegrationRepository + RefreshLimiter + CallbackInbox,
-        T: ApiKeyRepository + MessageRetention + Leases + Clone + 'static,
+        T: ApiKeyRepository + MessageRetention + Leases + ReplicaRegistry + Clone + 'static,
     {
         Self {
             messages: Arc::new(implementation.clone()),
@@ -98,7 +100,8 @@ impl PortSet {
             inbox: Arc::new(implementation.clone()),
             keys: Arc::new(implementation.clone()),
             retention: Arc::new(implementation.clone()),
-            leases: Arc::new(implementation),
+            leases: Arc::new(implementation.clone()),
+            replicas: Arc::new(implementation),
         }
     }
 }
@@ -276,6 +279,22 @@ impl Leases for PortSet {
 
     async fn release(&self, name: &str, holder: &str) -> Result<(), RepositoryError> {
         self.leases.release(name, holder).await
+    }
+}
+
+#[async_trait]
+impl ReplicaRegistry for PortSet {
+    async fn heartbeat(
+        &self,
+        replica: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<usize, RepositoryError> {
+        self.replicas.heartbeat(replica, now, ttl).await
+    }
+
+    async fn leave(&self, replica: &str) -> Result<(), RepositoryError> {
+        self.replicas.leave(replica).await
     }
 }
 

@@ -1,0 +1,120 @@
+//! A fleet on one PostgreSQL database: replicas share one Twilio account's cap between them, so
+//! together they never draw a 429 from a Twilio that refuses above its cap.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use smsdesk_domain::MessageStatus;
+use smsdesk_test_support::app::{TestApp, fresh_postgres, spawn_replica};
+use smsdesk_twilio_sim::{FaultConfig, LatencyConfig, SimConfig, SimServer};
+
+/// A metric's value as `app` serves it.
+async fn metric(app: &TestApp, name: &str) -> Option<f64> {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_split_the_account_cap_and_twenty_bulks_draw_no_429() {
+    let Some(database) = fresh_postgres("two_replicas_split_the_account_cap").await else {
+        return;
+    };
+    // Twilio's per-account concurrency limit, as the simulator enforces it.
+    const CAP: usize = 50;
+    let sim = Arc::new(
+        SimServer::start(SimConfig {
+            speed: 0.0,
+            latency: LatencyConfig::fixed(Duration::from_millis(20)),
+            faults: FaultConfig {
+                max_in_flight: Some(CAP),
+                ..FaultConfig::default()
+            },
+            ..SimConfig::default()
+        })
+        .await
+        .expect("the simulator starts"),
+    );
+    let key = smsdesk_store::SecretCipher::generate_key();
+    let replica = |settings: &mut smsdesk::Settings| {
+        settings.database_url = Some(database.url.clone());
+        settings.encryption_key = Some(key.clone());
+        settings.twilio_account_concurrency = CAP;
+        settings.bulk_cooldown_secs = 0;
+        settings.message_cooldown_secs = 0;
+    };
+    let first = spawn_replica(sim.clone(), replica).await;
+    let second = spawn_replica(sim.clone(), replica).await;
+
+    // The first replica learns of the second at its next heartbeat (every 5 s).
+    let since = Instant::now();
+    while metric(&first, "smsdesk_fleet_replicas").await != Some(2.0) {
+        assert!(
+            since.elapsed() < Duration::from_secs(12),
+            "the first replica never saw the second"
+        );
+        // A polling interval, not a wait for the outcome.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for app in [&first, &second] {
+        assert_eq!(
+            metric(app, "smsdesk_twilio_account_share").await,
+            Some((CAP / 2) as f64),
+            "each replica takes half the cap"
+        );
+    }
+
+    let team = first.demo_team().await;
+    let statuses = [MessageStatus::Sent, MessageStatus::Delivered];
+    for n in 0..100 {
+        first
+            .message_without_callbacks(team, statuses[n % statuses.len()].clone())
+            .await;
+    }
+    let bulks: Vec<_> = (0..20)
+        .map(|n| {
+            let app = if n % 2 == 0 { &first } else { &second };
+            let http = app.http.clone();
+            let url = app.url("/api/integrations/twilio/messages/refresh-status?hours=24");
+            let key = first.api_key.clone();
+            tokio::spawn(async move {
+                let answer = http
+                    .post(url)
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .expect("answered");
+                (answer.status(), answer.text().await.unwrap_or_default())
+            })
+        })
+        .collect();
+    let mut fetched = 0;
+    for bulk in futures::future::join_all(bulks).await {
+        let (status, body) = bulk.expect("joins");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(json["summary"]["failed"], 0, "no failed outcome: {body}");
+        fetched += json["summary"]["twilioCalls"].as_u64().unwrap_or(0);
+    }
+    let stats = sim.stats();
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "two replicas, 20 bulks: {fetched} fetches, {} answered 429, at most {} in flight",
+        stats.rate_limited,
+        stats.max_in_flight
+    );
+    assert_eq!(fetched, 2000, "every bulk asked about every message");
+    assert_eq!(stats.rate_limited, 0, "the fleet never went over the cap");
+    assert!(stats.max_in_flight <= CAP as u64, "{stats:?}");
+}
