@@ -10,19 +10,9 @@ use smsdesk_test_support::app::{TestApp, fresh_postgres, spawn_app, spawn_app_wi
 
 /// `smsdesk_api_key_lookups_total` of `app`.
 async fn lookups(app: &TestApp) -> u64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
+    app.metric("smsdesk_api_key_lookups_total")
         .await
-        .expect("metrics answered")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|line| line.strip_prefix("smsdesk_api_key_lookups_total "))
-        .and_then(|count| count.trim().parse().ok())
-        .unwrap_or(0)
+        .map_or(0, |count| count as u64)
 }
 
 async fn list_with(app: &TestApp, key: &str) -> StatusCode {

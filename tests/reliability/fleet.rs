@@ -6,24 +6,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use smsdesk_domain::MessageStatus;
-use smsdesk_test_support::app::{TestApp, fresh_postgres, spawn_replica};
+use smsdesk_test_support::app::{concurrent_bulks, fresh_postgres, spawn_replica};
 use smsdesk_twilio_sim::{FaultConfig, LatencyConfig, SimConfig, SimServer};
-
-/// A metric's value as `app` serves it.
-async fn metric(app: &TestApp, name: &str) -> Option<f64> {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .and_then(|value| value.trim().parse().ok())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_split_the_account_cap_and_twenty_bulks_draw_no_429() {
@@ -58,7 +42,7 @@ async fn two_replicas_split_the_account_cap_and_twenty_bulks_draw_no_429() {
 
     // The first replica learns of the second at its next heartbeat (every 5 s).
     let since = Instant::now();
-    while metric(&first, "smsdesk_fleet_replicas").await != Some(2.0) {
+    while first.metric("smsdesk_fleet_replicas").await != Some(2.0) {
         assert!(
             since.elapsed() < Duration::from_secs(12),
             "the first replica never saw the second"
@@ -68,7 +52,7 @@ async fn two_replicas_split_the_account_cap_and_twenty_bulks_draw_no_429() {
     }
     for app in [&first, &second] {
         assert_eq!(
-            metric(app, "smsdesk_twilio_account_share").await,
+            app.metric("smsdesk_twilio_account_share").await,
             Some((CAP / 2) as f64),
             "each replica takes half the cap"
         );
@@ -81,30 +65,11 @@ async fn two_replicas_split_the_account_cap_and_twenty_bulks_draw_no_429() {
             .message_without_callbacks(team, statuses[n % statuses.len()].clone())
             .await;
     }
-    let bulks: Vec<_> = (0..20)
-        .map(|n| {
-            let app = if n % 2 == 0 { &first } else { &second };
-            let http = app.http.clone();
-            let url = app.url("/api/integrations/twilio/messages/refresh-status?hours=24");
-            let key = first.api_key.clone();
-            tokio::spawn(async move {
-                let answer = http
-                    .post(url)
-                    .bearer_auth(key)
-                    .send()
-                    .await
-                    .expect("answered");
-                (answer.status(), answer.text().await.unwrap_or_default())
-            })
-        })
-        .collect();
     let mut fetched = 0;
-    for bulk in futures::future::join_all(bulks).await {
-        let (status, body) = bulk.expect("joins");
+    for (status, body) in concurrent_bulks(&[&first, &second], &first.api_key, 20).await {
         assert_eq!(status, StatusCode::OK, "{body}");
-        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        assert_eq!(json["summary"]["failed"], 0, "no failed outcome: {body}");
-        fetched += json["summary"]["twilioCalls"].as_u64().unwrap_or(0);
+        assert_eq!(body["summary"]["failed"], 0, "no failed outcome: {body}");
+        fetched += body["summary"]["twilioCalls"].as_u64().unwrap_or(0);
     }
     let stats = sim.stats();
     use std::io::Write as _;

@@ -6,10 +6,10 @@ use rand::{Rng as _, SeedableRng as _};
 use reqwest::StatusCode;
 use smsdesk_domain::MessageStatus;
 
+use smsdesk_test_support::app::{concurrent_bulks, error_code, spawn_app, spawn_app_with};
 use smsdesk_test_support::app::{
     credentials, fresh_postgres, rank, signed_callback, stored_status,
 };
-use smsdesk_test_support::app::{error_code, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_hundred_concurrent_refreshes_of_one_message_make_exactly_one_twilio_call() {
@@ -230,29 +230,10 @@ async fn thirty_concurrent_bulks_over_the_same_messages_never_deadlock_on_postgr
     }
     let before = deadlocks(&database.url).await;
 
-    let bulks: Vec<_> = (0..30)
-        .map(|_| {
-            let http = app.http.clone();
-            let url = app.url("/api/integrations/twilio/messages/refresh-status?hours=24");
-            let key = app.api_key.clone();
-            tokio::spawn(async move {
-                let answer = http
-                    .post(url)
-                    .bearer_auth(key)
-                    .send()
-                    .await
-                    .expect("answered");
-                let status = answer.status();
-                (status, answer.text().await.unwrap_or_default())
-            })
-        })
-        .collect();
     let mut failed = 0;
-    for bulk in futures::future::join_all(bulks).await {
-        let (status, body) = bulk.expect("joins");
+    for (status, body) in concurrent_bulks(&[&app], &app.api_key, 30).await {
         assert_eq!(status, StatusCode::OK, "no bulk is refused: {body}");
-        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        failed += json["summary"]["failed"].as_u64().unwrap_or(0);
+        failed += body["summary"]["failed"].as_u64().unwrap_or(0);
     }
     assert_eq!(failed, 0, "no outcome failed");
     // Statistics reach pg_stat_database when each backend's transaction ends; the service's

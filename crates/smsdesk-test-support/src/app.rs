@@ -164,6 +164,22 @@ impl TestApp {
         response.json().await.expect("JSON body")
     }
 
+    /// The value of metric `name` (an unlabelled one) as `/metrics` serves it now.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|value| value.trim().parse().ok())
+    }
+
     /// `POST …/refresh-status?messageSid=` with `key`.
     pub async fn refresh_one(&self, key: &str, sid: &str) -> Response {
         self.http
@@ -463,4 +479,36 @@ pub fn outcome_of(body: &Value, sid: &str) -> Value {
         .collect();
     assert_eq!(matching.len(), 1, "exactly one outcome for {sid} in {body}");
     matching[0].clone()
+}
+
+/// Starts `count` bulk refreshes (`hours=24`) at once with `key`, spread over `replicas` in turn,
+/// and returns each answer's status and JSON body, in start order.
+pub async fn concurrent_bulks(
+    replicas: &[&TestApp],
+    key: &str,
+    count: usize,
+) -> Vec<(StatusCode, Value)> {
+    let bulks: Vec<_> = (0..count)
+        .map(|n| {
+            let app = replicas[n % replicas.len()];
+            let request = app
+                .http
+                .post(app.url("/api/integrations/twilio/messages/refresh-status?hours=24"))
+                .bearer_auth(key);
+            tokio::spawn(async move {
+                let answer = request.send().await.expect("answered");
+                let status = answer.status();
+                let text = answer.text().await.unwrap_or_default();
+                (
+                    status,
+                    serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                )
+            })
+        })
+        .collect();
+    futures::future::join_all(bulks)
+        .await
+        .into_iter()
+        .map(|bulk| bulk.expect("the bulk's task ends"))
+        .collect()
 }
