@@ -189,13 +189,19 @@ impl MessageRepository for InMemoryStore {
                 outcomes.push(WriteOutcome::Missing);
                 continue;
             };
-            let staged_status = staged_messages
+            let staged = staged_messages
                 .iter()
                 .rev()
                 .find(|m: &&Message| m.sid == write.sid)
-                .map_or(&current.delivery.status, |m| &m.delivery.status);
+                .unwrap_or(current);
+            let moved_on = |change: &crate::ports::StateChange| {
+                change.expected_status != staged.delivery.status
+                    || change
+                        .expected_updated_at
+                        .is_some_and(|at| at != staged.updated_at)
+            };
             match &write.change {
-                Some(change) if change.expected_status != *staged_status => {
+                Some(change) if moved_on(change) => {
                     outcomes.push(WriteOutcome::Conflict);
                 }
                 Some(change) => {

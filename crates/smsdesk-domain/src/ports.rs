@@ -44,6 +44,11 @@ pub struct StateChange {
     /// another writer got there first: the write is refused ([`WriteOutcome::Conflict`]) rather
     /// than allowed to overwrite a newer status.
     pub expected_status: MessageStatus,
+    /// When set, also conditional on the stored row's `updated_at` still being this: a
+    /// concurrent write that kept the status but filled in other details (an error code, a
+    /// price) is then a conflict too, instead of being overwritten by a state decided from the
+    /// older read. The use cases always set it.
+    pub expected_updated_at: Option<Timestamp>,
     /// The state to store.
     pub next: DeliveryState,
 }

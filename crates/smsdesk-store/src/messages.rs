@@ -519,7 +519,7 @@ impl MessageRepository for Store {
             // since the caller read it. A concurrent writer that got there first makes this
             // match no row.
             let next = &change.next;
-            let update = Query::update()
+            let mut update = Query::update()
                 .table(SmsMessages::Table)
                 .value(SmsMessages::Status, next.status.as_str())
                 .value(SmsMessages::ErrorCode, to_i64(next.error_code))
@@ -535,6 +535,9 @@ impl MessageRepository for Store {
                 .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
                 .and_where(Expr::col(SmsMessages::Status).eq(change.expected_status.as_str()))
                 .to_owned();
+            if let Some(at) = change.expected_updated_at {
+                update.and_where(Expr::col(SmsMessages::UpdatedAt).eq(stored_time(at)));
+            }
             if execute(&tx, &update).await.map_err(repo_err)? == 1 {
                 events.push(EventRow {
                     message_id,

@@ -76,6 +76,7 @@ pub(crate) async fn store_observations(
                 observation: observation.clone(),
                 change: decision.next_state().map(|next| StateChange {
                     expected_status: message.delivery.status.clone(),
+                    expected_updated_at: Some(message.updated_at),
                     next: next.clone(),
                 }),
             })

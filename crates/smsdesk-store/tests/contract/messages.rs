@@ -6,6 +6,7 @@ crate::on_both_databases!(
     another_teams_rows_are_invisible_and_untouchable_through_every_method,
     observations_are_applied_conditionally_and_recorded_in_order,
     of_two_concurrent_writers_from_the_same_status_exactly_one_wins,
+    of_two_writers_enriching_the_same_status_from_one_read_exactly_one_wins,
     two_batches_over_the_same_messages_in_opposite_orders_both_finish,
     bulk_candidates_are_the_windows_outbound_unfinished_messages_newest_first_at_most_100,
     listing_filters_and_pages_without_gaps_or_repeats,

@@ -576,3 +576,69 @@ pub async fn listing_filters_and_pages_without_gaps_or_repeats(subject: &dyn Con
         "a huge limit is capped, not an error"
     );
 }
+
+pub async fn of_two_writers_enriching_the_same_status_from_one_read_exactly_one_wins(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    stored(
+        store,
+        new_message(
+            a,
+            1,
+            Direction::OutboundApi,
+            MessageStatus::Undelivered,
+            at(0),
+        ),
+    )
+    .await;
+    let read = store
+        .find(a, &sid(1))
+        .await
+        .expect("readable")
+        .expect("present");
+    let enrich = |state: DeliveryState, when: i64| ObservationWrite {
+        sid: sid(1),
+        observation: StatusObservation {
+            state: state.clone(),
+            source: ObservationSource::Callback,
+            observed_at: at(when),
+        },
+        change: Some(StateChange {
+            expected_status: MessageStatus::Undelivered,
+            expected_updated_at: Some(read.updated_at),
+            next: state,
+        }),
+    };
+    let with_code = DeliveryState {
+        error_code: Some(30_003),
+        ..DeliveryState::new(MessageStatus::Undelivered)
+    };
+    let with_price = DeliveryState {
+        price: Some("-0.00750".into()),
+        ..DeliveryState::new(MessageStatus::Undelivered)
+    };
+    let first = store
+        .apply_observations(a, vec![enrich(with_code.clone(), 10)])
+        .await
+        .expect("no store error");
+    let second = store
+        .apply_observations(a, vec![enrich(with_price, 11)])
+        .await
+        .expect("no store error");
+    assert_eq!(
+        (first, second),
+        (vec![WriteOutcome::Written], vec![WriteOutcome::Conflict]),
+        "the second writer decided from a read the first one changed"
+    );
+    let stored_now = store
+        .find(a, &sid(1))
+        .await
+        .expect("readable")
+        .expect("present");
+    assert_eq!(
+        stored_now.delivery, with_code,
+        "the first writer's details were not overwritten"
+    );
+}

@@ -408,6 +408,7 @@ pub fn change_write(
         observation: observation(next.clone(), ObservationSource::Poll, at),
         change: Some(StateChange {
             expected_status: expected,
+            expected_updated_at: None,
             next: DeliveryState::new(next),
         }),
     }
