@@ -147,6 +147,9 @@ impl TwilioClient {
         let retry_after = retry_after(response.headers());
         let body = response.bytes().await.map_err(transport_error)?;
         drop(permit);
+        if status == 429 {
+            limit.penalise();
+        }
         let redacted = redact(&body, credentials);
         tracing::debug!(
             operation,
