@@ -634,22 +634,41 @@ impl MessageRetention for Store {
             due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         }
         let rows = tx.query_all(&due).await.map_err(repo_err)?;
-        let mut redacted = 0;
-        for row in &rows {
-            let id = get::<i64>(row, "id")?;
-            let from = get::<String>(row, "from_address")?;
-            let to = get::<String>(row, "to_address")?;
-            let update = Query::update()
+        let redact = || {
+            Query::update()
                 .table(SmsMessages::Table)
                 .value(SmsMessages::Body, "")
-                .value(SmsMessages::FromAddress, policy.redact_address(&from))
-                .value(SmsMessages::ToAddress, policy.redact_address(&to))
                 .value(SmsMessages::RedactedAt, stored_time(now))
-                .and_where(Expr::col(SmsMessages::Id).eq(id))
                 .and_where(Expr::col(SmsMessages::RedactedAt).is_null())
+                .to_owned()
+        };
+        let redacted = if rows.is_empty() {
+            0
+        } else if policy.mask_numbers {
+            // Each row's masked numbers differ, so each row is its own UPDATE.
+            let mut redacted = 0;
+            for row in &rows {
+                let from = get::<String>(row, "from_address")?;
+                let to = get::<String>(row, "to_address")?;
+                let update = redact()
+                    .value(SmsMessages::FromAddress, policy.redact_address(&from))
+                    .value(SmsMessages::ToAddress, policy.redact_address(&to))
+                    .and_where(Expr::col(SmsMessages::Id).eq(get::<i64>(row, "id")?))
+                    .to_owned();
+                redacted += execute(&tx, &update).await.map_err(repo_err)?;
+            }
+            redacted
+        } else {
+            // Numbers stay: one statement for the whole batch.
+            let ids = rows
+                .iter()
+                .map(|row| get::<i64>(row, "id"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let update = redact()
+                .and_where(Expr::col(SmsMessages::Id).is_in(ids))
                 .to_owned();
-            redacted += execute(&tx, &update).await.map_err(repo_err)?;
-        }
+            execute(&tx, &update).await.map_err(repo_err)?
+        };
         tx.commit().await.map_err(repo_err)?;
         Ok(redacted)
     }

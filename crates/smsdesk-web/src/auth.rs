@@ -21,7 +21,7 @@ use smsdesk_domain::ports::Clock;
 use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
 use smsdesk_domain::{Requester, Timestamp};
 
-use crate::edge::{EdgeKey, UnverifiedKey, bearer_token, rate_limited};
+use crate::edge::{EdgeKey, PresentedKey, bearer_token, rate_limited};
 use crate::error::{ApiError, store_error};
 use crate::state::WebState;
 
@@ -34,6 +34,12 @@ pub const KEY_CACHE_FRESH_FOR: Duration = Duration::from_secs(4);
 
 /// How long a key that authenticated counts as known at the edge (charged to its own budget).
 pub const KEY_CACHE_KNOWN_FOR: Duration = Duration::from_secs(3600);
+
+/// How long before `now` a key was verified at `at`. A time in the future (the wall clock stepped
+/// back) counts as infinitely old: a revoked key must never look fresh because the clock moved.
+fn age(now: Timestamp, at: Timestamp) -> Duration {
+    (now - at).to_std().unwrap_or(Duration::MAX)
+}
 
 /// Keys that authenticated in this process, by keyed hash (the map never holds a key).
 pub struct KeyCache {
@@ -57,12 +63,9 @@ impl KeyCache {
         self.hasher.hash_one(presented)
     }
 
-    /// How long ago `verified_at` was. A time in the future (the wall clock stepped back) counts
-    /// as infinitely old: a revoked key must never look fresh because the clock moved.
+    /// How long ago `verified_at` was, by this cache's clock (see [`age`]).
     fn age(&self, verified_at: Timestamp) -> Duration {
-        (self.clock.now() - verified_at)
-            .to_std()
-            .unwrap_or(Duration::MAX)
+        age(self.clock.now(), verified_at)
     }
 
     /// Whether the key authenticated here within [`KEY_CACHE_KNOWN_FOR`].
@@ -95,11 +98,39 @@ impl KeyCache {
     pub fn housekeeping(&self) {
         let now = self.clock.now();
         self.lock()
-            .retain(|_, (_, at)| (now - *at).to_std().unwrap_or_default() < KEY_CACHE_KNOWN_FOR);
+            .retain(|_, (_, at)| age(now, *at) < KEY_CACHE_KNOWN_FOR);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Requester, Timestamp)>> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Asks the store about a key not answered from memory, remembers a valid one and, when the edge
+/// charged the request to the IP (the key was unverified), charges the key's own budget too.
+async fn look_up(
+    state: &WebState,
+    token: &SecretString,
+    presented: PresentedKey,
+) -> Result<Requester, ApiError> {
+    state.metrics().record_api_key_lookup();
+    let cache = state.key_cache();
+    match state.authenticator().authenticate(token).await {
+        Ok(Some(requester)) => {
+            cache.remember(presented.hash, requester);
+            if presented.unverified {
+                state
+                    .rate_limiter()
+                    .check(EdgeKey::ApiKey(presented.hash))
+                    .map_err(rate_limited)?;
+            }
+            Ok(requester)
+        }
+        Ok(None) => {
+            cache.forget(presented.hash);
+            Err(ApiError::unauthorized("the API key is not valid"))
+        }
+        Err(error) => Err(store_error(&error)),
     }
 }
 
@@ -116,7 +147,7 @@ impl FromRequest for Authenticated {
         let has_header = req
             .headers()
             .contains_key(actix_web::http::header::AUTHORIZATION);
-        let unverified_at_the_edge = req.extensions().get::<UnverifiedKey>().is_some();
+        let presented = req.extensions().get::<PresentedKey>().copied();
         let token = bearer_token(req)
             .filter(|t| t.len() <= MAX_KEY_LEN && t.bytes().all(|b| b.is_ascii_graphic()))
             .map(|t| SecretString::from(t.to_owned()));
@@ -131,32 +162,14 @@ impl FromRequest for Authenticated {
                     "an API key is required: send 'Authorization: Bearer <api key>'"
                 }));
             };
-            let cache = state.key_cache();
-            let hash = cache.hash(token.expose_secret());
-            let requester = match cache.fresh(hash) {
+            // Hashed by the edge; without it (an app that skips the edge), hash here.
+            let presented = presented.unwrap_or_else(|| PresentedKey {
+                hash: state.key_cache().hash(token.expose_secret()),
+                unverified: false,
+            });
+            let requester = match state.key_cache().fresh(presented.hash) {
                 Some(requester) => requester,
-                None => {
-                    state.metrics().record_api_key_lookup();
-                    match state.authenticator().authenticate(&token).await {
-                        Ok(Some(requester)) => {
-                            cache.remember(hash, requester);
-                            // The edge charged this request to the IP; a key that authenticated
-                            // pays its own budget from its first request on.
-                            if unverified_at_the_edge {
-                                state
-                                    .rate_limiter()
-                                    .check(EdgeKey::ApiKey(hash))
-                                    .map_err(rate_limited)?;
-                            }
-                            requester
-                        }
-                        Ok(None) => {
-                            cache.forget(hash);
-                            return Err(ApiError::unauthorized("the API key is not valid"));
-                        }
-                        Err(error) => return Err(store_error(&error)),
-                    }
-                }
+                None => look_up(&state, &token, presented).await?,
             };
             tracing::Span::current().record("team_id", requester.team_id.get());
             Ok(Self(requester))

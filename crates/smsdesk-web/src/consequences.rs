@@ -49,8 +49,7 @@ impl ChangeNotifier for ServiceConsequences {
                     outcome = ?outcome,
                     "applied a status callback that arrived before its message was stored"
                 );
-                self.metrics
-                    .record_parked_replayed(std::slice::from_ref(outcome));
+                self.metrics.record_parked_replayed(outcome);
             }
             Activity::ParkedReplayFailed { sid, error } => {
                 tracing::warn!(message_sid = %sid, %error, "could not replay parked status callbacks");

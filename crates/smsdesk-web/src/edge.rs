@@ -48,10 +48,16 @@ pub enum EdgeKey {
     WebhookIp(IpAddr),
 }
 
-/// Marks a request whose API key the edge charged to its IP's failed-authentication budget,
-/// because the key has not authenticated in this process yet.
+/// The presented API key as the edge saw it, handed to the authentication extractor so the key
+/// is hashed once per request.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct UnverifiedKey;
+pub(crate) struct PresentedKey {
+    /// [`crate::auth::KeyCache::hash`] of the key.
+    pub(crate) hash: u64,
+    /// The key had not authenticated in this process, so the edge charged the request to the
+    /// IP's failed-authentication budget rather than the key's own.
+    pub(crate) unverified: bool,
+}
 
 /// The paths Twilio posts to; they are authenticated by signature, not by API key.
 const WEBHOOK_PATHS: [&str; 2] = [
@@ -238,12 +244,14 @@ fn refuse_at_the_edge(state: &WebState, req: &ServiceRequest) -> Option<ApiError
     let key = match bearer_token(req.request()) {
         Some(token) => {
             let hash = state.key_cache().hash(token);
-            if state.key_cache().is_known(hash) {
-                EdgeKey::ApiKey(hash)
-            } else {
-                // The extractor charges the key's own budget too if it turns out valid.
-                req.extensions_mut().insert(UnverifiedKey);
+            let unverified = !state.key_cache().is_known(hash);
+            // The extractor charges the key's own budget too if an unverified key turns out valid.
+            req.extensions_mut()
+                .insert(PresentedKey { hash, unverified });
+            if unverified {
                 EdgeKey::UnverifiedKeyIp(peer())
+            } else {
+                EdgeKey::ApiKey(hash)
             }
         }
         None if WEBHOOK_PATHS.contains(&req.path()) => EdgeKey::WebhookIp(peer()),
@@ -252,19 +260,25 @@ fn refuse_at_the_edge(state: &WebState, req: &ServiceRequest) -> Option<ApiError
     limiter.check(key).err().map(rate_limited)
 }
 
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The first of a header's comma-separated values (the one the outermost proxy set).
+pub(crate) fn first_header_value<'a>(
+    req: &'a actix_web::HttpRequest,
+    name: &HeaderName,
+) -> Option<&'a str> {
+    let value = req.headers().get(name)?.to_str().ok()?;
+    let first = value.split(',').next()?.trim();
+    (!first.is_empty()).then_some(first)
+}
+
 /// The client a request is counted against at the edge: its IP (the first `X-Forwarded-For`
 /// entry when a trusted proxy sets it, else the TCP peer), with an IPv6 address widened to its
 /// /64, the block one subscriber normally holds, so rotating addresses within it buys nothing.
 fn client_network(req: &ServiceRequest, trust_forwarded_headers: bool) -> IpAddr {
     let forwarded = trust_forwarded_headers
         .then(|| {
-            req.headers()
-                .get("x-forwarded-for")?
-                .to_str()
-                .ok()?
-                .split(',')
-                .next()?
-                .trim()
+            first_header_value(req.request(), &FORWARDED_FOR)?
                 .parse::<IpAddr>()
                 .ok()
         })

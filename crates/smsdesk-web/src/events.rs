@@ -28,7 +28,7 @@ use actix_web::{HttpResponse, web};
 use futures::Stream;
 use serde::Serialize;
 use smsdesk_domain::changes::CommittedChange;
-use smsdesk_domain::{DeliveryError, Message, MessageSid, MessageStatus, TeamId};
+use smsdesk_domain::{DeliveryError, MessageSid, MessageStatus, TeamId};
 use tokio::sync::broadcast;
 
 use crate::auth::Authenticated;
@@ -79,18 +79,6 @@ pub struct MessageEvent {
 }
 
 impl MessageEvent {
-    /// The event for a message just stored.
-    pub fn created(team_id: TeamId, message: &Message) -> Self {
-        Self::new(
-            team_id,
-            EventChange::Created,
-            &message.sid,
-            &message.delivery.status,
-            message.delivery.error_code,
-            message.delivery.error_message.clone(),
-        )
-    }
-
     /// The event for a change the domain committed.
     pub fn from_change(change: &CommittedChange, kind: EventChange) -> Self {
         Self::new(

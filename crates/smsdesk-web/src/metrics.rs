@@ -274,15 +274,13 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts parked callbacks replayed after their message was stored, by what each did.
-    pub fn record_parked_replayed(&self, outcomes: &[CallbackOutcome]) {
-        for outcome in outcomes {
-            self.parked_replayed
-                .get_or_create(&OutcomeLabels {
-                    outcome: callback_outcome_label(outcome),
-                })
-                .inc();
-        }
+    /// Counts a parked callback replayed after its message was stored, by what it did.
+    pub fn record_parked_replayed(&self, outcome: &CallbackOutcome) {
+        self.parked_replayed
+            .get_or_create(&OutcomeLabels {
+                outcome: callback_outcome_label(outcome),
+            })
+            .inc();
     }
 
     /// Counts parked callbacks discarded because their message never appeared.

@@ -172,19 +172,16 @@ fn parse_service(raw: &str) -> Result<MessagingServiceSid, ApiError> {
         .map_err(|e| ApiError::invalid_field("messagingServiceSid", e.to_string()))
 }
 
-fn one_sender(
-    from: Option<&str>,
-    service: Option<&str>,
-    from_field: &str,
-) -> Result<Option<Sender>, ApiError> {
+/// A send's sender override: `from` or `messagingServiceSid`, not both.
+fn one_sender(from: Option<&str>, service: Option<&str>) -> Result<Option<Sender>, ApiError> {
     match (from, service) {
         (Some(_), Some(_)) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::ConflictingFields,
-            format!("give either {from_field} or messagingServiceSid, not both"),
+            "give either from or messagingServiceSid, not both",
         )
         .with_field("messagingServiceSid")),
-        (Some(number), None) => Ok(Some(Sender::Number(parse_phone(from_field, number)?))),
+        (Some(number), None) => Ok(Some(Sender::Number(parse_phone("from", number)?))),
         (None, Some(service)) => Ok(Some(Sender::MessagingService(parse_service(service)?))),
         (None, None) => Ok(None),
     }
@@ -212,11 +209,7 @@ async fn send_sms(
     let body: SendSmsDto = json_body(&req, payload).await?;
     let request = SendRequest {
         to: parse_phone("to", &body.to)?,
-        sender: one_sender(
-            body.from.as_deref(),
-            body.messaging_service_sid.as_deref(),
-            "from",
-        )?,
+        sender: one_sender(body.from.as_deref(), body.messaging_service_sid.as_deref())?,
         body: body.body,
     };
     let message = state

@@ -23,6 +23,7 @@ use smsdesk_domain::secrecy::ExposeSecret;
 use smsdesk_domain::services::{InboundSms, StatusCallback, WebhookError};
 use smsdesk_domain::{AccountSid, Address, DeliveryState, MessageSid, MessageStatus};
 
+use crate::edge::first_header_value;
 use crate::error::{ApiError, ErrorCode, signature_refused};
 use crate::state::{WebConfig, WebState};
 
@@ -65,13 +66,6 @@ pub(crate) fn public_url(req: &HttpRequest, config: &WebConfig) -> String {
         return format!("{}{path_and_query}", base.trim_end_matches('/'));
     }
     format!("{}://{}{path_and_query}", own_scheme(req), own_host(req))
-}
-
-/// The first of a header's comma-separated values (the one the outermost proxy set).
-fn first_header_value<'a>(req: &'a HttpRequest, name: &HeaderName) -> Option<&'a str> {
-    let value = req.headers().get(name)?.to_str().ok()?;
-    let first = value.split(',').next()?.trim();
-    (!first.is_empty()).then_some(first)
 }
 
 fn own_scheme(req: &HttpRequest) -> String {
