@@ -14,6 +14,11 @@
 //! A notifier is called inline and must not block or fail: it fans out to in-memory consumers.
 //! Anything that must survive a crash reads the store (the status history is the log), never the
 //! notifier, so a notification lost with a process costs latency, not data.
+//!
+//! The log's read side is [`LoggedChange`] at a [`LogPosition`], as the
+//! [`ChangeLog`](crate::ports::ChangeLog) port serves it: every applied history row, in the order
+//! it became visible, readable from any process on the same database. Live streams follow it and
+//! resume from it; the notifier only says when to look.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +70,55 @@ impl CommittedChange {
             ChangeKind::Advanced { from } => Some(from),
             _ => None,
         }
+    }
+}
+
+/// Where a change stands in the change log. Positions are totally ordered (compare them), and
+/// the log is read in that order: a change that becomes visible later never sorts before one
+/// already read, so "everything after position P" misses nothing.
+///
+/// `id` is the history row's id, unique across the log, and what a client sees as an event id;
+/// `epoch` orders the writes that committed the rows (PostgreSQL's transaction id; always 0 where
+/// rows become visible in id order, as with SQLite's single writer and the in-memory fake).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct LogPosition {
+    /// The order of the write that committed the change (compared first).
+    pub epoch: u64,
+    /// The history row's id (unique; compared second).
+    pub id: i64,
+}
+
+impl LogPosition {
+    /// The position before every change.
+    pub const START: Self = Self { epoch: 0, id: 0 };
+}
+
+/// One applied change, as the log holds it: what a live stream sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedChange {
+    /// Where it stands in the log.
+    pub position: LogPosition,
+    /// The message's team.
+    pub team_id: TeamId,
+    /// The message.
+    pub sid: MessageSid,
+    /// The message's delivery state after the change.
+    pub state: DeliveryState,
+    /// Where the news came from.
+    pub source: ObservationSource,
+    /// When it was observed.
+    pub observed_at: Timestamp,
+}
+
+impl LoggedChange {
+    /// Whether this change stored the message (a send's or an inbound message's first
+    /// observation) rather than changing a stored one: only those two sources create messages,
+    /// and neither ever changes one that exists.
+    pub fn created_the_message(&self) -> bool {
+        matches!(
+            self.source,
+            ObservationSource::Send | ObservationSource::Inbound
+        )
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! - [`InMemoryStore`]: messages, history, integrations and cool-downs (implements
 //!   [`MessageRepository`], [`IntegrationRepository`], [`RefreshLimiter`], [`CallbackInbox`] and
-//!   [`ApiKeyRepository`]), honouring the same
+//!   [`ApiKeyRepository`], [`ChangeLog`] and more), honouring the same
 //!   contracts as the database adapter, including conditional writes and tenant scoping.
 //! - [`FakeSmsProvider`]: answers from a table, counts calls and the most calls in flight at once,
 //!   and can delay each call through a hook you supply (e.g. `tokio::time::sleep` under paused time)
@@ -22,14 +22,14 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 
 use crate::api_keys::{ApiKeyId, ApiKeyLabel, ApiKeySummary, IssuedKey};
-use crate::changes::{Activity, ChangeNotifier, CommittedChange};
+use crate::changes::{Activity, ChangeNotifier, CommittedChange, LogPosition, LoggedChange};
 use crate::ids::{AccountSid, Address, MessageSid, TeamId, UserId};
 use crate::message::{
     DeliveryState, Message, NewMessage, StatusEvent, StatusObservation, Timestamp,
 };
 use crate::ports::{
-    ApiKeyRepository, CallbackInbox, Clock, IntegrationRepository, Leases, MessageCursor,
-    MessagePage, MessageQuery, MessageRepository, MessageRetention, NewIntegration,
+    ApiKeyRepository, CallbackInbox, ChangeLog, Clock, IntegrationRepository, Leases,
+    MessageCursor, MessagePage, MessageQuery, MessageRepository, MessageRetention, NewIntegration,
     ObservationWrite, OutboundSms, ProviderError, ProviderMessage, RefreshLimiter, ReplicaRegistry,
     RepositoryError, SmsProvider, TwilioAuth, TwilioCredentials, TwilioIntegration, WriteOutcome,
 };
@@ -559,6 +559,63 @@ impl Leases for InMemoryStore {
             state.leases.remove(name);
         }
         Ok(())
+    }
+}
+
+/// The fake's log: history row `n` (from 1) is at position `(0, n)`, as rows become visible in
+/// insertion order under the one lock.
+fn logged_change(state: &StoreState, index: usize) -> Option<LoggedChange> {
+    let (sid, event) = state.events.get(index)?;
+    let message = state.messages.get(sid)?;
+    event.applied.then(|| LoggedChange {
+        position: LogPosition {
+            epoch: 0,
+            id: i64::try_from(index + 1).unwrap_or(i64::MAX),
+        },
+        team_id: message.team_id,
+        sid: sid.clone(),
+        state: event.observation.state.clone(),
+        source: event.observation.source,
+        observed_at: event.observation.observed_at,
+    })
+}
+
+#[async_trait]
+impl ChangeLog for InMemoryStore {
+    async fn head(&self) -> Result<LogPosition, RepositoryError> {
+        let state = self.guard()?;
+        Ok(LogPosition {
+            epoch: 0,
+            id: i64::try_from(state.events.len()).unwrap_or(i64::MAX),
+        })
+    }
+
+    async fn position_of(
+        &self,
+        team: TeamId,
+        id: i64,
+    ) -> Result<Option<LogPosition>, RepositoryError> {
+        let state = self.guard()?;
+        let index = usize::try_from(id).ok().and_then(|id| id.checked_sub(1));
+        Ok(index
+            .and_then(|index| logged_change(&state, index))
+            .filter(|change| change.team_id == team)
+            .map(|change| change.position))
+    }
+
+    async fn read_after(
+        &self,
+        after: LogPosition,
+        team: Option<TeamId>,
+        limit: usize,
+    ) -> Result<Vec<LoggedChange>, RepositoryError> {
+        let state = self.guard()?;
+        let first = usize::try_from(after.id.max(0)).unwrap_or(usize::MAX);
+        Ok((first..state.events.len())
+            .filter_map(|index| logged_change(&state, index))
+            .filter(|change| team.is_none_or(|team| change.team_id == team))
+            .take(limit)
+            .collect())
     }
 }
 

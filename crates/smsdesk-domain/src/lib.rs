@@ -50,7 +50,9 @@ pub mod services;
 pub mod status;
 
 pub use access::{Plan, Requester, Role};
-pub use changes::{Activity, ChangeKind, ChangeNotifier, CommittedChange};
+pub use changes::{
+    Activity, ChangeKind, ChangeNotifier, CommittedChange, LogPosition, LoggedChange,
+};
 pub use delivery_error::{DeliveryError, ErrorClass};
 pub use ids::{
     AccountSid, Address, ApiKeySid, IdError, MessageSid, MessagingServiceSid, PhoneNumber, TeamId,

@@ -471,6 +471,44 @@ pub trait ReplicaRegistry: Send + Sync {
     async fn leave(&self, replica: &str) -> Result<(), RepositoryError>;
 }
 
+/// The change log's read side: every applied history row, in commit order, for live streams
+/// that follow it (one reader per process, for all teams) and clients that resume from an event
+/// id (scoped by team). See [`crate::changes::LogPosition`] for the order.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ChangeLog: Send + Sync {
+    /// The position after every change readable now: a reader starting here sees every change
+    /// that becomes visible later, and none before.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn head(&self) -> Result<crate::changes::LogPosition, RepositoryError>;
+
+    /// The position of the change with history id `id`, if it exists and belongs to `team`
+    /// (another team's id is `None`, like an unknown one).
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn position_of(
+        &self,
+        team: TeamId,
+        id: i64,
+    ) -> Result<Option<crate::changes::LogPosition>, RepositoryError>;
+
+    /// Up to `limit` changes after `after`, oldest first, of `team` only when given. Only
+    /// changes whose position is final are returned (on PostgreSQL, none of a transaction still
+    /// open before them), so reading again after the last one returned misses nothing.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn read_after(
+        &self,
+        after: crate::changes::LogPosition,
+        team: Option<TeamId>,
+        limit: usize,
+    ) -> Result<Vec<crate::changes::LoggedChange>, RepositoryError>;
+}
+
 /// Named leases that give each background job to one process of the fleet at a time.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]

@@ -10,6 +10,8 @@
 //! Layout:
 //! - [`store`]: [`Store`], [`StoreOptions`], connecting and migrating;
 //! - [`messages`]: messages, history, the bulk candidate query, conditional status writes;
+//! - [`change_log`]: the history read as one log in commit order (live streams follow it), and
+//!   the fleet's doorbell (`LISTEN/NOTIFY`);
 //! - [`integrations`]: Twilio integrations, secrets encrypted with the [`cipher`];
 //! - [`limiter`]: cool-downs claimed atomically in the database;
 //! - [`inbox`]: status callbacks parked until their message is stored;
@@ -36,6 +38,7 @@
 pub mod admin;
 #[cfg(feature = "bench-support")]
 pub mod bench_support;
+pub mod change_log;
 pub mod cipher;
 pub mod data_migrations;
 pub mod error;

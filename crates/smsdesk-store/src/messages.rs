@@ -38,7 +38,10 @@ fn select_messages() -> SelectStatement {
         .to_owned()
 }
 
-fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<T, RepositoryError> {
+pub(crate) fn get<T: sea_orm::TryGetable>(
+    row: &QueryResult,
+    column: &str,
+) -> Result<T, RepositoryError> {
     row.try_get::<T>("", column)
         .map_err(|err| corrupt(column, err))
 }
@@ -95,7 +98,7 @@ fn to_i64(value: Option<u32>) -> Option<i64> {
     value.map(i64::from)
 }
 
-fn delivery_from_row(row: &QueryResult) -> Result<DeliveryState, RepositoryError> {
+pub(crate) fn delivery_from_row(row: &QueryResult) -> Result<DeliveryState, RepositoryError> {
     Ok(DeliveryState {
         status: MessageStatus::parse(&get::<String>(row, "status")?),
         error_code: optional_u32(row, "error_code")?,

@@ -205,10 +205,18 @@ impl WorldBuilder {
                 authenticator: Arc::new(keys()),
                 readiness: ready.clone(),
                 api_keys: Arc::new(store.clone()),
+                change_log: Arc::new(store.clone()),
+                fleet_doorbell: None,
                 notifiers: self.notifiers,
             },
             self.config,
         );
+        // The live streams follow the fake's history, empty so far; a world built outside a
+        // runtime (to inspect its state only) has no follower, and its streams see heartbeats
+        // only.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            state.spawn_live_events(smsdesk_domain::LogPosition::START);
+        }
         World {
             store,
             provider: fake,
@@ -282,6 +290,22 @@ impl World {
         let world = Self::builder().config(config).system_clock().build();
         world.connect_twilio(1, ACCOUNT).await;
         world
+    }
+
+    /// Returns once the live streams' follower has published everything in the store's log, so
+    /// a stream opened next sees only what happens after (seeded messages included before).
+    pub async fn settle_live_events(&self) {
+        use smsdesk_domain::ports::ChangeLog as _;
+        while !self
+            .store
+            .read_after(self.state.events().followed_until(), None, 1)
+            .await
+            .expect("the fake's log")
+            .is_empty()
+        {
+            // A polling interval: the follower runs on this runtime between polls.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     /// Gives team `team_id` an integration sending from +15005550006.

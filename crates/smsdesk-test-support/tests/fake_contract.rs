@@ -39,5 +39,8 @@ on_the_fake!(
     leases::the_holder_renews_and_another_takes_over_only_once_it_has_expired,
     replicas::the_live_count_follows_heartbeats_expiry_and_leaving,
     retention::old_messages_are_redacted_in_batches_once_and_keep_their_history,
+    change_log::applied_changes_are_read_in_order_with_their_team_state_and_source,
+    change_log::an_event_id_resolves_to_its_position_for_its_own_team_only,
+    change_log::a_reader_following_concurrent_writers_misses_no_change,
     retention::without_masking_the_numbers_stay_and_concurrent_runs_redact_each_message_once,
 );

@@ -74,6 +74,8 @@
       poll: null,
       reconnectDelay: 2000,
       streamLive: false,
+      // The id of the last live event received, sent back as Last-Event-ID on reconnect.
+      lastEventId: null,
     };
   }
 
@@ -545,8 +547,11 @@
       s.reconnectDelay = 2000;
       s.poll = stopEvery(s, s.poll);
       setLive('live', 'Live');
-      // Changes made while the stream was down are caught up once.
-      merge(s);
+      // A resumed stream replays what was missed; otherwise changes made while the stream was
+      // down are caught up once.
+      let ready = {};
+      try { ready = JSON.parse(data); } catch (_) { /* an older server: treat as not resumed */ }
+      if (!ready.resumed) merge(s);
     } else if (name === 'message') {
       let change;
       try { change = JSON.parse(data); } catch (_) { return; }
@@ -562,8 +567,11 @@
    */
   async function stream(s) {
     try {
+      const headers = { Authorization: 'Bearer ' + s.key, Accept: 'text/event-stream' };
+      // Like EventSource: the server replays what this page missed since its last event.
+      if (s.lastEventId) headers['Last-Event-ID'] = s.lastEventId;
       const response = await fetch('/api/messages/events', {
-        headers: { Authorization: 'Bearer ' + s.key, Accept: 'text/event-stream' },
+        headers,
         signal: s.abort.signal,
         cache: 'no-store',
       });
@@ -588,6 +596,7 @@
             const text = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
             if (field === 'event') name = text;
             else if (field === 'data') data.push(text);
+            else if (field === 'id') s.lastEventId = text;
           }
           if (data.length) handleEvent(s, name, data.join('\n'));
         }

@@ -2,8 +2,9 @@
 //! [`ChangeNotifier`].
 //!
 //! The use cases hand every committed change and every counted activity to this one consumer;
-//! it publishes live events to the SMS page's streams, records transition and outcome metrics,
-//! and logs what an operator should see. No handler publishes or counts anything itself, so the
+//! it rings the live events' doorbell (the streams read the change itself from the log, so
+//! every replica's streams see it), records transition and outcome metrics, and logs what an
+//! operator should see. No handler publishes or counts anything itself, so the
 //! service's behaviour is the domain's, and the next consumer (the fleet's doorbell, delivery
 //! webhooks) plugs in beside these.
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use smsdesk_domain::changes::{Activity, ChangeKind, ChangeNotifier, CommittedChange};
 
-use crate::events::{EventChange, MessageEvent, MessageEvents};
+use crate::events::MessageEvents;
 use crate::metrics::Metrics;
 
 /// Live events and metrics for every committed change.
@@ -34,11 +35,7 @@ impl ChangeNotifier for ServiceConsequences {
             self.metrics
                 .record_transition(from.as_str(), change.state.status.as_str());
         }
-        let kind = match change.kind {
-            ChangeKind::Created { .. } => EventChange::Created,
-            ChangeKind::Advanced { .. } | ChangeKind::Enriched => EventChange::Status,
-        };
-        self.events.publish(MessageEvent::from_change(change, kind));
+        self.events.ring();
     }
 
     fn activity(&self, activity: &Activity) {
@@ -94,38 +91,35 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_committed_change_is_one_live_event_and_moves_are_counted_as_transitions() {
+    #[tokio::test]
+    async fn every_committed_change_rings_the_live_doorbell_and_moves_are_counted_as_transitions() {
         let events = MessageEvents::new();
         let metrics = Arc::new(Metrics::new());
-        let mut stream = events.subscribe();
-        let consequences = ServiceConsequences::new(events, metrics.clone());
+        let consequences = ServiceConsequences::new(events.clone(), metrics.clone());
 
-        consequences.committed(&change(
-            ChangeKind::Created {
-                direction: Direction::OutboundApi,
-            },
-            MessageStatus::Queued,
-        ));
-        consequences.committed(&change(
-            ChangeKind::Advanced {
-                from: MessageStatus::Queued,
-            },
-            MessageStatus::Delivered,
-        ));
-        consequences.committed(&change(ChangeKind::Enriched, MessageStatus::Delivered));
-
-        let kinds: Vec<(EventChange, String)> = std::iter::from_fn(|| stream.try_recv().ok())
-            .map(|event| (event.change, event.status))
-            .collect();
-        assert_eq!(
-            kinds,
-            vec![
-                (EventChange::Created, "queued".to_owned()),
-                (EventChange::Status, "delivered".to_owned()),
-                (EventChange::Status, "delivered".to_owned()),
-            ]
-        );
+        for change in [
+            change(
+                ChangeKind::Created {
+                    direction: Direction::OutboundApi,
+                },
+                MessageStatus::Queued,
+            ),
+            change(
+                ChangeKind::Advanced {
+                    from: MessageStatus::Queued,
+                },
+                MessageStatus::Delivered,
+            ),
+            change(ChangeKind::Enriched, MessageStatus::Delivered),
+        ] {
+            consequences.committed(&change);
+            assert!(
+                tokio::time::timeout(std::time::Duration::ZERO, events.rung())
+                    .await
+                    .is_ok(),
+                "{change:?} rang the doorbell"
+            );
+        }
         let text = metrics.encode();
         assert!(
             text.contains(r#"smsdesk_status_transitions_total{from="queued",to="delivered"} 1"#),

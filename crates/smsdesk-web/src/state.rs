@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use smsdesk_domain::RefreshPolicy;
-use smsdesk_domain::changes::{ChangeNotifier, FanOut};
+use smsdesk_domain::changes::{ChangeNotifier, FanOut, LogPosition};
 use smsdesk_domain::ports::{
-    ApiKeyAuthenticator, ApiKeyRepository, CallbackInbox, Clock, IntegrationRepository,
+    ApiKeyAuthenticator, ApiKeyRepository, CallbackInbox, ChangeLog, Clock, IntegrationRepository,
     MessageRepository, RefreshLimiter, RepositoryError, SmsProvider,
 };
 use smsdesk_domain::services::{
@@ -19,7 +19,7 @@ use smsdesk_domain::services::{
 use crate::auth::KeyCache;
 use crate::consequences::ServiceConsequences;
 use crate::edge::EdgeRateLimiter;
-use crate::events::MessageEvents;
+use crate::events::{FleetDoorbell, MessageEvents};
 use crate::metrics::{MeteredSmsProvider, Metrics};
 
 /// Whether the service can do its work (for `/readyz`); the app implements it over the database.
@@ -148,6 +148,12 @@ pub struct WebPorts {
     pub readiness: Arc<dyn Readiness>,
     /// Teams' API keys, as their admins manage them.
     pub api_keys: Arc<dyn ApiKeyRepository>,
+    /// The change log the live streams follow and resume from (the store's history).
+    pub change_log: Arc<dyn ChangeLog>,
+    /// How the other replicas hear of this one's changes and it of theirs (PostgreSQL
+    /// `LISTEN/NOTIFY`); `None` for a single process (SQLite, the in-memory fakes), whose own
+    /// commits ring the doorbell in memory.
+    pub fleet_doorbell: Option<Arc<dyn FleetDoorbell>>,
     /// More consumers of committed changes, beside the service's own live events and metrics
     /// (which are always there).
     pub notifiers: Vec<Arc<dyn ChangeNotifier>>,
@@ -175,6 +181,8 @@ struct Inner {
     rate_limiter: Arc<EdgeRateLimiter>,
     key_cache: Arc<KeyCache>,
     events: MessageEvents,
+    change_log: Arc<dyn ChangeLog>,
+    fleet_doorbell: Option<Arc<dyn FleetDoorbell>>,
 }
 
 impl WebState {
@@ -242,6 +250,8 @@ impl WebState {
                 rate_limiter,
                 key_cache,
                 events,
+                change_log: ports.change_log,
+                fleet_doorbell: ports.fleet_doorbell,
             }),
         }
     }
@@ -256,10 +266,26 @@ impl WebState {
         &self.inner.metrics
     }
 
-    /// The live message events: publish every message created or changed, so the SMS page's
-    /// streams (`GET /api/messages/events`) show it.
+    /// The live message events the SMS page's streams (`GET /api/messages/events`) read; fed
+    /// by the follower [`WebState::spawn_live_events`] starts.
     pub fn events(&self) -> &MessageEvents {
         &self.inner.events
+    }
+
+    /// Spawns, on the current tokio runtime, the follower that reads the change log after
+    /// `from` and feeds the live streams (and, in a fleet, the doorbell to and from the other
+    /// replicas). Call it once per process before serving, with the log's
+    /// [`head`](ChangeLog::head) read just before; without it streams see only heartbeats.
+    pub fn spawn_live_events(&self, from: LogPosition) -> tokio::task::JoinHandle<()> {
+        self.inner.events.spawn_follower(
+            self.inner.change_log.clone(),
+            self.inner.fleet_doorbell.clone(),
+            from,
+        )
+    }
+
+    pub(crate) fn change_log(&self) -> &Arc<dyn ChangeLog> {
+        &self.inner.change_log
     }
 
     /// The edge rate limiter; call [`EdgeRateLimiter::housekeeping`] periodically, or use

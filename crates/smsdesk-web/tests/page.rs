@@ -178,6 +178,7 @@ async fn a_send_and_a_refresh_reach_their_teams_stream_and_no_other() {
             DeliveryState::new(MessageStatus::Queued),
         )
         .await;
+    world.settle_live_events().await;
     let state = world.state.clone();
     let app =
         test::init_service(App::new().configure(move |cfg| smsdesk_web::configure(cfg, state)))
@@ -215,7 +216,8 @@ async fn a_send_and_a_refresh_reach_their_teams_stream_and_no_other() {
     assert_eq!(refreshed.status().as_u16(), 200);
     let event = next_chunk(&mut ours).await;
     assert!(
-        event.starts_with("event: message\n")
+        event.starts_with("id: ")
+            && event.contains("\nevent: message\n")
             && event.contains(&format!("\"sid\":\"{sid}\""))
             && event.contains("\"change\":\"status\"")
             && event.contains("\"status\":\"sent\""),
@@ -338,6 +340,7 @@ async fn status_callbacks_and_inbound_sms_reach_the_stream() {
         )
         .await;
     let sid = sid.to_string();
+    world.settle_live_events().await;
     let state = world.state.clone();
     let app =
         test::init_service(App::new().configure(move |cfg| smsdesk_web::configure(cfg, state)))
@@ -404,5 +407,110 @@ async fn status_callbacks_and_inbound_sms_reach_the_stream() {
             && event.contains("\"change\":\"created\"")
             && event.contains("\"status\":\"received\""),
         "an inbound SMS is pushed: {event}"
+    );
+}
+
+#[actix_web::test]
+async fn a_stream_resumed_with_last_event_id_replays_what_it_missed_and_bad_ids_are_refused() {
+    let world = World::for_page(WebConfig {
+        refresh_policy: smsdesk_domain::RefreshPolicy {
+            message_cooldown: Duration::ZERO,
+            ..smsdesk_domain::RefreshPolicy::default()
+        },
+        ..WebConfig::default()
+    })
+    .await;
+    let sid = world
+        .seed(
+            1,
+            4,
+            1,
+            Direction::OutboundApi,
+            DeliveryState::new(MessageStatus::Queued),
+        )
+        .await;
+    world.settle_live_events().await;
+    let state = world.state.clone();
+    let app =
+        test::init_service(App::new().configure(move |cfg| smsdesk_web::configure(cfg, state)))
+            .await;
+    let open = |last: Option<&str>| {
+        let mut request = TestRequest::get()
+            .uri("/api/messages/events")
+            .insert_header(("authorization", format!("Bearer {PRO_KEY}")));
+        if let Some(last) = last {
+            request = request.insert_header(("last-event-id", last.to_owned()));
+        }
+        request.to_request()
+    };
+    let refresh = |status: MessageStatus| {
+        world.provider.set_state(&sid, DeliveryState::new(status));
+        TestRequest::post()
+            .uri(&format!(
+                "/api/integrations/twilio/messages/refresh-status?messageSid={sid}"
+            ))
+            .insert_header(("authorization", format!("Bearer {PRO_KEY}")))
+            .to_request()
+    };
+
+    let mut first = test::call_service(&app, open(None)).await.into_body();
+    assert!(next_chunk(&mut first).await.contains("{\"resumed\":false}"));
+    assert_eq!(
+        test::call_service(&app, refresh(MessageStatus::Sending))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    let event = next_chunk(&mut first).await;
+    let id = event
+        .strip_prefix("id: ")
+        .and_then(|rest| rest.split('\n').next())
+        .unwrap_or_else(|| panic!("the event carries an id: {event}"))
+        .to_owned();
+    drop(first);
+
+    // While the page is away, the message moves twice.
+    for status in [MessageStatus::Sent, MessageStatus::Delivered] {
+        let answer = test::call_service(&app, refresh(status)).await;
+        assert_eq!(answer.status().as_u16(), 200);
+    }
+    let mut resumed = test::call_service(&app, open(Some(&id))).await.into_body();
+    assert!(
+        next_chunk(&mut resumed)
+            .await
+            .contains("{\"resumed\":true}")
+    );
+    for status in ["sent", "delivered"] {
+        let event = next_chunk(&mut resumed).await;
+        assert!(
+            event.contains(&format!("\"status\":\"{status}\"")),
+            "the missed {status} is replayed, in order: {event}"
+        );
+    }
+    drop(resumed);
+
+    for (bad, why) in [
+        ("abc", "not a number"),
+        ("-4", "not positive"),
+        ("0", "zero"),
+    ] {
+        let answer = test::call_service(&app, open(Some(bad))).await;
+        assert_eq!(answer.status().as_u16(), 400, "{why}");
+        let body: serde_json::Value =
+            serde_json::from_slice(&test::read_body(answer).await).expect("the error shape");
+        assert_eq!(body["error"]["code"], "bad_request", "{why}: {body}");
+    }
+    let mut unknown = test::call_service(&app, open(Some("999999")))
+        .await
+        .into_body();
+    assert!(
+        next_chunk(&mut unknown)
+            .await
+            .contains("{\"resumed\":false}")
+    );
+    assert!(
+        next_chunk(&mut unknown).await.starts_with("event: resync"),
+        "an id this team never received means reload"
     );
 }

@@ -14,9 +14,10 @@ use smsdesk_domain::fleet_share;
 use smsdesk_domain::ports::{Clock, SmsProvider, SystemClock};
 use smsdesk_domain::ports::{Leases, ReplicaRegistry};
 use smsdesk_domain::services::ApplyRetention;
-use smsdesk_store::{SecretCipher, Store, StoreOptions};
+use smsdesk_store::{Backend, SecretCipher, Store, StoreOptions};
 use smsdesk_twilio::{TwilioClient, TwilioConfig};
 use smsdesk_twilio_sim::{SimConfig, SimHandle, SimServer};
+use smsdesk_web::events::FleetDoorbell;
 use smsdesk_web::{Readiness, WebConfig, WebPorts, WebState};
 
 use crate::demo;
@@ -44,6 +45,29 @@ const RETENTION_JOB: &str = "retention";
 /// normally waits only for the send's own write, so an hour is generous.
 const PARKED_CALLBACK_TTL: Duration = Duration::from_secs(3600);
 
+/// How long the fleet doorbell waits before listening again after its connection failed.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// The fleet's doorbell on PostgreSQL: `NOTIFY` after this replica's commits, `LISTEN` for the
+/// others'.
+struct StoreDoorbell(Store);
+
+#[async_trait]
+impl FleetDoorbell for StoreDoorbell {
+    async fn announce(&self) -> Result<(), smsdesk_domain::ports::RepositoryError> {
+        self.0.announce_changes().await
+    }
+
+    async fn listen(&self, on_news: Box<dyn Fn() + Send + Sync>) {
+        loop {
+            if let Err(error) = self.0.listen_for_changes(on_news.as_ref()).await {
+                tracing::warn!(%error, "lost the fleet's change notifications; listening again");
+            }
+            tokio::time::sleep(LISTEN_RETRY).await;
+        }
+    }
+}
+
 /// A running (or ready to run) smsdesk service.
 pub struct Application {
     addr: SocketAddr,
@@ -53,6 +77,7 @@ pub struct Application {
     demo_api_key: Option<String>,
     housekeeping: tokio::task::JoinHandle<()>,
     heartbeat: tokio::task::JoinHandle<()>,
+    live_events: tokio::task::JoinHandle<()>,
     /// This process in the fleet's roll call, left on a graceful stop.
     replica: String,
 }
@@ -128,10 +153,18 @@ impl Application {
                 authenticator: shared.clone(),
                 readiness: Arc::new(StoreReadiness(store.clone())),
                 api_keys: shared.clone(),
+                change_log: shared.clone(),
+                fleet_doorbell: (store.backend() == Backend::Postgres)
+                    .then(|| Arc::new(StoreDoorbell(store.clone())) as Arc<dyn FleetDoorbell>),
                 notifiers: Vec::new(),
             },
             config,
         );
+        // The follower starts at the log's head as it is now, before anything is served.
+        let log_head = smsdesk_domain::ports::ChangeLog::head(&store)
+            .await
+            .context("reading the change log")?;
+        let live_events = state.spawn_live_events(log_head);
 
         let retention = settings.retention_policy().map(|policy| {
             tracing::info!(
@@ -181,6 +214,7 @@ impl Application {
             simulator: simulator.map(Arc::new),
             demo_api_key,
             housekeeping,
+            live_events,
             heartbeat,
             replica: fleet_replica,
         })
@@ -220,6 +254,7 @@ impl Application {
         let served = self.server.await;
         self.housekeeping.abort();
         self.heartbeat.abort();
+        self.live_events.abort();
         // Give this replica's share back at once rather than when its check-in expires.
         if let Err(error) = ReplicaRegistry::leave(&self.store, &self.replica).await {
             tracing::warn!(%error, "could not leave the fleet's roll call");

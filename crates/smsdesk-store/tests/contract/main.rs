@@ -16,6 +16,7 @@ use smsdesk_store::{SecretCipher, Store, StoreOptions};
 use smsdesk_test_support::contract::{ContractSubject, PortSet};
 
 mod api_keys;
+mod change_log;
 mod inbox;
 mod integrations;
 mod leases;

@@ -1,6 +1,6 @@
 //! The contract of the domain's storage ports, written once: every implementation of
 //! `MessageRepository`, `IntegrationRepository`, `RefreshLimiter`, `CallbackInbox` and
-//! `ApiKeyRepository`, `MessageRetention`, `Leases` and `ReplicaRegistry` must pass
+//! `ApiKeyRepository`, `MessageRetention`, `Leases`, `ReplicaRegistry` and `ChangeLog` must pass
 //! these cases. `smsdesk-store` runs them on SQLite and PostgreSQL; this crate's own tests run them
 //! on the domain's in-memory fake (`fakes::InMemoryStore`), which claims to honour the same
 //! contract; an embedder with its own adapter can run them too.
@@ -28,12 +28,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::TimeZone;
 use smsdesk_domain::api_keys::{ApiKeyId, ApiKeyLabel, ApiKeySummary, IssuedKey};
+use smsdesk_domain::changes::{LogPosition, LoggedChange};
 use smsdesk_domain::fakes::InMemoryStore;
 use smsdesk_domain::ports::{
-    ApiKeyRepository, CallbackInbox, IntegrationRepository, Leases, MessageCursor, MessagePage,
-    MessageQuery, MessageRepository, MessageRetention, NewIntegration, ObservationWrite,
-    RefreshLimiter, ReplicaRegistry, RepositoryError, Sender, StateChange, TwilioAuth,
-    TwilioIntegration, WriteOutcome,
+    ApiKeyRepository, CallbackInbox, ChangeLog, IntegrationRepository, Leases, MessageCursor,
+    MessagePage, MessageQuery, MessageRepository, MessageRetention, NewIntegration,
+    ObservationWrite, RefreshLimiter, ReplicaRegistry, RepositoryError, Sender, StateChange,
+    TwilioAuth, TwilioIntegration, WriteOutcome,
 };
 use smsdesk_domain::retention::RetentionPolicy;
 use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
@@ -44,6 +45,7 @@ use smsdesk_domain::{
 };
 
 pub mod api_keys;
+pub mod change_log;
 pub mod inbox;
 pub mod integrations;
 pub mod leases;
@@ -84,6 +86,7 @@ pub struct PortSet {
     retention: Arc<dyn MessageRetention>,
     leases: Arc<dyn Leases>,
     replicas: Arc<dyn ReplicaRegistry>,
+    log: Arc<dyn ChangeLog>,
 }
 
 impl PortSet {
@@ -91,7 +94,8 @@ impl PortSet {
     pub fn of<T>(implementation: T) -> Self
     where
         T: MessageRepository + IntegrationRepository + RefreshLimiter + CallbackInbox,
-        T: ApiKeyRepository + MessageRetention + Leases + ReplicaRegistry + Clone + 'static,
+        T: ApiKeyRepository + MessageRetention + Leases + ReplicaRegistry + ChangeLog,
+        T: Clone + 'static,
     {
         Self {
             messages: Arc::new(implementation.clone()),
@@ -101,7 +105,8 @@ impl PortSet {
             keys: Arc::new(implementation.clone()),
             retention: Arc::new(implementation.clone()),
             leases: Arc::new(implementation.clone()),
-            replicas: Arc::new(implementation),
+            replicas: Arc::new(implementation.clone()),
+            log: Arc::new(implementation),
         }
     }
 }
@@ -295,6 +300,30 @@ impl ReplicaRegistry for PortSet {
 
     async fn leave(&self, replica: &str) -> Result<(), RepositoryError> {
         self.replicas.leave(replica).await
+    }
+}
+
+#[async_trait]
+impl ChangeLog for PortSet {
+    async fn head(&self) -> Result<LogPosition, RepositoryError> {
+        self.log.head().await
+    }
+
+    async fn position_of(
+        &self,
+        team: TeamId,
+        id: i64,
+    ) -> Result<Option<LogPosition>, RepositoryError> {
+        self.log.position_of(team, id).await
+    }
+
+    async fn read_after(
+        &self,
+        after: LogPosition,
+        team: Option<TeamId>,
+        limit: usize,
+    ) -> Result<Vec<LoggedChange>, RepositoryError> {
+        self.log.read_after(after, team, limit).await
     }
 }
 
