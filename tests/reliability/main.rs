@@ -7,6 +7,7 @@ mod bad_input;
 mod db_faults;
 mod edge_auth;
 mod fleet;
+mod fleet_processes;
 mod fuzz;
 mod logs;
 mod races;

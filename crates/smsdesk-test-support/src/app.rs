@@ -136,6 +136,19 @@ async fn spawn(
 }
 
 impl TestApp {
+    /// A client for a service already running at `address` (another process, say) over
+    /// `store`'s database and `sim`, with no API key yet.
+    pub fn attach(address: String, sim: Arc<SimHandle>, store: Store) -> Self {
+        Self {
+            address,
+            api_key: String::new(),
+            sim,
+            store,
+            http: reqwest::Client::new(),
+            _data_dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
     /// The directory holding this service's SQLite database (unless another URL was set).
     pub fn data_dir(&self) -> &std::path::Path {
         self._data_dir.path()

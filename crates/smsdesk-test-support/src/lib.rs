@@ -6,7 +6,9 @@
 //!   one request through the full actix `App`;
 //! - [`browser`]: Debian's headless Chromium over WebDriver (fantoccini), with waits that poll;
 //! - `app` (feature `app`): the whole application (`smsdesk::Application` with its SQLite file
-//!   and built-in Twilio simulator) started on port 0 for end-to-end suites, and a client for it.
+//!   and built-in Twilio simulator) started on port 0 for end-to-end suites, and a client for it;
+//! - `processes` (feature `app`): real `smsdesk` binaries started as replicas of one fleet, to be
+//!   killed with `kill -9`.
 //!
 //! Other people's tests can use these too: a backend that embeds `smsdesk-web` gets a ready
 //! service to point its own tests at.
@@ -17,4 +19,6 @@ pub mod browser;
 pub mod contract;
 #[cfg(feature = "app")]
 pub mod postgres;
+#[cfg(feature = "app")]
+pub mod processes;
 pub mod world;

@@ -161,8 +161,9 @@ impl LatencyConfig {
 /// Failures the simulator injects into the Twilio API routes (never into `/_sim` routes).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FaultConfig {
-    /// Answer 429 (code 20429) when more than this many API requests are in flight, like
-    /// Twilio's per-account concurrency limit. `None`: no limit.
+    /// Answer 429 (code 20429) when more than this many API requests are in flight for one
+    /// account (the account SID in the path), like Twilio's per-account concurrency limit; other
+    /// accounts' requests do not count against it. `None`: no limit.
     #[serde(default)]
     pub max_in_flight: Option<usize>,
     /// Share of requests answered with a 5xx (half Twilio's JSON 500, half a proxy's HTML 503),

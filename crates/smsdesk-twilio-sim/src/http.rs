@@ -115,7 +115,7 @@ fn authorized(state: &SimState, req: &HttpRequest, account: &AccountSid) -> bool
     expected.is_some_and(|secret| bool::from(secret.as_bytes().ct_eq(password.as_bytes())))
 }
 
-/// What every API request goes through before its handler: the in-flight limit, latency,
+/// What every API request goes through before its handler: the account's in-flight limit, latency,
 /// authentication and injected faults; then the truncation fault on its answer.
 async fn api(
     state: &SimState,
@@ -127,12 +127,12 @@ async fn api(
     let counters = &state.counters;
     counters.requests.fetch_add(1, Ordering::SeqCst);
     counter.fetch_add(1, Ordering::SeqCst);
-    let in_flight = InFlight::enter(counters);
+    let in_flight = InFlight::enter(counters, account);
     let settings = state.settings();
     if settings
         .faults
         .max_in_flight
-        .is_some_and(|limit| in_flight.now > limit)
+        .is_some_and(|limit| in_flight.for_account > limit)
     {
         counters.rate_limited.fetch_add(1, Ordering::SeqCst);
         return twilio_error(429, 20429, "Too Many Requests");

@@ -36,7 +36,7 @@ struct Args {
     /// Log-normal sigma of the latency.
     #[arg(long, default_value_t = 0.5)]
     latency_sigma: f64,
-    /// Answer 429 above this many requests in flight.
+    /// Answer 429 above this many requests in flight for one account.
     #[arg(long)]
     max_in_flight: Option<usize>,
     /// Share of requests answered 5xx.

@@ -200,6 +200,9 @@ pub(crate) struct Counters {
     pub malformed: AtomicU64,
     pub in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
+    /// API requests in flight now, per account (the path's account SID): Twilio's concurrency
+    /// limit is per account.
+    pub account_in_flight: Mutex<HashMap<String, usize>>,
     pub callbacks_delivered: AtomicU64,
     pub callbacks_failed: AtomicU64,
 }
@@ -362,23 +365,41 @@ impl SimState {
     }
 }
 
-/// Counts an API request in flight for as long as it lives.
+/// Counts an API request in flight, overall and for its account, for as long as it lives.
 pub(crate) struct InFlight<'s> {
     counters: &'s Counters,
-    /// How many were in flight, this one included, when it started.
-    pub now: usize,
+    account: String,
+    /// How many of its account's requests were in flight, this one included, when it started.
+    pub for_account: usize,
 }
 
 impl<'s> InFlight<'s> {
-    pub(crate) fn enter(counters: &'s Counters) -> Self {
+    pub(crate) fn enter(counters: &'s Counters, account: &str) -> Self {
         let now = counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         counters.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        Self { counters, now }
+        let for_account = {
+            let mut accounts = lock(&counters.account_in_flight);
+            let count = accounts.entry(account.to_owned()).or_default();
+            *count += 1;
+            *count
+        };
+        Self {
+            counters,
+            account: account.to_owned(),
+            for_account,
+        }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let mut accounts = lock(&self.counters.account_in_flight);
+        if let Some(count) = accounts.get_mut(&self.account) {
+            *count -= 1;
+            if *count == 0 {
+                accounts.remove(&self.account);
+            }
+        }
     }
 }

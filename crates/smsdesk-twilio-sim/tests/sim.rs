@@ -684,3 +684,64 @@ async fn an_inbound_sms_is_announced_with_a_signed_webhook() {
     receiver.server.stop(true).await;
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn the_in_flight_cap_is_per_account_like_twilios() {
+    const OTHER: &str = "ACfedcba9876543210fedcba9876543210";
+    const OTHER_TOKEN: &str = "other-token";
+    let sim = start(SimConfig {
+        latency: LatencyConfig::fixed(Duration::from_millis(300)),
+        faults: FaultConfig {
+            max_in_flight: Some(2),
+            ..FaultConfig::default()
+        },
+        ..config().with_account(SimAccount::new(
+            AccountSid::parse(OTHER).unwrap(),
+            OTHER_TOKEN,
+        ))
+    })
+    .await;
+    let list = |account: &'static str, token: &'static str| {
+        let url = format!(
+            "{}/2010-04-01/Accounts/{account}/Messages/SM00000000000000000000000000000001.json",
+            sim.base_url()
+        );
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .basic_auth(account, Some(token))
+                .send()
+                .await
+                .expect("the simulator answers")
+                .status()
+                .as_u16()
+        }
+    };
+    // Three at once for the first account (one over its cap of 2), two for the other.
+    let (a, b, c, d, e) = tokio::join!(
+        list(ACCOUNT, TOKEN),
+        list(ACCOUNT, TOKEN),
+        list(ACCOUNT, TOKEN),
+        list(OTHER, OTHER_TOKEN),
+        list(OTHER, OTHER_TOKEN),
+    );
+    let answers = [a, b, c, d, e];
+    let refused = |range: std::ops::Range<usize>| {
+        answers[range]
+            .iter()
+            .filter(|status| **status == 429)
+            .count()
+    };
+    assert_eq!(
+        refused(0..3),
+        1,
+        "the first account's third request: {answers:?}"
+    );
+    assert_eq!(
+        refused(3..5),
+        0,
+        "the other account has a cap of its own: {answers:?}"
+    );
+    assert_eq!(sim.stats().rate_limited, 1);
+    sim.stop().await;
+}
