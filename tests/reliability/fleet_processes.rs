@@ -257,7 +257,7 @@ async fn three_smsdesk_processes_on_one_database_behave_as_one_service() {
 
     // The bulk cool-down is honoured once for the fleet: each member's second bulk is refused,
     // whichever replica it reaches, and Twilio hears nothing more.
-    let again = bulks(&[&apps[1], &apps[2], &apps[0]], &keys).await;
+    let again = bulks(&[apps[1], apps[2], apps[0]], &keys).await;
     for (status, body) in &again {
         assert_eq!(*status, StatusCode::TOO_MANY_REQUESTS, "{body}");
         assert_eq!(body["error"]["code"], "cooling_down", "{body}");

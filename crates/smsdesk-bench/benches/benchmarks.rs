@@ -1,4 +1,4 @@
-//! `cargo bench -p smsdesk-bench`: runs workloads 1, 2, 3 and 5 and writes `docs/benchmarks.md`
+//! `cargo bench -p smsdesk-bench`: runs workloads 1, 2, 3, 5 and 6 and writes `docs/benchmarks.md`
 //! (full form), or prints the report of the quick form (`SMSDESK_BENCH_QUICK=1`).
 //!
 //! The order keeps the memory readings clean: the service starts first and its idle memory is
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use smsdesk_bench::endpoint::{self, EndpointConfig};
 use smsdesk_bench::engine::{self, ConcurrentConfig, EngineConfig};
+use smsdesk_bench::fleet::{self, FleetConfig};
 use smsdesk_bench::memory::{self, rss_kib};
 use smsdesk_bench::report::{Machine, Report, load_average};
 use smsdesk_bench::service::{Backend, RunningService};
@@ -102,6 +103,15 @@ async fn main() -> anyhow::Result<()> {
     let engine_thousand = engine::compare(EngineConfig::thousand(size)).await?;
     eprintln!("workload 1: concurrent bulk refreshes");
     let concurrent = engine::concurrent_bulk(ConcurrentConfig::for_size(size)).await?;
+    let fleet = match std::env::var(POSTGRES_ENV) {
+        Ok(url) if !url.is_empty() => {
+            eprintln!("workload 6: a fleet of three replicas");
+            Ok(fleet::fleet_bulks(FleetConfig::for_size(size), &url).await?)
+        }
+        _ => Err(format!(
+            "The fleet was not measured in this run: set `{POSTGRES_ENV}` to include it."
+        )),
+    };
 
     let report = Report {
         size,
@@ -120,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
         memory_rounds: rounds,
         load_average_at_end: load_average(),
         limiter,
+        fleet,
     };
     let markdown = report.to_markdown();
     println!("{markdown}");

@@ -14,6 +14,8 @@
 //! - [`throughput`]: workload 3, requests per second at 64 connections beside a bare actix-web
 //!   handler;
 //! - [`memory`]: workload 5, resident memory, and the edge rate limiter's clean-up;
+//! - [`fleet`]: workload 6, concurrent bulk refreshes spread over three replicas on one
+//!   PostgreSQL database, against the account's cap;
 //! - [`stats`]: percentiles and medians; [`report`]: the machine and the Markdown report.
 //!
 //! [`Size`] picks the full form (for people, minutes) or the quick form (seconds, small sizes,
@@ -23,6 +25,7 @@
 
 pub mod endpoint;
 pub mod engine;
+pub mod fleet;
 pub mod memory;
 pub mod report;
 pub mod service;

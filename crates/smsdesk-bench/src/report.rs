@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::Size;
 use crate::endpoint::EndpointResult;
 use crate::engine::{Comparison, ConcurrentRun, Run};
+use crate::fleet::FleetRun;
 use crate::memory::{LimiterMemory, Rounds, mib};
 use crate::stats::ms;
 use crate::throughput::Row;
@@ -115,6 +116,8 @@ pub struct Report {
     pub load_average_at_end: String,
     /// Workload 5: the edge rate limiter.
     pub limiter: LimiterMemory,
+    /// Workload 6: the fleet, or why it did not run.
+    pub fleet: Result<FleetRun, String>,
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -134,7 +137,76 @@ impl Report {
         self.endpoint(&mut md);
         self.throughput(&mut md);
         self.memory(&mut md);
+        self.fleet(&mut md);
         md
+    }
+
+    fn fleet(&self, md: &mut String) {
+        let _ = writeln!(
+            md,
+            "## 6. A fleet of replicas
+"
+        );
+        let fleet = match &self.fleet {
+            Ok(fleet) => fleet,
+            Err(why) => {
+                let _ = writeln!(
+                    md,
+                    "{why}
+"
+                );
+                return;
+            }
+        };
+        let (c, run) = (&fleet.config, &fleet.run);
+        let _ = writeln!(
+            md,
+            "{} replicas (`smsdesk::Application`, production mode, in this process) on one fresh \
+             PostgreSQL database and one shared simulator that answers 429 above {} requests in \
+             flight for an account, like Twilio. {} users of one team (one Twilio account) each \
+             start a bulk refresh of the team's {} messages at the same moment over HTTP, spread \
+             over the replicas in turn ({} calls in all). Each replica is configured with the \
+             account's cap of {} and takes `cap / live replicas` of it through the database's \
+             roll call. The bound is the cap's: `max(longest call, sum of calls / {})`.\n",
+            c.replicas,
+            c.account_cap,
+            c.users,
+            c.messages,
+            c.users * c.messages,
+            c.account_cap,
+            c.account_cap,
+        );
+        let _ = writeln!(
+            md,
+            "| requests at the simulator | 429s (target 0) | most in flight there | failed \
+             outcomes | bulks refused | total time | bound | ratio to bound (target ≤ 1.2×) |"
+        );
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            md,
+            "| {} | {} ({}) | {} | {} | {} | {} ms | {} ms | {} ({}) |\n",
+            run.requests,
+            run.rate_limited,
+            verdict(run.rate_limited == 0),
+            run.max_in_flight,
+            run.failed,
+            fleet.refused,
+            ms(run.elapsed),
+            ms(run.bound),
+            ratio(run.ratio_to_bound()),
+            verdict(run.ratio_to_bound() <= 1.2),
+        );
+        let share = c.account_cap / c.replicas.max(1);
+        let _ = writeln!(
+            md,
+            "Each replica's share is {share} ({} in all, {} of the cap unused by the integer \
+             split), so the bound is not quite reachable for the fleet: {} wide, it would be \
+             {:.2}× the cap's bound at best.\n",
+            share * c.replicas,
+            c.account_cap - share * c.replicas,
+            share * c.replicas,
+            c.account_cap as f64 / (share * c.replicas).max(1) as f64,
+        );
     }
 
     fn header(&self, md: &mut String) {

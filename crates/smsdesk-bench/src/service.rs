@@ -70,10 +70,11 @@ pub const BENCH_FLAGS: &[&str] = &[
     "1000000000",
 ];
 
+/// The service's own flags, parsed from [`BENCH_FLAGS`] and more.
 #[derive(Parser)]
-struct Flags {
+pub(crate) struct Flags {
     #[command(flatten)]
-    settings: Settings,
+    pub(crate) settings: Settings,
 }
 
 /// A served smsdesk and what the workloads need to talk to it.
@@ -198,7 +199,7 @@ impl RunningService {
 }
 
 /// The admin URL with its database replaced by `name` (query kept).
-fn database_url(admin_url: &str, name: &str) -> String {
+pub(crate) fn database_url(admin_url: &str, name: &str) -> String {
     let (base, query) = match admin_url.split_once('?') {
         Some((base, query)) => (base, format!("?{query}")),
         None => (admin_url, String::new()),
@@ -207,7 +208,7 @@ fn database_url(admin_url: &str, name: &str) -> String {
     format!("{server}/{name}{query}")
 }
 
-async fn seed(
+pub(crate) async fn seed(
     store: &Store,
     sim: &SimHandle,
     team: smsdesk_domain::TeamId,

@@ -144,3 +144,35 @@ async fn the_load_generator_says_what_failed() {
         "every failure of the same kind is counted under it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_split_the_account_cap_and_draw_no_429() {
+    // The fleet needs PostgreSQL: the bench's own server, or the suites' one.
+    let Some(url) = [smsdesk_bench::POSTGRES_ENV, "SMSDESK_TEST_POSTGRES_URL"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|url| !url.is_empty()))
+    else {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED three_replicas_split_the_account_cap: set SMSDESK_TEST_POSTGRES_URL"
+        );
+        return;
+    };
+    let config = smsdesk_bench::fleet::FleetConfig::for_size(Size::Quick);
+    let fleet = smsdesk_bench::fleet::fleet_bulks(config, &url)
+        .await
+        .expect("the fleet runs");
+    assert_eq!(
+        fleet.run.rate_limited, 0,
+        "the replicas' shares keep under the cap"
+    );
+    assert!(fleet.run.max_in_flight <= config.account_cap as u64);
+    assert_eq!(fleet.refused, 0, "every bulk was answered");
+    assert_eq!(fleet.run.failed, 0, "every outcome succeeded");
+    assert_eq!(
+        fleet.run.requests,
+        (config.users * config.messages) as u64,
+        "every user's refresh asked about every message once"
+    );
+}
