@@ -211,13 +211,9 @@ impl WorldBuilder {
             },
             self.config,
         );
-        // The live streams follow the fake's history, empty so far; a world built outside a
-        // runtime (to inspect its state only) has no follower, and its streams see heartbeats
-        // only.
-        if tokio::runtime::Handle::try_current().is_ok() {
-            state.spawn_live_events(smsdesk_domain::LogPosition::START);
-        }
+        let live_events = LiveEvents::follow(&state);
         World {
+            _live_events: live_events,
             store,
             provider: fake,
             clock,
@@ -245,6 +241,42 @@ pub struct World {
     pub state: WebState,
     /// While `false`, every call to the fake Twilio waits (to observe a spinner, say).
     pub twilio_gate: watch::Sender<bool>,
+    /// The live streams' follower, stopped with the world.
+    _live_events: LiveEvents,
+}
+
+/// The live streams' follower of a world, on a thread and runtime of its own, so it runs
+/// whichever runtime (or none) the test drives the world from; it reads the fake's history from
+/// its start (empty when the world is built) and stops when the world is dropped.
+struct LiveEvents {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl LiveEvents {
+    fn follow(state: &WebState) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = state.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the live events");
+            runtime.block_on(async move {
+                let follower = state.spawn_live_events(smsdesk_domain::LogPosition::START);
+                let _ = stopped.await;
+                follower.abort();
+            });
+        });
+        Self { stop: Some(stop) }
+    }
+}
+
+impl Drop for LiveEvents {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 impl Default for World {
