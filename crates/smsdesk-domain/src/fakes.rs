@@ -29,9 +29,10 @@ use crate::message::{
 };
 use crate::ports::{
     ApiKeyRepository, CallbackInbox, ChangeLog, Clock, IntegrationRepository, Leases,
-    MessageCursor, MessagePage, MessageQuery, MessageRepository, MessageRetention, NewIntegration,
-    ObservationWrite, OutboundSms, ProviderError, ProviderMessage, RefreshLimiter, ReplicaRegistry,
-    RepositoryError, SmsProvider, TwilioAuth, TwilioCredentials, TwilioIntegration, WriteOutcome,
+    MAX_LIST_PAGE_SIZE, MessageCursor, MessageListPage, MessageListQuery, MessagePage,
+    MessageQuery, MessageRepository, MessageRetention, NewIntegration, ObservationWrite,
+    OutboundSms, ProviderError, ProviderMessage, RefreshLimiter, ReplicaRegistry, RepositoryError,
+    SmsProvider, TwilioAuth, TwilioCredentials, TwilioIntegration, WriteOutcome,
 };
 use crate::refresh_rules::CooldownClaim;
 use crate::retention::RetentionPolicy;
@@ -650,10 +651,14 @@ pub type DelayHook = Arc<dyn Fn(&MessageSid) -> BoxFuture<'static, ()> + Send + 
 ///
 /// `fetch_message` answers from the table set with [`FakeSmsProvider::set_state`] /
 /// [`FakeSmsProvider::set_error`] (an unknown SID is [`ProviderError::NotFound`]);
-/// `send_message` invents a SID and answers `queued`.
+/// `send_message` invents a SID and answers `queued`; `list_messages` lists, newest first, the
+/// messages given a sending time with [`FakeSmsProvider::set_sent_at`], with their answers'
+/// states, in pages whose `next_page_uri` is `?Page=N`.
 #[derive(Clone, Default)]
 pub struct FakeSmsProvider {
     answers: Arc<Mutex<HashMap<MessageSid, Result<DeliveryState, ProviderError>>>>,
+    sent_at: Arc<Mutex<HashMap<MessageSid, Timestamp>>>,
+    list_calls: Arc<AtomicUsize>,
     delay: Option<DelayHook>,
     calls: Arc<AtomicUsize>,
     in_flight: Arc<AtomicUsize>,
@@ -682,6 +687,16 @@ impl FakeSmsProvider {
     /// From now on, fetching `sid` fails with `error`.
     pub fn set_error(&self, sid: &MessageSid, error: ProviderError) {
         lock(&self.answers).insert(sid.clone(), Err(error));
+    }
+
+    /// From now on, `sid` appears in the account's list as sent at `at`.
+    pub fn set_sent_at(&self, sid: &MessageSid, at: Timestamp) {
+        lock(&self.sent_at).insert(sid.clone(), at);
+    }
+
+    /// List pages read so far.
+    pub fn list_calls(&self) -> usize {
+        self.list_calls.load(Ordering::SeqCst)
     }
 
     /// Calls made so far (fetch and send).
@@ -739,6 +754,7 @@ impl SmsProvider for FakeSmsProvider {
             to: None,
             body: None,
             date_created: None,
+            date_sent: lock(&self.sent_at).get(sid).copied(),
         })
     }
 
@@ -769,6 +785,53 @@ impl SmsProvider for FakeSmsProvider {
             to: Some(sms.to.clone().into()),
             body: Some(sms.body.clone()),
             date_created: None,
+            date_sent: None,
+        })
+    }
+
+    async fn list_messages(
+        &self,
+        credentials: &TwilioCredentials,
+        query: &MessageListQuery,
+    ) -> Result<MessageListPage, ProviderError> {
+        self.list_calls.fetch_add(1, Ordering::SeqCst);
+        let page = query
+            .page_uri
+            .as_deref()
+            .and_then(|uri| uri.strip_prefix("?Page="))
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0);
+        let answers = lock(&self.answers);
+        let mut listed: Vec<(Timestamp, MessageSid, DeliveryState)> = lock(&self.sent_at)
+            .iter()
+            .filter(|(_, at)| **at >= query.sent_since)
+            .filter_map(|(sid, at)| match answers.get(sid) {
+                Some(Ok(state)) => Some((*at, sid.clone(), state.clone())),
+                _ => None,
+            })
+            .collect();
+        listed.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+        let size = usize::try_from(query.page_size.clamp(1, MAX_LIST_PAGE_SIZE)).unwrap_or(1);
+        let more = listed.len() > (page + 1) * size;
+        Ok(MessageListPage {
+            messages: listed
+                .into_iter()
+                .skip(page * size)
+                .take(size)
+                .map(|(at, sid, state)| ProviderMessage {
+                    sid,
+                    state,
+                    account_sid: Some(credentials.account_sid.clone()),
+                    direction: Some(Direction::OutboundApi),
+                    from: None,
+                    to: None,
+                    body: None,
+                    date_created: None,
+                    date_sent: Some(at),
+                })
+                .collect(),
+            unreadable: 0,
+            next_page_uri: more.then(|| format!("?Page={}", page + 1)),
         })
     }
 }

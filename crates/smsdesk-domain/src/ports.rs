@@ -290,6 +290,35 @@ pub struct ProviderMessage {
     pub body: Option<String>,
     /// When Twilio created it.
     pub date_created: Option<Timestamp>,
+    /// When Twilio sent it (absent until it is sent: queued and scheduled messages have none).
+    pub date_sent: Option<Timestamp>,
+}
+
+/// The largest page Twilio's Messages list serves.
+pub const MAX_LIST_PAGE_SIZE: u32 = 1000;
+
+/// Which page of an account's Messages list to read (Twilio lists newest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageListQuery {
+    /// Only messages Twilio sent at or after this time (`DateSent>`): messages not sent yet never
+    /// match, and must be fetched one by one.
+    pub sent_since: Timestamp,
+    /// Messages per page, 1 to [`MAX_LIST_PAGE_SIZE`].
+    pub page_size: u32,
+    /// The next page, as the previous page named it (relative to the API's host); `None` for
+    /// the first page.
+    pub page_uri: Option<String>,
+}
+
+/// One page of an account's Messages list.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MessageListPage {
+    /// The messages on the page, newest first; entries that could not be read are left out.
+    pub messages: Vec<ProviderMessage>,
+    /// Entries on the page that could not be read (no SID, no status).
+    pub unreadable: usize,
+    /// The next page, when there is one.
+    pub next_page_uri: Option<String>,
 }
 
 /// An SMS to send.
@@ -380,6 +409,16 @@ pub trait SmsProvider: Send + Sync {
         credentials: &TwilioCredentials,
         sms: &OutboundSms,
     ) -> Result<ProviderMessage, ProviderError>;
+
+    /// Reads one page of the account's Messages list (`GET …/Messages.json`), newest first.
+    ///
+    /// # Errors
+    /// Any [`ProviderError`]; [`ProviderError::Unexpected`] for a page that is not a list.
+    async fn list_messages(
+        &self,
+        credentials: &TwilioCredentials,
+        query: &MessageListQuery,
+    ) -> Result<MessageListPage, ProviderError>;
 }
 
 /// Cool-downs that must hold across requests, restarts and replicas. A claim is atomic: of

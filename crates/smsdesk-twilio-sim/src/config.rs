@@ -31,7 +31,13 @@ pub struct SimConfig {
     pub callbacks: CallbackConfig,
     /// Seeds the simulator's randomness (SIDs, outcomes, latency, faults) for reproducible runs.
     pub seed: Option<u64>,
+    /// What each message on a Messages list page adds to that request's latency, as a bigger
+    /// page takes Twilio longer (default 1 ms: a page of 1,000 takes a second more).
+    pub list_latency_per_message: Duration,
 }
+
+/// The default of [`SimConfig::list_latency_per_message`].
+pub const LIST_LATENCY_PER_MESSAGE: Duration = Duration::from_millis(1);
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -45,6 +51,7 @@ impl Default for SimConfig {
             faults: FaultConfig::default(),
             callbacks: CallbackConfig::default(),
             seed: None,
+            list_latency_per_message: LIST_LATENCY_PER_MESSAGE,
         }
     }
 }

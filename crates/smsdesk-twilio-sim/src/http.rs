@@ -29,6 +29,10 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(create),
     )
     .route(
+        "/2010-04-01/Accounts/{account}/Messages.json",
+        web::get().to(list),
+    )
+    .route(
         "/2010-04-01/Accounts/{account}/Messages/{file}",
         web::get().to(fetch),
     )
@@ -122,7 +126,7 @@ async fn api(
     req: &HttpRequest,
     account: &str,
     counter: &AtomicU64,
-    handler: impl FnOnce(&AccountSid) -> HttpResponse,
+    handler: impl FnOnce(&AccountSid) -> (HttpResponse, Duration),
 ) -> HttpResponse {
     let counters = &state.counters;
     counters.requests.fetch_add(1, Ordering::SeqCst);
@@ -161,7 +165,11 @@ async fn api(
         tokio::time::sleep(settings.faults.timeout_hang).await;
         return HttpResponse::GatewayTimeout().finish();
     }
-    let response = handler(&account);
+    // A handler may take longer for a bigger answer (a list page), still in flight meanwhile.
+    let (response, extra_latency) = handler(&account);
+    if !extra_latency.is_zero() {
+        tokio::time::sleep(extra_latency).await;
+    }
     drop(in_flight);
     if response.status().is_success() && state.chance() < settings.faults.malformed_share {
         counters.malformed.fetch_add(1, Ordering::SeqCst);
@@ -218,7 +226,7 @@ async fn create(
         &req,
         &account,
         &state.counters.creates,
-        move |account| create_message(&shared, account, &field),
+        move |account| (create_message(&shared, account, &field), Duration::ZERO),
     )
     .await
 }
@@ -320,35 +328,53 @@ fn find(state: &SimState, account: &AccountSid, file: &str) -> Option<SimMessage
 async fn fetch(state: State, req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
     let (account, file) = path.into_inner();
     let request_path = req.path().to_owned();
-    api(
-        &state,
-        &req,
-        &account,
-        &state.counters.fetches,
-        |account| match find(&state, account, &file) {
+    api(&state, &req, &account, &state.counters.fetches, |account| {
+        let answer = match find(&state, account, &file) {
             Some(message) => json_response(StatusCode::OK, &message),
             None => not_found(&request_path),
-        },
-    )
+        };
+        (answer, Duration::ZERO)
+    })
     .await
 }
 
 async fn delete(state: State, req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
     let (account, file) = path.into_inner();
     let request_path = req.path().to_owned();
-    api(
-        &state,
-        &req,
-        &account,
-        &state.counters.deletes,
-        |account| match find(&state, account, &file) {
+    api(&state, &req, &account, &state.counters.deletes, |account| {
+        let answer = match find(&state, account, &file) {
             Some(message) => {
                 lock(&state.messages).remove(&message.sid);
                 HttpResponse::NoContent().finish()
             }
             None => not_found(&request_path),
-        },
-    )
+        };
+        (answer, Duration::ZERO)
+    })
+    .await
+}
+
+async fn list(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let account = path.into_inner();
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
+    let per_message = state.settings().list_latency_per_message;
+    api(&state, &req, &account, &state.counters.lists, |account| {
+        match crate::listing::ListQuery::parse(&query) {
+            Ok(query) => {
+                let page = crate::listing::page(&lock(&state.messages), account, &query);
+                let listed = u32::try_from(page.listed).unwrap_or(u32::MAX);
+                (
+                    HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(page.body.to_string()),
+                    per_message * listed,
+                )
+            }
+            Err(message) => (twilio_error(400, 20001, &message), Duration::ZERO),
+        }
+    })
     .await
 }
 

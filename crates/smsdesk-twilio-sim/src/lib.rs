@@ -1,7 +1,7 @@
 //! # smsdesk-twilio-sim
 //!
 //! A Twilio look-alike server: the subset of Twilio's Messages API smsdesk uses (create, fetch,
-//! delete) with Twilio's paths, HTTP Basic auth, JSON shapes and error bodies. Messages progress
+//! delete, and the Messages list with its filters and paging, newest first) with Twilio's paths, HTTP Basic auth, JSON shapes and error bodies. Messages progress
 //! like real ones (queued → sending → sent → delivered, some undelivered or failed with real
 //! error codes) at a configurable speed, and every change posts a status callback signed exactly
 //! as Twilio signs them. Latency follows a log-normal distribution, and faults (429 above a
@@ -23,7 +23,8 @@
 //! `PUT /_sim/latency` ([`LatencyConfig`]), `PUT /_sim/speed` (`{"speed":10.0}`).
 //!
 //! Layout: [`config`] (what it is told), `state` (its memory and counters), `lifecycle`
-//! (progression and callbacks), `http` (routes), [`server`] (start and handle).
+//! (progression and callbacks), `listing` (the Messages list), `http` (routes), [`server`]
+//! (start and handle).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,11 +42,13 @@
 pub mod config;
 mod http;
 mod lifecycle;
+mod listing;
 pub mod server;
 mod state;
 
 pub use config::{
-    CallbackConfig, FaultConfig, LatencyConfig, OutcomeShares, SimAccount, SimApiKey, SimConfig,
+    CallbackConfig, FaultConfig, LIST_LATENCY_PER_MESSAGE, LatencyConfig, OutcomeShares,
+    SimAccount, SimApiKey, SimConfig,
 };
 pub use lifecycle::{ControlError, InboundSms, SeedMessage};
 pub use server::{SimError, SimHandle, SimServer};

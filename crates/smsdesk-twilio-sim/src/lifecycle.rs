@@ -57,6 +57,9 @@ pub struct SeedMessage {
     /// test moves it (`advance` still follows a normal life from `status`).
     #[serde(default)]
     pub progress: bool,
+    /// When it was created, and sent if its status says it was (default: now).
+    #[serde(default)]
+    pub created_at: Option<chrono::DateTime<Utc>>,
 }
 
 impl SeedMessage {
@@ -72,6 +75,7 @@ impl SeedMessage {
             error_code: None,
             status_callback: None,
             progress: false,
+            created_at: None,
         }
     }
 }
@@ -142,7 +146,7 @@ impl SimState {
         if lock(&self.messages).contains_key(&sid) {
             return Err(ControlError::DuplicateMessage(sid));
         }
-        let now = Utc::now();
+        let now = seed.created_at.unwrap_or_else(Utc::now);
         // The rest of a normal life, so `advance` works on seeds too; it only runs on its own
         // when `progress` is set.
         let rank = seed.status.rank();

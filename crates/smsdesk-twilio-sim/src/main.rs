@@ -36,6 +36,9 @@ struct Args {
     /// Log-normal sigma of the latency.
     #[arg(long, default_value_t = 0.5)]
     latency_sigma: f64,
+    /// Microseconds each message on a Messages list page adds to its latency.
+    #[arg(long, default_value_t = 1000)]
+    list_latency_per_message_us: u64,
     /// Answer 429 above this many requests in flight for one account.
     #[arg(long)]
     max_in_flight: Option<usize>,
@@ -109,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
             out_of_order_share: args.out_of_order_callback_share,
         },
         seed: args.seed,
+        list_latency_per_message: Duration::from_micros(args.list_latency_per_message_us),
     };
     let sim = SimServer::start(config).await?;
     println!("Twilio simulator at {}", sim.base_url());

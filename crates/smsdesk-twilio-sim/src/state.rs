@@ -165,6 +165,8 @@ pub struct SimStats {
     pub creates: u64,
     /// Fetch requests (`GET …/Messages/{Sid}.json`).
     pub fetches: u64,
+    /// Messages list pages (`GET …/Messages.json`).
+    pub lists: u64,
     /// Delete requests (`DELETE …/Messages/{Sid}.json`).
     pub deletes: u64,
     /// Answered 401.
@@ -192,6 +194,7 @@ pub(crate) struct Counters {
     pub requests: AtomicU64,
     pub creates: AtomicU64,
     pub fetches: AtomicU64,
+    pub lists: AtomicU64,
     pub deletes: AtomicU64,
     pub unauthorized: AtomicU64,
     pub rate_limited: AtomicU64,
@@ -215,6 +218,7 @@ pub(crate) struct Settings {
     pub latency: LatencyConfig,
     pub faults: FaultConfig,
     pub callbacks: CallbackConfig,
+    pub list_latency_per_message: Duration,
 }
 
 /// Everything shared.
@@ -247,6 +251,7 @@ impl SimState {
                 latency: config.latency,
                 faults: config.faults,
                 callbacks: config.callbacks,
+                list_latency_per_message: config.list_latency_per_message,
             }),
             accounts: Mutex::new(
                 config
@@ -329,6 +334,7 @@ impl SimState {
             requests: get(&c.requests),
             creates: get(&c.creates),
             fetches: get(&c.fetches),
+            lists: get(&c.lists),
             deletes: get(&c.deletes),
             unauthorized: get(&c.unauthorized),
             rate_limited: get(&c.rate_limited),
@@ -348,6 +354,7 @@ impl SimState {
             &c.requests,
             &c.creates,
             &c.fetches,
+            &c.lists,
             &c.deletes,
             &c.unauthorized,
             &c.rate_limited,

@@ -745,3 +745,121 @@ async fn the_in_flight_cap_is_per_account_like_twilios() {
     assert_eq!(sim.stats().rate_limited, 1);
     sim.stop().await;
 }
+
+/// Seeds `status` messages created (and, if sent, sent) `minutes_ago`.
+fn seed_at(sim: &SimHandle, status: MessageStatus, minutes_ago: i64) -> MessageSid {
+    let mut seed = SeedMessage::new(account(), status);
+    seed.created_at = Some(chrono::Utc::now() - chrono::Duration::minutes(minutes_ago));
+    sim.seed_message(seed).expect("seeded").sid
+}
+
+async fn list_page(sim: &SimHandle, path_and_query: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("{}{path_and_query}", sim.base_url()))
+        .basic_auth(ACCOUNT, Some(TOKEN))
+        .send()
+        .await
+        .expect("the simulator answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn sids_of(page: &Value) -> Vec<String> {
+    page["messages"]
+        .as_array()
+        .expect("a messages array")
+        .iter()
+        .map(|m| m["sid"].as_str().expect("a sid").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_messages_list_is_newest_first_filtered_by_date_sent_and_paged_like_twilios() {
+    let sim = start(config()).await;
+    let old = seed_at(&sim, MessageStatus::Delivered, 120);
+    let middle = seed_at(&sim, MessageStatus::Sent, 30);
+    let newest = seed_at(&sim, MessageStatus::Undelivered, 5);
+    let _queued = seed_at(&sim, MessageStatus::Queued, 1);
+    let since = (chrono::Utc::now() - chrono::Duration::minutes(60))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let base = format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json");
+    let filter = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("DateSent>", &since)
+        .append_pair("PageSize", "1")
+        .finish();
+
+    let (status, first) = list_page(&sim, &format!("{base}?{filter}")).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(sids_of(&first), vec![newest.to_string()], "newest first");
+    assert_eq!(first["page"], 0);
+    assert_eq!(first["page_size"], 1);
+    assert_eq!(first["previous_page_uri"], Value::Null);
+    let next = first["next_page_uri"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    assert!(
+        next.starts_with(&format!("{base}?"))
+            && next.contains("DateSent%3E=")
+            && next.contains("PageToken=PA"),
+        "relative to the API host, with the filter and a token: {next}"
+    );
+    assert_eq!(
+        first["messages"][0]["status"], "undelivered",
+        "entries are Twilio's message JSON"
+    );
+
+    let (_, second) = list_page(&sim, &next).await;
+    assert_eq!(sids_of(&second), vec![middle.to_string()]);
+    assert_eq!(
+        second["next_page_uri"],
+        Value::Null,
+        "the message sent two hours ago is before the filter, the queued one never matches it"
+    );
+
+    let (_, everything) = list_page(&sim, &format!("{base}?PageSize=1000")).await;
+    let all = sids_of(&everything);
+    assert_eq!(
+        all.len(),
+        4,
+        "without a date filter every message is listed"
+    );
+    assert_eq!(all.last(), Some(&old.to_string()), "oldest last");
+    assert_eq!(sim.stats().lists, 3);
+
+    for bad in ["PageSize=0", "PageSize=1001", "DateSent%3E=yesterday"] {
+        let (status, body) = list_page(&sim, &format!("{base}?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_bigger_list_page_takes_longer() {
+    let sim = start(SimConfig {
+        list_latency_per_message: Duration::from_millis(2),
+        ..config()
+    })
+    .await;
+    for _ in 0..100 {
+        seed_at(&sim, MessageStatus::Sent, 1);
+    }
+    let base = format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json");
+    let timed = |size: u32| {
+        let url = format!("{base}?PageSize={size}");
+        let sim = &sim;
+        async move {
+            let started = std::time::Instant::now();
+            let (status, _) = list_page(sim, &url).await;
+            assert_eq!(status, 200);
+            started.elapsed()
+        }
+    };
+    // A lower bound only: the simulator sleeps that long, whatever else the machine does.
+    let big = timed(100).await;
+    assert!(
+        big >= Duration::from_millis(200),
+        "100 messages at 2 ms each: {big:?}"
+    );
+    sim.stop().await;
+}

@@ -9,14 +9,15 @@ use async_trait::async_trait;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use secrecy::ExposeSecret as _;
 use smsdesk_domain::ports::{
-    OutboundSms, ProviderError, ProviderMessage, Sender, SmsProvider, TwilioAuth, TwilioCredentials,
+    MAX_LIST_PAGE_SIZE, MessageListPage, MessageListQuery, OutboundSms, ProviderError,
+    ProviderMessage, Sender, SmsProvider, TwilioAuth, TwilioCredentials,
 };
 use smsdesk_domain::{AccountSid, MessageSid};
 
 use crate::config::TwilioConfig;
 use crate::gate::Gate;
 use crate::retry::{Idempotency, with_retries};
-use crate::wire::{TwilioErrorBody, parse_date, parse_error, parse_message};
+use crate::wire::{TwilioErrorBody, parse_date, parse_error, parse_list_page, parse_message};
 
 /// Why a [`TwilioClient`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -133,12 +134,13 @@ impl TwilioClient {
 
     /// One HTTP attempt, holding a permit of the account's limit only while the request and its
     /// body are in flight (not during a backoff).
-    async fn attempt(
+    async fn attempt<T>(
         &self,
         credentials: &TwilioCredentials,
         request: reqwest::RequestBuilder,
         operation: &'static str,
-    ) -> Result<ProviderMessage, ProviderError> {
+        parse: fn(&[u8]) -> Result<T, String>,
+    ) -> Result<T, ProviderError> {
         let limit = self.limit_for(&credentials.account_sid);
         let permit = limit.enter().await;
         let request = authenticate(request, credentials).header("Accept", "application/json");
@@ -159,10 +161,10 @@ impl TwilioClient {
             "Twilio answered"
         );
         if (200..300).contains(&status) {
-            classify(status, &body, retry_after)
+            classify(status, &body, retry_after, parse)
         } else {
             // Error texts end up in answers to clients: read them from the redacted body.
-            classify(status, redacted.as_bytes(), retry_after)
+            classify(status, redacted.as_bytes(), retry_after, parse)
         }
     }
 }
@@ -230,13 +232,14 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// Maps an HTTP answer to the domain's terms. The error body, when it is Twilio's JSON, supplies
 /// the code and message; otherwise the HTTP status alone decides.
-fn classify(
+fn classify<T>(
     status: u16,
     body: &[u8],
     retry_after: Option<Duration>,
-) -> Result<ProviderMessage, ProviderError> {
+    parse: fn(&[u8]) -> Result<T, String>,
+) -> Result<T, ProviderError> {
     if (200..300).contains(&status) {
-        return parse_message(body).map_err(|reason| ProviderError::Unexpected { reason });
+        return parse(body).map_err(|reason| ProviderError::Unexpected { reason });
     }
     let error = parse_error(body);
     let message = describe(&error, status);
@@ -282,7 +285,12 @@ impl SmsProvider for TwilioClient {
     ) -> Result<ProviderMessage, ProviderError> {
         let url = format!("{}/{sid}.json", self.messages_url(&credentials.account_sid));
         with_retries(&self.inner.config.retry, Idempotency::Read, |_| {
-            self.attempt(credentials, self.inner.http.get(&url), "fetch")
+            self.attempt(
+                credentials,
+                self.inner.http.get(&url),
+                "fetch",
+                parse_message,
+            )
         })
         .await
     }
@@ -305,9 +313,71 @@ impl SmsProvider for TwilioClient {
             form.push(("StatusCallback", callback));
         }
         with_retries(&self.inner.config.retry, Idempotency::Write, |_| {
-            self.attempt(credentials, self.inner.http.post(&url).form(&form), "send")
+            self.attempt(
+                credentials,
+                self.inner.http.post(&url).form(&form),
+                "send",
+                parse_message,
+            )
         })
         .await
+    }
+
+    async fn list_messages(
+        &self,
+        credentials: &TwilioCredentials,
+        query: &MessageListQuery,
+    ) -> Result<MessageListPage, ProviderError> {
+        let url = self.list_url(&credentials.account_sid, query)?;
+        with_retries(&self.inner.config.retry, Idempotency::Read, |_| {
+            self.attempt(
+                credentials,
+                self.inner.http.get(&url),
+                "list",
+                parse_list_page,
+            )
+        })
+        .await
+    }
+}
+
+impl TwilioClient {
+    /// The URL of a list page: the first from `query`'s filters, a later one from the page's
+    /// own `next_page_uri`, which must be this account's Messages list on the configured host
+    /// (the credentials go wherever the URL points, so an answer can never send them elsewhere).
+    fn list_url(
+        &self,
+        account: &AccountSid,
+        query: &MessageListQuery,
+    ) -> Result<String, ProviderError> {
+        let list_path = format!("/2010-04-01/Accounts/{account}/Messages.json");
+        match &query.page_uri {
+            Some(uri) if uri.starts_with(&format!("{list_path}?")) && !uri.contains("://") => {
+                Ok(format!("{}{uri}", self.inner.config.base_url))
+            }
+            Some(_) => Err(ProviderError::Unexpected {
+                reason: "the next page is not this account's Messages list".into(),
+            }),
+            None => {
+                let mut url =
+                    reqwest::Url::parse(&format!("{}{list_path}", self.inner.config.base_url))
+                        .map_err(|err| ProviderError::Unexpected {
+                            reason: format!("the Twilio base URL is not a URL: {err}"),
+                        })?;
+                url.query_pairs_mut()
+                    .append_pair(
+                        "DateSent>",
+                        &query
+                            .sent_since
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    )
+                    .append_pair(
+                        "PageSize",
+                        &query.page_size.clamp(1, MAX_LIST_PAGE_SIZE).to_string(),
+                    );
+                Ok(url.into())
+            }
+        }
     }
 }
 
@@ -389,13 +459,14 @@ mod tests {
             }),
         ];
         for (status, body, why, expected) in cases {
-            let error = classify(status, body.as_bytes(), None).expect_err(why);
+            let error = classify(status, body.as_bytes(), None, parse_message).expect_err(why);
             assert!(expected(&error), "{why}: {error:?}");
         }
         let ok = classify(
             201,
             format!(r#"{{"sid":"{SID}","status":"queued"}}"#).as_bytes(),
             None,
+            parse_message,
         );
         assert!(ok.is_ok(), "201 with a message");
     }

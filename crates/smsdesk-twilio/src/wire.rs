@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use smsdesk_domain::ports::ProviderMessage;
+use smsdesk_domain::ports::{MessageListPage, ProviderMessage};
 use smsdesk_domain::{AccountSid, Address, DeliveryState, Direction, MessageSid, MessageStatus};
 
 /// Reads a message body (fetch or create answer).
@@ -21,26 +21,62 @@ pub(crate) fn parse_message(body: &[u8]) -> Result<ProviderMessage, String> {
     let Value::Object(fields) = value else {
         return Err("the body is not a JSON object".into());
     };
-    let sid_text = text(&fields, "sid").ok_or("the message has no sid")?;
+    message_from(&fields)
+}
+
+/// Reads a page of the Messages list: `messages` must be an array; an entry without a valid
+/// `sid` or `status` is counted as unreadable and left out (the others still count), and
+/// `next_page_uri` is the next page's relative URI when it is a non-empty string.
+///
+/// # Errors
+/// A reason when the body is not a JSON object with a `messages` array.
+pub(crate) fn parse_list_page(body: &[u8]) -> Result<MessageListPage, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    let Value::Object(fields) = value else {
+        return Err("the body is not a JSON object".into());
+    };
+    let Some(Value::Array(entries)) = fields.get("messages") else {
+        return Err("the page has no messages array".into());
+    };
+    let mut page = MessageListPage {
+        next_page_uri: text(&fields, "next_page_uri").filter(|uri| !uri.trim().is_empty()),
+        ..MessageListPage::default()
+    };
+    for entry in entries {
+        match entry {
+            Value::Object(message) => match message_from(message) {
+                Ok(message) => page.messages.push(message),
+                Err(_) => page.unreadable += 1,
+            },
+            _ => page.unreadable += 1,
+        }
+    }
+    Ok(page)
+}
+
+fn message_from(fields: &Map<String, Value>) -> Result<ProviderMessage, String> {
+    let sid_text = text(fields, "sid").ok_or("the message has no sid")?;
     let sid = MessageSid::parse(&sid_text).map_err(|e| e.to_string())?;
-    let status = text(&fields, "status").ok_or("the message has no status")?;
+    let status = text(fields, "status").ok_or("the message has no status")?;
     let state = DeliveryState {
         status: MessageStatus::parse(&status),
-        error_code: unsigned(&fields, "error_code"),
-        error_message: text(&fields, "error_message"),
-        num_segments: unsigned(&fields, "num_segments"),
-        price: text(&fields, "price"),
-        price_unit: text(&fields, "price_unit"),
+        error_code: unsigned(fields, "error_code"),
+        error_message: text(fields, "error_message"),
+        num_segments: unsigned(fields, "num_segments"),
+        price: text(fields, "price"),
+        price_unit: text(fields, "price_unit"),
     };
     Ok(ProviderMessage {
         sid,
         state,
-        account_sid: text(&fields, "account_sid").and_then(|s| AccountSid::parse(&s).ok()),
-        direction: text(&fields, "direction").and_then(|s| Direction::parse(&s).ok()),
-        from: text(&fields, "from").and_then(|s| Address::parse(&s).ok()),
-        to: text(&fields, "to").and_then(|s| Address::parse(&s).ok()),
-        body: text(&fields, "body"),
-        date_created: text(&fields, "date_created").and_then(|s| parse_date(&s)),
+        account_sid: text(fields, "account_sid").and_then(|s| AccountSid::parse(&s).ok()),
+        direction: text(fields, "direction").and_then(|s| Direction::parse(&s).ok()),
+        from: text(fields, "from").and_then(|s| Address::parse(&s).ok()),
+        to: text(fields, "to").and_then(|s| Address::parse(&s).ok()),
+        body: text(fields, "body"),
+        date_created: text(fields, "date_created").and_then(|s| parse_date(&s)),
+        date_sent: text(fields, "date_sent").and_then(|s| parse_date(&s)),
     })
 }
 

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use smsdesk_domain::ports::{
-    OutboundSms, ProviderError, Sender, SmsProvider, TwilioAuth, TwilioCredentials,
+    MessageListQuery, OutboundSms, ProviderError, Sender, SmsProvider, TwilioAuth,
+    TwilioCredentials,
 };
 use smsdesk_domain::{
     AccountSid, ApiKeySid, Direction, MessageSid, MessageStatus, MessagingServiceSid, PhoneNumber,
@@ -719,4 +720,155 @@ async fn the_response_body_is_logged_at_debug_without_the_secret_or_the_auth_hea
         !output.contains("Basic "),
         "the auth header never reaches the log: {output}"
     );
+}
+
+fn first_page(since: chrono::DateTime<chrono::Utc>, page_size: u32) -> MessageListQuery {
+    MessageListQuery {
+        sent_since: since,
+        page_size,
+        page_uri: None,
+    }
+}
+
+#[tokio::test]
+async fn twilios_reference_list_pages_are_read_leniently() {
+    let full = include_str!("fixtures/messages_list_page.json");
+    let empty = include_str!("fixtures/messages_list_empty.json");
+    // The reference page, plus an entry with no SID and one that is not an object.
+    let mut odd: serde_json::Value = serde_json::from_str(full).unwrap();
+    odd["messages"]
+        .as_array_mut()
+        .unwrap()
+        .extend([serde_json::json!({"status": "sent"}), serde_json::json!(7)]);
+    let server = canned_server(vec![
+        canned(200, full),
+        canned(200, empty),
+        canned(200, &odd.to_string()),
+        canned(200, r#"{"page": 0}"#),
+    ])
+    .await;
+    let client = client(&server.base_url, RetryPolicy::none());
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+
+    let page = client
+        .list_messages(&credentials(), &first_page(since, 2))
+        .await
+        .expect("the reference page reads");
+    let sids: Vec<&str> = page.messages.iter().map(|m| m.sid.as_str()).collect();
+    assert_eq!(
+        sids,
+        vec![
+            "SMded05904ccb347238880ca9264e8fe1c",
+            "MMc26223853f8c46b4ab7dfaa6abba0a26"
+        ]
+    );
+    let first = &page.messages[0];
+    assert_eq!(first.state.status, MessageStatus::Sent);
+    assert_eq!(first.state.num_segments, Some(1), "a string of digits");
+    assert_eq!(first.state.price.as_deref(), Some("-0.00750"));
+    assert_eq!(
+        first.date_sent.map(|d| d.to_rfc3339()),
+        Some("2019-05-24T17:44:50+00:00".to_owned()),
+        "RFC 2822 read"
+    );
+    assert_eq!(page.messages[1].state.error_code, Some(30004));
+    assert!(
+        page.next_page_uri.as_deref().is_some_and(
+            |uri| uri.starts_with("/2010-04-01/Accounts/") && uri.contains("PageToken=")
+        ),
+        "{:?}",
+        page.next_page_uri
+    );
+    let request = server.requests.lock().unwrap()[0].clone();
+    let line = request.lines().next().unwrap_or_default().to_owned();
+    assert!(
+        line.starts_with(&format!(
+            "GET /2010-04-01/Accounts/{ACCOUNT}/Messages.json?"
+        )) && line.contains("DateSent%3E=")
+            && line.contains("PageSize=2"),
+        "the first page's request: {line}"
+    );
+
+    let empty = client
+        .list_messages(&credentials(), &first_page(since, 25))
+        .await
+        .expect("an empty page reads");
+    assert!(empty.messages.is_empty() && empty.next_page_uri.is_none());
+
+    let odd = client
+        .list_messages(&credentials(), &first_page(since, 2))
+        .await
+        .expect("a page with bad entries still reads");
+    assert_eq!((odd.messages.len(), odd.unreadable), (2, 2));
+
+    let error = client
+        .list_messages(&credentials(), &first_page(since, 2))
+        .await
+        .expect_err("a page without messages is not a page");
+    assert!(
+        matches!(error, ProviderError::Unexpected { .. }),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_next_page_elsewhere_is_refused_before_any_request() {
+    let server = canned_server(vec![canned(200, r#"{"messages": []}"#)]).await;
+    let client = client(&server.base_url, RetryPolicy::none());
+    for uri in [
+        "https://evil.example/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json?Page=1",
+        "/2010-04-01/Accounts/ACfedcba9876543210fedcba9876543210/Messages.json?Page=1",
+        "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Calls.json?Page=1",
+    ] {
+        let query = MessageListQuery {
+            page_uri: Some(uri.to_owned()),
+            ..first_page(chrono::Utc::now(), 50)
+        };
+        let error = client
+            .list_messages(&credentials(), &query)
+            .await
+            .expect_err(uri);
+        assert!(
+            matches!(error, ProviderError::Unexpected { .. }),
+            "{uri}: {error:?}"
+        );
+    }
+    assert_eq!(
+        server.count.load(Ordering::SeqCst),
+        0,
+        "the credentials never went anywhere"
+    );
+}
+
+#[tokio::test]
+async fn an_accounts_list_is_followed_page_by_page_on_the_simulator() {
+    let sim = sim().await;
+    let mut seeded = Vec::new();
+    for minutes_ago in [50, 40, 30, 20, 10] {
+        let mut seed = SeedMessage::new(account(), MessageStatus::Delivered);
+        seed.created_at = Some(chrono::Utc::now() - chrono::Duration::minutes(minutes_ago));
+        seeded.push(sim.seed_message(seed).expect("seeded").sid);
+    }
+    let client = client(sim.base_url(), quick_retries(0));
+    let mut query = first_page(chrono::Utc::now() - chrono::Duration::minutes(45), 2);
+    let mut listed = Vec::new();
+    loop {
+        let page = client
+            .list_messages(&credentials(), &query)
+            .await
+            .expect("a page");
+        listed.extend(page.messages.into_iter().map(|m| m.sid));
+        match page.next_page_uri {
+            Some(next) => query.page_uri = Some(next),
+            None => break,
+        }
+    }
+    let mut expected: Vec<MessageSid> = seeded[1..].to_vec();
+    expected.reverse();
+    assert_eq!(
+        listed, expected,
+        "newest first, the one sent 50 minutes ago left out"
+    );
+    assert_eq!(sim.stats().lists, 2, "two pages of two");
+    sim.stop().await;
 }

@@ -29,7 +29,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use smsdesk_domain::MessageSid;
 use smsdesk_domain::ports::{
-    OutboundSms, ProviderError, ProviderMessage, SmsProvider, TwilioCredentials,
+    MessageListPage, MessageListQuery, OutboundSms, ProviderError, ProviderMessage, SmsProvider,
+    TwilioCredentials,
 };
 use smsdesk_domain::services::{CallbackOutcome, ReceiveOutcome};
 
@@ -229,7 +230,7 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a call to Twilio and its duration. `operation` is `fetch` or `send`.
+    /// Counts a call to Twilio and its duration. `operation` is `fetch`, `send` or `list`.
     pub fn record_twilio_call(&self, operation: &'static str, outcome: &'static str, seconds: f64) {
         self.twilio_calls
             .get_or_create(&TwilioCallLabels { operation, outcome })
@@ -375,6 +376,21 @@ impl SmsProvider for MeteredSmsProvider {
         let result = self.inner.send_message(credentials, sms).await;
         self.metrics.record_twilio_call(
             "send",
+            outcome_label(&result),
+            started.elapsed().as_secs_f64(),
+        );
+        result
+    }
+
+    async fn list_messages(
+        &self,
+        credentials: &TwilioCredentials,
+        query: &MessageListQuery,
+    ) -> Result<MessageListPage, ProviderError> {
+        let started = Instant::now();
+        let result = self.inner.list_messages(credentials, query).await;
+        self.metrics.record_twilio_call(
+            "list",
             outcome_label(&result),
             started.elapsed().as_secs_f64(),
         );

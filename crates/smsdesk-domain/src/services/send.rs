@@ -527,6 +527,7 @@ mod tests {
                     to: Some(sms.to.clone().into()),
                     body: Some(sms.body.clone()),
                     date_created: Some(twilio_created),
+                    date_sent: None,
                 })
             });
         let mut messages = MockMessageRepository::new();
