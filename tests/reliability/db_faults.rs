@@ -25,6 +25,8 @@ async fn the_database_going_away_mid_bulk_is_503_then_recovers_with_no_half_writ
         settings.database_url = Some(database.url.clone());
         settings.bulk_cooldown_secs = 0;
         settings.message_cooldown_secs = 0;
+        // Waves of single fetches, so the outage lands between them.
+        settings.refresh_plan = smsdesk::RefreshPlan::Window;
     })
     .await;
     let team = app.demo_team().await;

@@ -36,6 +36,8 @@ async fn two_replicas_split_the_account_cap_and_twenty_bulks_draw_no_429() {
         settings.twilio_account_concurrency = CAP;
         settings.bulk_cooldown_secs = 0;
         settings.message_cooldown_secs = 0;
+        // The cap is about single fetches: 2,000 of them.
+        settings.refresh_plan = smsdesk::RefreshPlan::Window;
     };
     let first = spawn_replica(sim.clone(), replica).await;
     let second = spawn_replica(sim.clone(), replica).await;

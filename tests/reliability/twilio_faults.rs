@@ -202,7 +202,8 @@ async fn a_message_deleted_at_twilio_is_skipped_and_kept() {
 
 #[tokio::test]
 async fn credentials_revoked_in_the_middle_of_a_bulk_refresh_fail_the_rest_cleanly() {
-    let app = spawn_app().await;
+    // Waves of single fetches, so the revocation lands between them.
+    let app = spawn_app_with(|settings| settings.refresh_plan = smsdesk::RefreshPlan::Window).await;
     let team = app.demo_team().await;
     let (account, _) = credentials(&app, team).await;
     let seeded = seed(&app, 30).await;

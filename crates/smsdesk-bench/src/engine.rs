@@ -27,6 +27,7 @@ use smsdesk_domain::ports::{
 };
 use smsdesk_domain::secrecy::SecretString;
 use smsdesk_domain::services::RefreshStatus;
+use smsdesk_domain::sweep::{PlanMode, SweepPolicy, TrafficEstimates};
 use smsdesk_domain::{
     AccountSid, Address, DeliveryState, Direction, MessageSid, MessageStatus, NewMessage,
     ObservationSource, PhoneNumber, Plan, RefreshPolicy, RefreshWindow, Requester, Role,
@@ -253,7 +254,18 @@ impl Rig {
         })
     }
 
+    /// The use case with the sliding window only: workload 1 measures the window itself.
     fn refresh(&self, window: usize, max_bulk_messages: usize) -> RefreshStatus {
+        self.refresh_planned(window, max_bulk_messages, PlanMode::Window)
+    }
+
+    /// The use case whose bulk refreshes plan in `mode`.
+    fn refresh_planned(
+        &self,
+        window: usize,
+        max_bulk_messages: usize,
+        mode: PlanMode,
+    ) -> RefreshStatus {
         RefreshStatus::new(
             self.store.clone(),
             self.store.clone(),
@@ -267,6 +279,13 @@ impl Rig {
                 message_cooldown: Duration::ZERO,
                 bulk_cooldown: Duration::ZERO,
             },
+        )
+        .with_sweeps(
+            SweepPolicy {
+                mode,
+                ..SweepPolicy::default()
+            },
+            Arc::new(TrafficEstimates::new()),
         )
     }
 

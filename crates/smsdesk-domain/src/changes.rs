@@ -188,6 +188,8 @@ pub enum Activity {
         /// How many.
         count: u64,
     },
+    /// A reconciler run finished.
+    Reconciled(crate::services::ReconcileReport),
     /// A refresh request finished (successfully or refused for a cool-down).
     RefreshFinished {
         /// Single or bulk.

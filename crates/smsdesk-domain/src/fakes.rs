@@ -32,7 +32,8 @@ use crate::ports::{
     MAX_LIST_PAGE_SIZE, MessageCursor, MessageListPage, MessageListQuery, MessagePage,
     MessageQuery, MessageRepository, MessageRetention, NewIntegration, ObservationWrite,
     OutboundSms, ProviderError, ProviderMessage, RefreshLimiter, ReplicaRegistry, RepositoryError,
-    SmsProvider, TwilioAuth, TwilioCredentials, TwilioIntegration, WriteOutcome,
+    SmsProvider, TwilioAuth, TwilioCredentials, TwilioIntegration, UnfinishedMessages,
+    UnfinishedTeam, WriteOutcome,
 };
 use crate::refresh_rules::CooldownClaim;
 use crate::retention::RetentionPolicy;
@@ -560,6 +561,55 @@ impl Leases for InMemoryStore {
             state.leases.remove(name);
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl UnfinishedMessages for InMemoryStore {
+    async fn unfinished_teams(
+        &self,
+        created_since: Timestamp,
+        created_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UnfinishedTeam>, RepositoryError> {
+        let state = self.guard()?;
+        let mut teams: HashMap<TeamId, UnfinishedTeam> = HashMap::new();
+        for message in state.messages.values().filter(|m| {
+            m.direction.is_outbound()
+                && !m.delivery.status.is_terminal()
+                && m.created_at >= created_since
+                && m.created_at < created_before
+        }) {
+            let team = teams.entry(message.team_id).or_insert(UnfinishedTeam {
+                team_id: message.team_id,
+                oldest_created_at: message.created_at,
+                messages: 0,
+            });
+            team.oldest_created_at = team.oldest_created_at.min(message.created_at);
+            team.messages += 1;
+        }
+        let mut teams: Vec<UnfinishedTeam> = teams.into_values().collect();
+        teams.sort_by(|a, b| {
+            a.oldest_created_at
+                .cmp(&b.oldest_created_at)
+                .then(a.team_id.cmp(&b.team_id))
+        });
+        teams.truncate(limit);
+        Ok(teams)
+    }
+
+    async fn find_many(
+        &self,
+        team: TeamId,
+        sids: &[MessageSid],
+    ) -> Result<Vec<Message>, RepositoryError> {
+        let state = self.guard()?;
+        Ok(sids
+            .iter()
+            .filter_map(|sid| state.messages.get(sid))
+            .filter(|m| m.team_id == team)
+            .cloned()
+            .collect())
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`access`]: plans, roles, the requester of a use case and the team-admin rule;
 //! - [`api_keys`]: API key ids, labels and summaries;
 //! - [`refresh_rules`]: the bulk window, limits and cool-down arithmetic;
+//! - [`sweep`]: reading an account's Messages list, and the rule that picks a bulk refresh's plan;
 //! - [`retention`]: when message bodies are redacted and numbers masked;
 //! - [`ports`]: the traits adapters implement (repositories, limiter, SMS provider, clock);
 //! - [`services`]: the use cases, starting with [`services::RefreshStatus`];
@@ -48,6 +49,7 @@ pub mod retention;
 pub mod rules;
 pub mod services;
 pub mod status;
+pub mod sweep;
 
 pub use access::{Plan, Requester, Role};
 pub use changes::{

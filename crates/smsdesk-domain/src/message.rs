@@ -54,6 +54,8 @@ pub enum ObservationSource {
     Callback,
     /// An inbound message webhook.
     Inbound,
+    /// A sweep of the account's Messages list (a bulk refresh's or the reconciler's).
+    Sweep,
 }
 
 impl ObservationSource {
@@ -64,6 +66,7 @@ impl ObservationSource {
             Self::Poll => "poll",
             Self::Callback => "callback",
             Self::Inbound => "inbound",
+            Self::Sweep => "sweep",
         }
     }
 
@@ -74,6 +77,7 @@ impl ObservationSource {
             "poll" => Self::Poll,
             "callback" => Self::Callback,
             "inbound" => Self::Inbound,
+            "sweep" => Self::Sweep,
             _ => return None,
         })
     }

@@ -177,6 +177,46 @@ pub trait MessageRepository: Send + Sync {
     -> Result<MessagePage, RepositoryError>;
 }
 
+/// A team with outbound messages that are not final yet, as the reconciler looks for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedTeam {
+    /// The team.
+    pub team_id: TeamId,
+    /// When its oldest such message (in the range asked about) was created.
+    pub oldest_created_at: Timestamp,
+    /// How many such messages it has in that range.
+    pub messages: u64,
+}
+
+/// What the reconciler reads: which teams have unfinished messages, and the messages a sweep
+/// listed. Scoped by team like every other read.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait UnfinishedMessages: Send + Sync {
+    /// Teams with outbound, non-terminal messages created at or after `created_since` and before
+    /// `created_before`, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn unfinished_teams(
+        &self,
+        created_since: Timestamp,
+        created_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UnfinishedTeam>, RepositoryError>;
+
+    /// The team's messages among `sids` (unknown and other teams' SIDs are left out), in no
+    /// particular order.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn find_many(
+        &self,
+        team: TeamId,
+        sids: &[MessageSid],
+    ) -> Result<Vec<Message>, RepositoryError>;
+}
+
 /// How smsdesk authenticates to Twilio's REST API for one account.
 #[derive(Debug, Clone)]
 pub struct TwilioCredentials {

@@ -17,6 +17,7 @@ use smsdesk_domain::secrecy::SecretString;
 use smsdesk_domain::services::{
     FailureReason, OutcomeKind, RefreshOneError, RefreshRecentError, RefreshStatus, SkipReason,
 };
+use smsdesk_domain::sweep::BulkPlan;
 use smsdesk_domain::{
     AccountSid, Address, DeliveryState, Direction, MessageSid, MessageStatus, NewMessage,
     ObservationSource, PhoneNumber, Plan, RefreshPolicy, RefreshWindow, Requester, Role,
@@ -316,7 +317,16 @@ async fn bulk_selects_the_teams_recent_outbound_live_messages_newest_first() {
     let sids: Vec<&MessageSid> = report.outcomes.iter().map(|o| &o.sid).collect();
     assert_eq!(sids, [&newest, &older, &at_the_edge]);
     assert_eq!(report.summary.updated, 3);
-    assert_eq!(report.summary.provider_calls, 3);
+    assert_eq!(
+        report.plan,
+        BulkPlan::Sweep { pages: 2 },
+        "three candidates on an account never swept: a sweep first"
+    );
+    assert_eq!(
+        (report.summary.list_pages, report.summary.provider_calls),
+        (1, 4),
+        "the fake lists nothing it was not told was sent: one page, then three fetches"
+    );
     assert_eq!(report.window_hours, 24);
     assert_eq!(
         world.status_of(2, &sid(6)).await,
@@ -665,5 +675,140 @@ async fn a_poll_older_than_the_stored_status_is_recorded_but_ignored() {
             .last()
             .map(|e| (e.applied, e.observation.state.status.clone())),
         Some((false, MessageStatus::Queued))
+    );
+}
+
+// ---- sweeps -------------------------------------------------------------------------------
+
+fn no_cooldowns() -> RefreshPolicy {
+    RefreshPolicy {
+        message_cooldown: Duration::ZERO,
+        bulk_cooldown: Duration::ZERO,
+        ..RefreshPolicy::default()
+    }
+}
+
+impl World {
+    fn without_cooldowns(mut self) -> Self {
+        self.service = RefreshStatus::new(
+            Arc::new(self.store.clone()),
+            Arc::new(self.store.clone()),
+            Arc::new(self.provider.clone()),
+            Arc::new(self.store.clone()),
+            Arc::new(self.clock.clone()),
+            no_cooldowns(),
+        );
+        self
+    }
+
+    /// Messages `range` of team 1, created `age` ago and stored `queued`; Twilio has them
+    /// `delivered`, listed as sent a second after creation when `listed`.
+    async fn at_twilio(&self, range: std::ops::Range<u32>, age: Duration, listed: bool) {
+        for n in range {
+            let sid = self.message(n, 1, MessageStatus::Queued, age).await;
+            self.provider
+                .set_state(&sid, DeliveryState::new(MessageStatus::Delivered));
+            if listed {
+                let sent = t0() - chrono::Duration::from_std(age).expect("small")
+                    + chrono::Duration::seconds(1);
+                self.provider.set_sent_at(&sid, sent);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_quiet_account_is_learned_from_one_list_page_with_the_sweep_as_the_source() {
+    let world = World::new(FakeSmsProvider::new()).await.without_cooldowns();
+    world.at_twilio(0..50, minutes(30), true).await;
+    let report = world
+        .service
+        .refresh_recent(&requester(1, 1, Plan::Pro), RefreshWindow::default())
+        .await
+        .expect("refreshed");
+    assert_eq!(report.plan, BulkPlan::Sweep { pages: 2 });
+    assert_eq!(report.summary.updated, 50);
+    assert_eq!(
+        (report.summary.list_pages, report.summary.provider_calls),
+        (1, 1),
+        "one page, no fetch"
+    );
+    assert_eq!(world.provider.calls(), 0, "nothing fetched on its own");
+    let history = world
+        .store
+        .history(team(1), &sid(7))
+        .await
+        .expect("history");
+    assert_eq!(
+        history.last().map(|e| (e.observation.source, e.applied)),
+        Some((ObservationSource::Sweep, true)),
+        "recorded with its own source"
+    );
+}
+
+#[tokio::test]
+async fn what_the_list_does_not_show_is_fetched_on_its_own() {
+    let world = World::new(FakeSmsProvider::new()).await.without_cooldowns();
+    world.at_twilio(0..10, minutes(20), true).await;
+    // Not sent yet at Twilio when listed: no date_sent, so no DateSent filter shows them.
+    world.at_twilio(10..15, minutes(20), false).await;
+    let report = world
+        .service
+        .refresh_recent(&requester(1, 1, Plan::Pro), RefreshWindow::default())
+        .await
+        .expect("refreshed");
+    assert_eq!(report.summary.updated, 15, "all fifteen learned");
+    assert_eq!(
+        (report.summary.list_pages, report.summary.provider_calls),
+        (1, 6),
+        "one page, then the five it did not list"
+    );
+    assert_eq!(world.provider.calls(), 5);
+}
+
+#[tokio::test]
+async fn a_busy_account_is_swept_once_then_refreshed_in_the_window() {
+    let world = World::new(FakeSmsProvider::new()).await.without_cooldowns();
+    world.at_twilio(0..20, minutes(60), false).await;
+    // 2,500 other messages sent in the last half hour, all listed before the team's.
+    for n in 0..2500u32 {
+        let other = MessageSid::parse(&format!("SM{:032x}", 0xa000_0000u32 + n)).expect("sid");
+        world
+            .provider
+            .set_state(&other, DeliveryState::new(MessageStatus::Delivered));
+        world.provider.set_sent_at(
+            &other,
+            t0() - chrono::Duration::seconds(i64::from(n % 1800)),
+        );
+    }
+    let first = world
+        .service
+        .refresh_recent(&requester(1, 1, Plan::Pro), RefreshWindow::default())
+        .await
+        .expect("refreshed");
+    assert_eq!(first.plan, BulkPlan::Sweep { pages: 2 }, "never swept: try");
+    assert_eq!(
+        (first.summary.list_pages, first.summary.provider_calls),
+        (2, 22),
+        "the page budget spent on others' traffic, then every candidate fetched"
+    );
+    assert_eq!(first.summary.updated, 20);
+
+    world.at_twilio(20..40, minutes(50), false).await;
+    let second = world
+        .service
+        .refresh_recent(&requester(1, 1, Plan::Pro), RefreshWindow::default())
+        .await
+        .expect("refreshed");
+    assert_eq!(
+        second.plan,
+        BulkPlan::Window,
+        "5,000 an hour: more pages than the budget"
+    );
+    assert_eq!(second.summary.list_pages, 0);
+    assert_eq!(
+        world.provider.list_calls(),
+        2,
+        "no page read the second time"
     );
 }

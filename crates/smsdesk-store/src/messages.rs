@@ -8,7 +8,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, Query, 
 use sea_orm::{ConnectionTrait, QueryResult, Statement, TransactionTrait};
 use smsdesk_domain::ports::{
     MessageCursor, MessagePage, MessageQuery, MessageRepository, MessageRetention,
-    ObservationWrite, RepositoryError, WriteOutcome,
+    ObservationWrite, RepositoryError, UnfinishedMessages, UnfinishedTeam, WriteOutcome,
 };
 use smsdesk_domain::retention::RetentionPolicy;
 use smsdesk_domain::status::KNOWN_STATUSES;
@@ -604,6 +604,64 @@ impl MessageRepository for Store {
             None
         };
         Ok(MessagePage { messages, next })
+    }
+}
+
+/// SIDs per `IN (…)` list when reading the messages a sweep listed.
+const FIND_MANY_CHUNK: usize = 500;
+
+#[async_trait]
+impl UnfinishedMessages for Store {
+    async fn unfinished_teams(
+        &self,
+        created_since: Timestamp,
+        created_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UnfinishedTeam>, RepositoryError> {
+        let query = Query::select()
+            .column(SmsMessages::TeamId)
+            .expr_as(Expr::col(SmsMessages::CreatedAt).min(), "oldest")
+            .expr_as(Expr::col(SmsMessages::Id).count(), "messages")
+            .from(SmsMessages::Table)
+            .and_where(Expr::col(SmsMessages::Direction).is_in(outbound_directions()))
+            .and_where(Expr::col(SmsMessages::Status).is_not_in(terminal_statuses()))
+            .and_where(Expr::col(SmsMessages::CreatedAt).gte(stored_time(created_since)))
+            .and_where(Expr::col(SmsMessages::CreatedAt).lt(stored_time(created_before)))
+            .group_by_col(SmsMessages::TeamId)
+            .order_by_expr(Expr::col(SmsMessages::CreatedAt).min(), Order::Asc)
+            .order_by(SmsMessages::TeamId, Order::Asc)
+            .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+            .to_owned();
+        let rows = self.db.query_all(&query).await.map_err(repo_err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(UnfinishedTeam {
+                    team_id: TeamId::new(get(row, "team_id")?)
+                        .map_err(|err| corrupt("team_id", err))?,
+                    oldest_created_at: get(row, "oldest")?,
+                    messages: u64::try_from(get::<i64>(row, "messages")?)
+                        .map_err(|err| corrupt("count", err))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn find_many(
+        &self,
+        team: TeamId,
+        sids: &[MessageSid],
+    ) -> Result<Vec<Message>, RepositoryError> {
+        let mut found = Vec::new();
+        for chunk in sids.chunks(FIND_MANY_CHUNK) {
+            let query = select_messages()
+                .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
+                .and_where(Expr::col(SmsMessages::Sid).is_in(chunk.iter().map(MessageSid::as_str)))
+                .to_owned();
+            for row in self.db.query_all(&query).await.map_err(repo_err)? {
+                found.push(message_from_row(&row, &self.cipher)?);
+            }
+        }
+        Ok(found)
     }
 }
 

@@ -205,6 +205,7 @@ impl WorldBuilder {
                 authenticator: Arc::new(keys()),
                 readiness: ready.clone(),
                 api_keys: Arc::new(store.clone()),
+                unfinished: Arc::new(store.clone()),
                 change_log: Arc::new(store.clone()),
                 fleet_doorbell: None,
                 notifiers: self.notifiers,

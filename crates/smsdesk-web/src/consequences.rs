@@ -63,6 +63,18 @@ impl ChangeNotifier for ServiceConsequences {
                 self.metrics
                     .record_cooldown_rejections(scope.as_str(), *count);
             }
+            Activity::Reconciled(report) => {
+                if report.messages_moved > 0 || report.accounts_failed > 0 {
+                    tracing::info!(
+                        accounts_swept = report.accounts_swept,
+                        accounts_failed = report.accounts_failed,
+                        messages_moved = report.messages_moved,
+                        twilio_requests = report.twilio_requests,
+                        "the reconciler swept the accounts with unfinished messages"
+                    );
+                }
+                self.metrics.record_reconcile(report);
+            }
             Activity::RefreshFinished { mode, took } => {
                 self.metrics
                     .record_refresh(mode.as_str(), took.as_secs_f64());

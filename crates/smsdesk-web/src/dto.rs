@@ -237,8 +237,10 @@ pub struct SummaryDto {
     pub failed: usize,
     /// Outcomes `skipped`.
     pub skipped: usize,
-    /// Calls made to Twilio.
+    /// Requests made to Twilio (list pages and fetches).
     pub twilio_calls: usize,
+    /// Of which pages of the account's Messages list (a sweep).
+    pub twilio_list_pages: usize,
     /// Wall-clock duration of the refresh.
     pub duration_ms: u64,
 }
@@ -252,6 +254,10 @@ pub struct RefreshResponseDto {
     /// The bulk window in hours (bulk only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub window_hours: Option<u32>,
+    /// `sweep` (the account's list, then fetches for what it did not list) or `window` (one
+    /// fetch per message), bulk only.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub plan: Option<String>,
     /// One outcome per message, newest first.
     pub outcomes: Vec<OutcomeDto>,
     /// Counts.
@@ -318,11 +324,13 @@ impl From<RefreshAnswer> for RefreshResponseDto {
             failed: answer.summary.failed,
             skipped: answer.summary.skipped,
             twilio_calls: answer.summary.provider_calls,
+            twilio_list_pages: answer.summary.list_pages,
             duration_ms: u64::try_from(answer.took.as_millis()).unwrap_or(u64::MAX),
         };
         Self {
             mode: answer.mode.as_str().to_owned(),
             window_hours: answer.window_hours,
+            plan: answer.plan.map(|plan| plan.as_str().to_owned()),
             outcomes: answer.outcomes.into_iter().map(OutcomeDto::from).collect(),
             summary,
         }

@@ -15,7 +15,11 @@
 //! - `smsdesk_inbound_sms_total{outcome}`: inbound SMS webhooks (`stored`, `duplicate`);
 //! - `smsdesk_api_key_lookups_total`: API keys looked up in the database;
 //! - `smsdesk_fleet_replicas`, `smsdesk_twilio_account_share`: the live replicas this one saw at
-//!   its last heartbeat, and its share of each Twilio account's cap.
+//!   its last heartbeat, and its share of each Twilio account's cap;
+//! - `smsdesk_reconciler_runs_total`, `smsdesk_reconciler_accounts_swept_total`,
+//!   `smsdesk_reconciler_accounts_failed_total`, `smsdesk_reconciler_messages_moved_total`,
+//!   `smsdesk_reconciler_twilio_requests_total`: what the reconciler did (in the replica that
+//!   runs it).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,7 +36,7 @@ use smsdesk_domain::ports::{
     MessageListPage, MessageListQuery, OutboundSms, ProviderError, ProviderMessage, SmsProvider,
     TwilioCredentials,
 };
-use smsdesk_domain::services::{CallbackOutcome, ReceiveOutcome};
+use smsdesk_domain::services::{CallbackOutcome, ReceiveOutcome, ReconcileReport};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -96,6 +100,17 @@ pub struct Metrics {
     api_key_lookups: Counter,
     fleet_replicas: Gauge,
     twilio_account_share: Gauge,
+    reconciler: ReconcilerCounters,
+}
+
+/// The reconciler's counters.
+#[derive(Default)]
+struct ReconcilerCounters {
+    runs: Counter,
+    accounts_swept: Counter,
+    accounts_failed: Counter,
+    messages_moved: Counter,
+    twilio_requests: Counter,
 }
 
 impl Default for Metrics {
@@ -188,7 +203,34 @@ impl Metrics {
             "Requests in flight to one Twilio account this replica may have: its share of the cap",
             twilio_account_share.clone(),
         );
+        let reconciler = ReconcilerCounters::default();
+        for (name, help, counter) in [
+            ("reconciler_runs", "Reconciler runs", &reconciler.runs),
+            (
+                "reconciler_accounts_swept",
+                "Twilio accounts whose Messages list the reconciler read",
+                &reconciler.accounts_swept,
+            ),
+            (
+                "reconciler_accounts_failed",
+                "Twilio accounts whose Messages list the reconciler could not read",
+                &reconciler.accounts_failed,
+            ),
+            (
+                "reconciler_messages_moved",
+                "Messages whose stored status or details the reconciler changed",
+                &reconciler.messages_moved,
+            ),
+            (
+                "reconciler_twilio_requests",
+                "Requests the reconciler made to Twilio",
+                &reconciler.twilio_requests,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
         Self {
+            reconciler,
             registry,
             http_requests,
             twilio_calls,
@@ -282,6 +324,16 @@ impl Metrics {
                 outcome: callback_outcome_label(outcome),
             })
             .inc();
+    }
+
+    /// Counts what a reconciler run did.
+    pub fn record_reconcile(&self, report: &ReconcileReport) {
+        let counters = &self.reconciler;
+        counters.runs.inc();
+        counters.accounts_swept.inc_by(report.accounts_swept);
+        counters.accounts_failed.inc_by(report.accounts_failed);
+        counters.messages_moved.inc_by(report.messages_moved);
+        counters.twilio_requests.inc_by(report.twilio_requests);
     }
 
     /// Counts parked callbacks discarded because their message never appeared.

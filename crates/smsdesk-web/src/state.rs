@@ -10,11 +10,13 @@ use smsdesk_domain::RefreshPolicy;
 use smsdesk_domain::changes::{ChangeNotifier, FanOut, LogPosition};
 use smsdesk_domain::ports::{
     ApiKeyAuthenticator, ApiKeyRepository, CallbackInbox, ChangeLog, Clock, IntegrationRepository,
-    MessageRepository, RefreshLimiter, RepositoryError, SmsProvider,
+    MessageRepository, RefreshLimiter, RepositoryError, SmsProvider, UnfinishedMessages,
 };
 use smsdesk_domain::services::{
-    ApplyStatusCallback, ConfigureIntegration, ManageApiKeys, ReceiveSms, RefreshStatus, SendSms,
+    ApplyStatusCallback, ConfigureIntegration, ManageApiKeys, ReceiveSms, Reconcile,
+    ReconcilePolicy, RefreshStatus, SendSms,
 };
+use smsdesk_domain::sweep::{SweepPolicy, TrafficEstimates};
 
 use crate::auth::KeyCache;
 use crate::consequences::ServiceConsequences;
@@ -108,6 +110,10 @@ pub struct WebConfig {
     pub trust_forwarded_headers: bool,
     /// Refresh limits (cool-downs, caps, concurrency).
     pub refresh_policy: RefreshPolicy,
+    /// When bulk refreshes sweep the account's Messages list, and how big a sweep is.
+    pub sweep_policy: SweepPolicy,
+    /// What the reconciler looks for and how much it may read per run.
+    pub reconcile_policy: ReconcilePolicy,
     /// The demo team's API key, pre-filled on the SMS page's sign-in form. Set only in
     /// development (demo mode); never rendered in production mode.
     pub demo_api_key: Option<String>,
@@ -122,6 +128,8 @@ impl Default for WebConfig {
             public_base_url: None,
             trust_forwarded_headers: false,
             refresh_policy: RefreshPolicy::default(),
+            sweep_policy: SweepPolicy::default(),
+            reconcile_policy: ReconcilePolicy::default(),
             demo_api_key: None,
         }
     }
@@ -148,6 +156,8 @@ pub struct WebPorts {
     pub readiness: Arc<dyn Readiness>,
     /// Teams' API keys, as their admins manage them.
     pub api_keys: Arc<dyn ApiKeyRepository>,
+    /// Teams with unfinished messages, for the reconciler.
+    pub unfinished: Arc<dyn UnfinishedMessages>,
     /// The change log the live streams follow and resume from (the store's history).
     pub change_log: Arc<dyn ChangeLog>,
     /// How the other replicas hear of this one's changes and it of theirs (PostgreSQL
@@ -183,6 +193,7 @@ struct Inner {
     events: MessageEvents,
     change_log: Arc<dyn ChangeLog>,
     fleet_doorbell: Option<Arc<dyn FleetDoorbell>>,
+    reconcile: Reconcile,
 }
 
 impl WebState {
@@ -201,6 +212,17 @@ impl WebState {
         ));
         let provider: Arc<dyn SmsProvider> =
             Arc::new(MeteredSmsProvider::new(ports.provider, metrics.clone()));
+        let traffic = Arc::new(TrafficEstimates::new());
+        let reconcile = Reconcile::new(
+            ports.unfinished,
+            ports.messages.clone(),
+            ports.integrations.clone(),
+            provider.clone(),
+            ports.clock.clone(),
+            config.reconcile_policy,
+        )
+        .with_sweeps(config.sweep_policy, traffic.clone())
+        .with_notifier(notifier.clone());
         let refresh = RefreshStatus::new(
             ports.messages.clone(),
             ports.integrations.clone(),
@@ -209,6 +231,7 @@ impl WebState {
             ports.clock.clone(),
             config.refresh_policy,
         )
+        .with_sweeps(config.sweep_policy, traffic.clone())
         .with_notifier(notifier.clone());
         let mut send = SendSms::new(
             ports.messages.clone(),
@@ -252,6 +275,7 @@ impl WebState {
                 events,
                 change_log: ports.change_log,
                 fleet_doorbell: ports.fleet_doorbell,
+                reconcile,
             }),
         }
     }
@@ -282,6 +306,12 @@ impl WebState {
             self.inner.fleet_doorbell.clone(),
             from,
         )
+    }
+
+    /// The reconciler: run [`Reconcile::run`] on an interval, in one replica of a fleet at a
+    /// time (the app holds a lease).
+    pub fn reconcile(&self) -> &Reconcile {
+        &self.inner.reconcile
     }
 
     pub(crate) fn change_log(&self) -> &Arc<dyn ChangeLog> {

@@ -13,5 +13,5 @@ pub mod settings;
 pub mod startup;
 pub mod telemetry;
 
-pub use settings::{Environment, LogFormat, Settings};
+pub use settings::{Environment, LogFormat, RefreshPlan, Settings};
 pub use startup::Application;

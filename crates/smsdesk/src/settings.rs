@@ -28,6 +28,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// How bulk refreshes learn statuses (`SMSDESK_REFRESH_PLAN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RefreshPlan {
+    /// The planner picks a sweep or the window for each bulk refresh.
+    Auto,
+    /// Always one fetch per message.
+    Window,
+}
+
 /// Everything the service needs to start.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
@@ -123,6 +132,25 @@ pub struct Settings {
     /// Seconds between two bulk refreshes by one user.
     #[arg(long, env = "SMSDESK_BULK_COOLDOWN_SECS", default_value_t = 60)]
     pub bulk_cooldown_secs: u64,
+
+    /// How bulk refreshes learn statuses: `auto` (a sweep of the account's Messages list when the
+    /// candidates fit in a page or two, else one fetch per message) or `window` (always one
+    /// fetch per message).
+    #[arg(long, env = "SMSDESK_REFRESH_PLAN", value_enum, default_value = "auto")]
+    pub refresh_plan: RefreshPlan,
+
+    /// Seconds between two reconciler runs, which sweep the accounts with unfinished messages
+    /// (one replica of a fleet runs it); 0 switches the reconciler off.
+    #[arg(long, env = "SMSDESK_RECONCILER_INTERVAL_SECS", default_value_t = 300)]
+    pub reconciler_interval_secs: u64,
+
+    /// Seconds a message is left to its status callbacks before the reconciler looks for it.
+    #[arg(long, env = "SMSDESK_RECONCILER_MIN_AGE_SECS", default_value_t = 600)]
+    pub reconciler_min_age_secs: u64,
+
+    /// Pages of an account's Messages list (1,000 messages each) one reconciler run may read.
+    #[arg(long, env = "SMSDESK_RECONCILER_MAX_PAGES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub reconciler_max_pages: u32,
 
     /// Sustained requests per minute allowed for one API key at the edge.
     #[arg(long, env = "SMSDESK_RATE_LIMIT_PER_KEY", default_value_t = NonZeroU32::new(600).unwrap_or(NonZeroU32::MIN))]
@@ -286,6 +314,26 @@ impl Settings {
                 days,
                 self.retention_mask_numbers,
             )
+        })
+    }
+
+    /// When bulk refreshes sweep.
+    pub fn sweep_policy(&self) -> smsdesk_domain::sweep::SweepPolicy {
+        smsdesk_domain::sweep::SweepPolicy {
+            mode: match self.refresh_plan {
+                RefreshPlan::Auto => smsdesk_domain::sweep::PlanMode::Auto,
+                RefreshPlan::Window => smsdesk_domain::sweep::PlanMode::Window,
+            },
+            ..smsdesk_domain::sweep::SweepPolicy::default()
+        }
+    }
+
+    /// What the reconciler looks for; `None` when it is off.
+    pub fn reconcile_policy(&self) -> Option<smsdesk_domain::services::ReconcilePolicy> {
+        (self.reconciler_interval_secs > 0).then(|| smsdesk_domain::services::ReconcilePolicy {
+            min_age: Duration::from_secs(self.reconciler_min_age_secs),
+            max_pages_per_account: self.reconciler_max_pages,
+            ..smsdesk_domain::services::ReconcilePolicy::default()
         })
     }
 

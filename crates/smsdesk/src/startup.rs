@@ -78,6 +78,7 @@ pub struct Application {
     housekeeping: tokio::task::JoinHandle<()>,
     heartbeat: tokio::task::JoinHandle<()>,
     live_events: tokio::task::JoinHandle<()>,
+    reconciler: Option<tokio::task::JoinHandle<()>>,
     /// This process in the fleet's roll call, left on a graceful stop.
     replica: String,
 }
@@ -138,6 +139,8 @@ impl Application {
             production: settings.is_production(),
             public_base_url: public_base_url.clone(),
             refresh_policy: settings.refresh_policy(),
+            sweep_policy: settings.sweep_policy(),
+            reconcile_policy: settings.reconcile_policy().unwrap_or_default(),
             rate_limits: settings.rate_limits(),
             trust_forwarded_headers: settings.trust_forwarded_headers,
             ..WebConfig::default()
@@ -153,6 +156,7 @@ impl Application {
                 authenticator: shared.clone(),
                 readiness: Arc::new(StoreReadiness(store.clone())),
                 api_keys: shared.clone(),
+                unfinished: shared.clone(),
                 change_log: shared.clone(),
                 fleet_doorbell: (store.backend() == Backend::Postgres)
                     .then(|| Arc::new(StoreDoorbell(store.clone())) as Arc<dyn FleetDoorbell>),
@@ -193,6 +197,17 @@ impl Application {
             clock: clock.clone(),
             holder: replica,
         };
+        let reconciler = (settings.reconciler_interval_secs > 0).then(|| {
+            spawn_reconciler(
+                state.clone(),
+                FleetJobs {
+                    leases: shared.clone(),
+                    clock: clock.clone(),
+                    holder: jobs.holder.clone(),
+                },
+                Duration::from_secs(settings.reconciler_interval_secs),
+            )
+        });
         let housekeeping = spawn_housekeeping(state.clone(), jobs, retention);
         let server = HttpServer::new({
             let state = state.clone();
@@ -215,6 +230,7 @@ impl Application {
             demo_api_key,
             housekeeping,
             live_events,
+            reconciler,
             heartbeat,
             replica: fleet_replica,
         })
@@ -255,6 +271,9 @@ impl Application {
         self.housekeeping.abort();
         self.heartbeat.abort();
         self.live_events.abort();
+        if let Some(reconciler) = &self.reconciler {
+            reconciler.abort();
+        }
         // Give this replica's share back at once rather than when its check-in expires.
         if let Err(error) = ReplicaRegistry::leave(&self.store, &self.replica).await {
             tracing::warn!(%error, "could not leave the fleet's roll call");
@@ -339,9 +358,14 @@ struct FleetJobs {
 impl FleetJobs {
     /// Takes or renews `job`'s lease; a store failure counts as not holding it.
     async fn hold(&self, job: &str) -> bool {
+        self.hold_for(job, JOB_LEASE).await
+    }
+
+    /// As [`FleetJobs::hold`], for a lease of `lease`.
+    async fn hold_for(&self, job: &str, lease: Duration) -> bool {
         match self
             .leases
-            .acquire(job, &self.holder, self.clock.now(), JOB_LEASE)
+            .acquire(job, &self.holder, self.clock.now(), lease)
             .await
         {
             Ok(held) => held,
@@ -385,6 +409,36 @@ fn spawn_housekeeping(
                     Ok(redacted) => tracing::info!(redacted, "retention redacted old messages"),
                     Err(error) => tracing::warn!(%error, "retention could not run; retrying"),
                 }
+            }
+        }
+    })
+}
+
+/// The reconciler's lease.
+const RECONCILER_JOB: &str = "reconciler";
+
+/// Every `interval`, in the one replica holding the reconciler's lease: a [`Reconcile`] run.
+/// The lease lasts one and a half intervals and is renewed at each run, so the fleet runs it
+/// once per interval, and another replica takes over within half an interval of the holder's
+/// lease running out when it dies.
+///
+/// [`Reconcile`]: smsdesk_domain::services::Reconcile
+fn spawn_reconciler(
+    state: WebState,
+    jobs: FleetJobs,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let lease = interval + interval / 2;
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if !jobs.hold_for(RECONCILER_JOB, lease).await {
+                continue;
+            }
+            if let Err(error) = state.reconcile().run().await {
+                tracing::warn!(%error, "the reconciler could not run; retrying at the next interval");
             }
         }
     })

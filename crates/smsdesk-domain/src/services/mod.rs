@@ -8,6 +8,7 @@ pub mod api_keys;
 mod apply;
 pub mod callback;
 pub mod integration;
+pub mod reconcile;
 pub mod refresh;
 pub mod retention;
 pub mod send;
@@ -21,6 +22,7 @@ pub use callback::{
 pub use integration::{
     ConfigureIntegration, ConfigureIntegrationError, IntegrationField, IntegrationSettings,
 };
+pub use reconcile::{Reconcile, ReconcilePolicy, ReconcileReport};
 pub use refresh::{
     FailureReason, MessageOutcome, OutcomeKind, RefreshAnswer, RefreshError, RefreshOneError,
     RefreshRecentError, RefreshReport, RefreshStatus, RefreshSummary, RefreshTarget, SkipReason,

@@ -5,9 +5,12 @@
 //! 1. plan gate, then the user's bulk cool-down;
 //! 2. candidates: outbound, non-terminal, inside the window, newest first, at most 100;
 //! 3. the per-message cool-downs, claimed for all candidates in one call (claimed ones skip);
-//! 4. provider calls in a **sliding window** of at most `max_in_flight`: a new call starts as soon
-//!    as any call ends, so one slow call never holds up the nine slots next to it (the original's
-//!    barrier batches of 10 waited for each batch's slowest call);
+//! 4. the plan ([`crate::sweep::choose_plan`]): on a quiet account, one **sweep** of the
+//!    account's Messages list (a page or two, up to 1,000 messages each) learns most statuses in
+//!    one request; every candidate the pages did not list, or every candidate on a busy account,
+//!    is fetched on its own in a **sliding window** of at most `max_in_flight`: a new call starts
+//!    as soon as any call ends, so one slow call never holds up the nine slots next to it (the
+//!    original's barrier batches of 10 waited for each batch's slowest call);
 //! 5. every result through [`crate::rules::decide`], and all writes handed to the repository as
 //!    one batch (one transaction). A write that lost a race to another writer is decided again
 //!    against the newer state.
@@ -17,6 +20,7 @@
 //! Every status the refresh moved is handed to the [`ChangeNotifier`] as it is committed;
 //! cool-down refusals and the refresh's duration are reported as [`Activity`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -33,6 +37,9 @@ use crate::ports::{
 };
 use crate::refresh_rules::{CooldownClaim, RefreshPolicy, RefreshWindow, describe_period};
 use crate::status::MessageStatus;
+use crate::sweep::{
+    BulkPlan, PlanInputs, SweepPolicy, TrafficEstimates, choose_plan, read_account,
+};
 
 /// What a refresh did with one message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -121,16 +128,20 @@ pub struct RefreshSummary {
     pub failed: usize,
     /// Outcomes `skipped`.
     pub skipped: usize,
-    /// Calls made to Twilio.
+    /// Requests made to Twilio (list pages and fetches).
     pub provider_calls: usize,
+    /// Of which Messages list pages.
+    pub list_pages: usize,
 }
 
 impl RefreshSummary {
-    /// Counts `outcomes` of a refresh that made `provider_calls` calls to Twilio.
-    pub fn of(outcomes: &[MessageOutcome], provider_calls: usize) -> Self {
+    /// Counts `outcomes` of a refresh that made `provider_calls` requests to Twilio, of which
+    /// `list_pages` list pages.
+    pub fn of(outcomes: &[MessageOutcome], provider_calls: usize, list_pages: usize) -> Self {
         let mut summary = Self {
             candidates: outcomes.len(),
             provider_calls,
+            list_pages,
             ..Self::default()
         };
         for outcome in outcomes {
@@ -161,6 +172,8 @@ pub struct RefreshAnswer {
     pub mode: RefreshMode,
     /// The bulk window, for a bulk refresh.
     pub window_hours: Option<u32>,
+    /// How a bulk refresh learned the statuses.
+    pub plan: Option<BulkPlan>,
     /// One outcome per message considered, newest first.
     pub outcomes: Vec<MessageOutcome>,
     /// Counts.
@@ -186,6 +199,8 @@ pub enum RefreshError {
 pub struct RefreshReport {
     /// The window used.
     pub window_hours: u32,
+    /// How the statuses were learned: a sweep of the account's list, or the window alone.
+    pub plan: BulkPlan,
     /// One outcome per candidate, newest message first.
     pub outcomes: Vec<MessageOutcome>,
     /// Counts.
@@ -264,12 +279,15 @@ pub struct RefreshStatus {
     limiter: Arc<dyn RefreshLimiter>,
     clock: Arc<dyn Clock>,
     policy: RefreshPolicy,
+    sweeps: SweepPolicy,
+    traffic: Arc<TrafficEstimates>,
     notifier: Arc<dyn ChangeNotifier>,
 }
 
-/// A provider call's result for one message, before it is decided and written.
+/// What Twilio said of one message, before it is decided and written.
 enum Fetched {
-    State(DeliveryState),
+    /// Its state, from a fetch (`poll`) or a list page (`sweep`).
+    State(DeliveryState, ObservationSource),
     Failed(ProviderError),
 }
 
@@ -290,8 +308,20 @@ impl RefreshStatus {
             limiter,
             clock,
             policy,
+            sweeps: SweepPolicy::default(),
+            traffic: Arc::new(TrafficEstimates::new()),
             notifier: Arc::new(IgnoreChanges),
         }
+    }
+
+    /// Sizes bulk refreshes' sweeps and says when they may run (default:
+    /// [`SweepPolicy::default`], the planner decides), learning accounts' traffic into
+    /// `traffic` (share it with the reconciler, whose sweeps teach it too).
+    #[must_use]
+    pub fn with_sweeps(mut self, sweeps: SweepPolicy, traffic: Arc<TrafficEstimates>) -> Self {
+        self.sweeps = sweeps;
+        self.traffic = traffic;
+        self
     }
 
     /// Hands every status this use case moves, its cool-down refusals and its durations to
@@ -320,8 +350,8 @@ impl RefreshStatus {
                 self.refresh_one(requester, &sid)
                     .await
                     .map(|outcome| {
-                        let summary = RefreshSummary::of(std::slice::from_ref(&outcome), 1);
-                        (None, vec![outcome], summary)
+                        let summary = RefreshSummary::of(std::slice::from_ref(&outcome), 1, 0);
+                        (None, None, vec![outcome], summary)
                     })
                     .map_err(RefreshError::One),
             ),
@@ -329,17 +359,25 @@ impl RefreshStatus {
                 RefreshMode::Bulk,
                 self.refresh_recent(requester, window)
                     .await
-                    .map(|report| (Some(report.window_hours), report.outcomes, report.summary))
+                    .map(|report| {
+                        (
+                            Some(report.window_hours),
+                            Some(report.plan),
+                            report.outcomes,
+                            report.summary,
+                        )
+                    })
                     .map_err(RefreshError::Recent),
             ),
         };
         let took = (self.clock.now() - started).to_std().unwrap_or_default();
         self.notifier
             .activity(&Activity::RefreshFinished { mode, took });
-        let (window_hours, outcomes, summary) = result?;
+        let (window_hours, plan, outcomes, summary) = result?;
         Ok(RefreshAnswer {
             mode,
             window_hours,
+            plan,
             outcomes,
             summary,
             took,
@@ -411,7 +449,10 @@ impl RefreshStatus {
             .map_err(RefreshOneError::Provider)?
             .state;
         let mut outcomes = self
-            .store_results(requester, vec![(message, Fetched::State(state))])
+            .store_results(
+                requester,
+                vec![(message, Fetched::State(state, ObservationSource::Poll))],
+            )
             .await
             .map_err(RefreshOneError::Store)?;
         outcomes.pop().ok_or_else(|| {
@@ -483,6 +524,8 @@ impl RefreshStatus {
         };
 
         let mut provider_calls = 0;
+        let mut list_pages = 0;
+        let mut plan = BulkPlan::Window;
         if let Some(integration) = integration {
             let sids: Vec<MessageSid> = candidates.iter().map(|m| m.sid.clone()).collect();
             let claims = self
@@ -503,7 +546,6 @@ impl RefreshStatus {
                     }
                 }
             }
-            provider_calls = to_fetch.len();
             let cooling = candidates.len() - to_fetch.len();
             if cooling > 0 {
                 self.notifier.activity(&Activity::CooldownRefused {
@@ -512,7 +554,26 @@ impl RefreshStatus {
                 });
             }
 
-            let fetched = self.fetch_all(&integration.credentials, to_fetch).await;
+            let credentials = &integration.credentials;
+            plan = self.plan(credentials, &to_fetch, started_at);
+            let mut fetched = Vec::new();
+            if let BulkPlan::Sweep { pages } = plan {
+                let (listed, requests) =
+                    self.sweep(credentials, &to_fetch, pages, started_at).await;
+                list_pages = requests;
+                to_fetch.retain(|(index, message)| match listed.get(&message.sid) {
+                    Some(state) => {
+                        fetched.push((
+                            *index,
+                            Fetched::State(state.clone(), ObservationSource::Sweep),
+                        ));
+                        false
+                    }
+                    None => true,
+                });
+            }
+            provider_calls = list_pages + to_fetch.len();
+            fetched.extend(self.fetch_all(credentials, to_fetch).await);
             let mut to_store = Vec::new();
             let mut positions = Vec::new();
             for (index, result) in fetched {
@@ -522,7 +583,7 @@ impl RefreshStatus {
                         outcomes[index] = Some(skipped(message, SkipReason::NotFoundAtProvider));
                     }
                     Fetched::Failed(error) => outcomes[index] = Some(failed(message, &error)),
-                    state @ Fetched::State(_) => {
+                    state @ Fetched::State(..) => {
                         positions.push(index);
                         to_store.push((message.clone(), state));
                     }
@@ -542,14 +603,80 @@ impl RefreshStatus {
         }
 
         let outcomes: Vec<MessageOutcome> = outcomes.into_iter().flatten().collect();
-        let summary = RefreshSummary::of(&outcomes, provider_calls);
+        let summary = RefreshSummary::of(&outcomes, provider_calls, list_pages);
         Ok(RefreshReport {
             window_hours: window.hours(),
+            plan,
             outcomes,
             summary,
             started_at,
             finished_at: self.clock.now(),
         })
+    }
+
+    /// The plan for asking about `to_fetch`, from the account's traffic as this process last
+    /// saw it.
+    fn plan(
+        &self,
+        credentials: &TwilioCredentials,
+        to_fetch: &[(usize, &Message)],
+        now: Timestamp,
+    ) -> BulkPlan {
+        let oldest = to_fetch
+            .iter()
+            .map(|(_, m)| m.created_at)
+            .min()
+            .unwrap_or(now);
+        choose_plan(
+            PlanInputs {
+                candidates: to_fetch.len(),
+                oldest_age: (now - oldest).to_std().unwrap_or_default(),
+                traffic: self.traffic.get(&credentials.account_sid),
+            },
+            &self.sweeps,
+        )
+    }
+
+    /// Sweeps the account's list since the oldest of `to_fetch` was created (less the clock
+    /// margin), up to `pages` pages, and learns the account's traffic and how much of `to_fetch`
+    /// the pages listed. Returns the listed states and the pages requested; a failed sweep lists
+    /// nothing (every message is then fetched on its own).
+    async fn sweep(
+        &self,
+        credentials: &TwilioCredentials,
+        to_fetch: &[(usize, &Message)],
+        pages: u32,
+        now: Timestamp,
+    ) -> (HashMap<MessageSid, DeliveryState>, usize) {
+        let oldest = to_fetch
+            .iter()
+            .map(|(_, m)| m.created_at)
+            .min()
+            .unwrap_or(now);
+        let margin = chrono::Duration::from_std(self.sweeps.clock_margin).unwrap_or_default();
+        let since = oldest - margin;
+        match read_account(
+            self.provider.as_ref(),
+            credentials,
+            since,
+            self.sweeps.page_size,
+            pages,
+        )
+        .await
+        {
+            Ok(swept) => {
+                let covered = to_fetch
+                    .iter()
+                    .filter(|(_, m)| swept.states.contains_key(&m.sid))
+                    .count();
+                let mut traffic = swept.traffic(since, self.clock.now());
+                traffic.covered_share = Some(covered as f64 / to_fetch.len().max(1) as f64);
+                self.traffic.record(&credentials.account_sid, traffic);
+                (swept.states, swept.requests)
+            }
+            // One request failed; the window asks about everything instead.
+            Err(_) => (HashMap::new(), 1),
+        }
     }
 
     /// Calls the provider for every message in a sliding window of `max_in_flight`, returning
@@ -562,7 +689,7 @@ impl RefreshStatus {
         futures::stream::iter(messages)
             .map(|(index, message)| async move {
                 let result = match self.provider.fetch_message(credentials, &message.sid).await {
-                    Ok(found) => Fetched::State(found.state),
+                    Ok(found) => Fetched::State(found.state, ObservationSource::Poll),
                     Err(error) => Fetched::Failed(error),
                 };
                 (index, result)
@@ -585,11 +712,11 @@ impl RefreshStatus {
         let mut items = Vec::new();
         for (index, (message, fetched)) in results.into_iter().enumerate() {
             match fetched {
-                Fetched::State(state) => {
+                Fetched::State(state, source) => {
                     positions.push(index);
                     let observation = StatusObservation {
                         state,
-                        source: ObservationSource::Poll,
+                        source,
                         observed_at,
                     };
                     items.push((message, observation));
