@@ -12,10 +12,11 @@ use smsdesk_domain::ports::{IntegrationRepository, MessageRepository, NewIntegra
 use smsdesk_domain::rules::StaleReason;
 use smsdesk_domain::secrecy::SecretString;
 use smsdesk_domain::services::{
-    ApplyStatusCallback, CallbackOutcome, InboundSms, ReceiveOutcome, ReceiveSms, RefreshStatus,
-    StatusCallback, WebhookError,
+    ApplyStatusCallback, CallbackOutcome, InboundSms, ReceiveOutcome, ReceiveSms, Reconcile,
+    ReconcilePolicy, RefreshStatus, StatusCallback, WebhookError,
 };
 use smsdesk_domain::status::KNOWN_STATUSES;
+use smsdesk_domain::sweep::{SweepPolicy, TrafficEstimates};
 use smsdesk_domain::{
     AccountSid, Address, DeliveryState, Direction, MessageSid, MessageStatus, NewMessage,
     ObservationSource, PhoneNumber, Plan, RefreshPolicy, Requester, Role, StatusObservation,
@@ -43,6 +44,9 @@ struct World {
     callbacks: ApplyStatusCallback,
     inbound: ReceiveSms,
     refresh: RefreshStatus,
+    reconcile: Reconcile,
+    /// When the world's messages are created (the clock's start).
+    created: smsdesk_domain::Timestamp,
 }
 
 impl World {
@@ -82,6 +86,26 @@ impl World {
             Arc::new(clock.clone()),
             RefreshPolicy::default(),
         );
+        // Every step's sweep covers the message: no minimum age, and sweeps even for one message.
+        let sweeps = SweepPolicy {
+            min_candidates: 1,
+            ..SweepPolicy::default()
+        };
+        let traffic = Arc::new(TrafficEstimates::new());
+        let refresh = refresh.with_sweeps(sweeps, traffic.clone());
+        let reconcile = Reconcile::new(
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            Arc::new(provider.clone()),
+            Arc::new(clock.clone()),
+            ReconcilePolicy {
+                min_age: Duration::ZERO,
+                ..ReconcilePolicy::default()
+            },
+        )
+        .with_sweeps(sweeps, traffic);
+        let created = smsdesk_domain::ports::Clock::now(&clock);
         Self {
             store,
             provider,
@@ -89,7 +113,15 @@ impl World {
             callbacks,
             inbound,
             refresh,
+            reconcile,
+            created,
         }
+    }
+
+    /// Twilio now lists `sid` in `status` (sent when the message was created).
+    fn listed_as(&self, sid: &MessageSid, status: MessageStatus) {
+        self.provider.set_state(sid, DeliveryState::new(status));
+        self.provider.set_sent_at(sid, self.created);
     }
 
     async fn sent_message(&self, n: u32, status: MessageStatus) -> MessageSid {
@@ -300,6 +332,10 @@ async fn inbound_sms_is_stored_once_per_sid() {
 enum Step {
     Callback(MessageStatus),
     Poll(MessageStatus),
+    /// A bulk refresh whose sweep lists the message in this status.
+    BulkSweep(MessageStatus),
+    /// A reconciler run whose sweep lists the message in this status.
+    Reconcile(MessageStatus),
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
@@ -307,7 +343,9 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
     proptest::collection::vec(
         prop_oneof![
             status.clone().prop_map(Step::Callback),
-            status.prop_map(Step::Poll),
+            status.clone().prop_map(Step::Poll),
+            status.clone().prop_map(Step::BulkSweep),
+            status.prop_map(Step::Reconcile),
         ],
         1..25,
     )
@@ -316,10 +354,11 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
-    /// Callbacks and refresh polls interleaved at random never leave the stored status below an
-    /// observation that was applied, and once terminal it changes only from delivered to read.
+    /// Callbacks, refresh polls, bulk refreshes' sweeps and reconciler sweeps interleaved at
+    /// random never leave the stored status below an observation that was applied, and once
+    /// terminal it changes only from delivered to read.
     #[test]
-    fn callbacks_and_refreshes_interleaved_never_regress_a_message(
+    fn callbacks_refreshes_and_sweeps_interleaved_never_regress_a_message(
         start in proptest::sample::select(vec![MessageStatus::Queued, MessageStatus::Accepted, MessageStatus::Sending]),
         steps in steps(),
     ) {
@@ -343,6 +382,20 @@ proptest! {
                         world.provider.set_state(&message, DeliveryState::new(status));
                         world.clock.advance(Duration::from_secs(61));
                         world.refresh.refresh_one(&requester, &message).await.expect("refresh");
+                    }
+                    Step::BulkSweep(status) => {
+                        world.listed_as(&message, status);
+                        world.clock.advance(Duration::from_secs(61));
+                        world
+                            .refresh
+                            .refresh_recent(&requester, smsdesk_domain::RefreshWindow::default())
+                            .await
+                            .expect("bulk refresh");
+                    }
+                    Step::Reconcile(status) => {
+                        world.listed_as(&message, status);
+                        world.clock.advance(Duration::from_secs(1));
+                        world.reconcile.run().await.expect("reconciled");
                     }
                 }
                 let now = world.status_of(&message).await;

@@ -42,5 +42,7 @@ on_the_fake!(
     change_log::applied_changes_are_read_in_order_with_their_team_state_and_source,
     change_log::an_event_id_resolves_to_its_position_for_its_own_team_only,
     change_log::a_reader_following_concurrent_writers_misses_no_change,
+    reconcile::unfinished_teams_are_counted_in_the_range_oldest_first,
+    reconcile::find_many_reads_the_teams_messages_among_the_sids_only,
     retention::without_masking_the_numbers_stay_and_concurrent_runs_redact_each_message_once,
 );

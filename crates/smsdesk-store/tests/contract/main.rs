@@ -22,6 +22,7 @@ mod integrations;
 mod leases;
 mod limiter;
 mod messages;
+mod reconcile;
 mod replicas;
 mod retention;
 mod store_only;

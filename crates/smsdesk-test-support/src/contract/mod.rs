@@ -34,7 +34,7 @@ use smsdesk_domain::ports::{
     ApiKeyRepository, CallbackInbox, ChangeLog, IntegrationRepository, Leases, MessageCursor,
     MessagePage, MessageQuery, MessageRepository, MessageRetention, NewIntegration,
     ObservationWrite, RefreshLimiter, ReplicaRegistry, RepositoryError, Sender, StateChange,
-    TwilioAuth, TwilioIntegration, WriteOutcome,
+    TwilioAuth, TwilioIntegration, UnfinishedMessages, UnfinishedTeam, WriteOutcome,
 };
 use smsdesk_domain::retention::RetentionPolicy;
 use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
@@ -51,6 +51,7 @@ pub mod integrations;
 pub mod leases;
 pub mod limiter;
 pub mod messages;
+pub mod reconcile;
 pub mod replicas;
 pub mod retention;
 
@@ -87,6 +88,7 @@ pub struct PortSet {
     leases: Arc<dyn Leases>,
     replicas: Arc<dyn ReplicaRegistry>,
     log: Arc<dyn ChangeLog>,
+    unfinished: Arc<dyn UnfinishedMessages>,
 }
 
 impl PortSet {
@@ -95,6 +97,7 @@ impl PortSet {
     where
         T: MessageRepository + IntegrationRepository + RefreshLimiter + CallbackInbox,
         T: ApiKeyRepository + MessageRetention + Leases + ReplicaRegistry + ChangeLog,
+        T: UnfinishedMessages,
         T: Clone + 'static,
     {
         Self {
@@ -106,7 +109,8 @@ impl PortSet {
             retention: Arc::new(implementation.clone()),
             leases: Arc::new(implementation.clone()),
             replicas: Arc::new(implementation.clone()),
-            log: Arc::new(implementation),
+            log: Arc::new(implementation.clone()),
+            unfinished: Arc::new(implementation),
         }
     }
 }
@@ -324,6 +328,28 @@ impl ChangeLog for PortSet {
         limit: usize,
     ) -> Result<Vec<LoggedChange>, RepositoryError> {
         self.log.read_after(after, team, limit).await
+    }
+}
+
+#[async_trait]
+impl UnfinishedMessages for PortSet {
+    async fn unfinished_teams(
+        &self,
+        created_since: Timestamp,
+        created_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UnfinishedTeam>, RepositoryError> {
+        self.unfinished
+            .unfinished_teams(created_since, created_before, limit)
+            .await
+    }
+
+    async fn find_many(
+        &self,
+        team: TeamId,
+        sids: &[MessageSid],
+    ) -> Result<Vec<Message>, RepositoryError> {
+        self.unfinished.find_many(team, sids).await
     }
 }
 
