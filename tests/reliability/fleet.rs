@@ -85,3 +85,75 @@ async fn two_replicas_split_the_account_cap_and_twenty_bulks_draw_no_429() {
     assert_eq!(stats.rate_limited, 0, "the fleet never went over the cap");
     assert!(stats.max_in_flight <= CAP as u64, "{stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_reconciler_runs_in_one_replica_and_brings_lost_callbacks_home() {
+    let Some(database) = fresh_postgres("the_reconciler_runs_in_one_replica").await else {
+        return;
+    };
+    let sim = Arc::new(
+        SimServer::start(SimConfig {
+            speed: 0.0,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("the simulator starts"),
+    );
+    let key = smsdesk_store::SecretCipher::generate_key();
+    let replica = |settings: &mut smsdesk::Settings| {
+        settings.database_url = Some(database.url.clone());
+        settings.encryption_key = Some(key.clone());
+        settings.reconciler_interval_secs = 1;
+        settings.reconciler_min_age_secs = 0;
+    };
+    let first = spawn_replica(sim.clone(), replica).await;
+    let second = spawn_replica(sim.clone(), replica).await;
+    let team = first.demo_team().await;
+    // Stored as queued; Twilio has them delivered and never called back.
+    let mut sids = Vec::new();
+    for _ in 0..20 {
+        sids.push(
+            first
+                .message_without_callbacks(team, MessageStatus::Delivered)
+                .await,
+        );
+    }
+    let since = Instant::now();
+    for sid in &sids {
+        while smsdesk_test_support::app::stored_status(&first, sid).await != "delivered" {
+            assert!(
+                since.elapsed() < Duration::from_secs(30),
+                "the reconciler never brought {sid} home"
+            );
+            // A polling interval, not a wait for the outcome.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let runs = [
+        first.metric("smsdesk_reconciler_runs_total").await.unwrap_or(0.0),
+        second.metric("smsdesk_reconciler_runs_total").await.unwrap_or(0.0),
+    ];
+    let moved = first
+        .metric("smsdesk_reconciler_messages_moved_total")
+        .await
+        .unwrap_or(0.0)
+        + second
+            .metric("smsdesk_reconciler_messages_moved_total")
+            .await
+            .unwrap_or(0.0);
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "reconciler: runs per replica {runs:?}, {moved} messages moved, {} list pages at Twilio, \
+         {} fetches, {:?} after the messages were stored",
+        sim.stats().lists,
+        sim.stats().fetches,
+        since.elapsed()
+    );
+    assert!(
+        runs.iter().filter(|runs| **runs > 0.0).count() == 1,
+        "one replica holds the reconciler's lease: {runs:?}"
+    );
+    assert_eq!(moved, 20.0, "each message moved once");
+    assert_eq!(sim.stats().fetches, 0, "learned from the list alone");
+}
