@@ -130,8 +130,14 @@ async fn the_reconciler_runs_in_one_replica_and_brings_lost_callbacks_home() {
         }
     }
     let runs = [
-        first.metric("smsdesk_reconciler_runs_total").await.unwrap_or(0.0),
-        second.metric("smsdesk_reconciler_runs_total").await.unwrap_or(0.0),
+        first
+            .metric("smsdesk_reconciler_runs_total")
+            .await
+            .unwrap_or(0.0),
+        second
+            .metric("smsdesk_reconciler_runs_total")
+            .await
+            .unwrap_or(0.0),
     ];
     let moved = first
         .metric("smsdesk_reconciler_messages_moved_total")

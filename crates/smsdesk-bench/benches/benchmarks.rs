@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use smsdesk_bench::endpoint::{self, EndpointConfig};
-use smsdesk_bench::engine::{self, ConcurrentConfig, EngineConfig};
+use smsdesk_bench::engine::{self, ConcurrentConfig, EngineConfig, PlanConfig};
 use smsdesk_bench::fleet::{self, FleetConfig};
 use smsdesk_bench::memory::{self, rss_kib};
 use smsdesk_bench::report::{Machine, Report, load_average};
@@ -101,6 +101,8 @@ async fn main() -> anyhow::Result<()> {
     let engine_hundred = engine::compare(EngineConfig::hundred(size)).await?;
     eprintln!("workload 1: refresh engine, 1,000 messages");
     let engine_thousand = engine::compare(EngineConfig::thousand(size)).await?;
+    eprintln!("workload 1: plans (sweep or window)");
+    let plans = engine::compare_plans(PlanConfig::for_size(size)).await?;
     eprintln!("workload 1: concurrent bulk refreshes");
     let concurrent = engine::concurrent_bulk(ConcurrentConfig::for_size(size)).await?;
     let fleet = match std::env::var(POSTGRES_ENV) {
@@ -121,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
         engine_hundred,
         engine_thousand,
         concurrent,
+        plans,
         endpoint: endpoints,
         postgres_note,
         throughput: rows,

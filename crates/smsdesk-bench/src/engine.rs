@@ -26,7 +26,7 @@ use smsdesk_domain::ports::{
     TwilioCredentials,
 };
 use smsdesk_domain::secrecy::SecretString;
-use smsdesk_domain::services::RefreshStatus;
+use smsdesk_domain::services::{Reconcile, ReconcilePolicy, RefreshStatus};
 use smsdesk_domain::sweep::{PlanMode, SweepPolicy, TrafficEstimates};
 use smsdesk_domain::{
     AccountSid, Address, DeliveryState, Direction, MessageSid, MessageStatus, NewMessage,
@@ -488,4 +488,191 @@ pub async fn concurrent_bulk(config: ConcurrentConfig) -> anyhow::Result<Concurr
         .await?;
     rig.sim.stop().await;
     Ok(ConcurrentRun { config, run })
+}
+
+/// Workload 1's plans: a bulk refresh of the team's messages as barrier batches, the sliding
+/// window, and the planner (a sweep of the account's list when it is quiet), on a quiet account
+/// and on one with pages of other traffic; and the reconciler's requests.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanConfig {
+    /// The team's messages (each bulk refresh asks about all of them).
+    pub messages: usize,
+    /// The simulator's latency per request (list pages add 1 ms per message listed).
+    pub latency: LatencyConfig,
+    /// Calls in flight per refresh.
+    pub window: usize,
+    /// Runs of each strategy (alternating).
+    pub runs: usize,
+    /// Other messages the busy account sent more recently than the team's.
+    pub other_traffic: usize,
+    /// Unfinished messages the reconciler's run covers.
+    pub reconciled: usize,
+}
+
+impl PlanConfig {
+    /// 100 messages at median 150 ms, 5 runs, 10,000 others, 10,000 reconciled (quick: 30 at
+    /// 20 ms, 2 runs, 2,500 others, 2,000 reconciled).
+    pub fn for_size(size: Size) -> Self {
+        match size {
+            Size::Full => Self {
+                messages: 100,
+                latency: log_normal(150, 0.6),
+                window: 10,
+                runs: 5,
+                other_traffic: 10_000,
+                reconciled: 10_000,
+            },
+            Size::Quick => Self {
+                messages: 30,
+                latency: log_normal(20, 0.6),
+                window: 10,
+                runs: 2,
+                other_traffic: 2_500,
+                reconciled: 2_000,
+            },
+        }
+    }
+}
+
+/// The median run of one strategy, with the plan it ran.
+#[derive(Debug, Clone)]
+pub struct PlanRow {
+    /// What ran.
+    pub strategy: &'static str,
+    /// The plan a bulk refresh reported (`-` for the barrier batches).
+    pub plan: &'static str,
+    /// Median wall-clock time.
+    pub elapsed: Duration,
+    /// Median requests at the simulator.
+    pub requests: f64,
+    /// Runs whose messages did not all refresh.
+    pub failed: usize,
+}
+
+/// What the plans did.
+#[derive(Debug, Clone)]
+pub struct PlanComparison {
+    /// What ran.
+    pub config: PlanConfig,
+    /// Quiet account: barrier, window, planner.
+    pub quiet: Vec<PlanRow>,
+    /// Busy account: window, planner (after one bulk refresh taught it the traffic).
+    pub busy: Vec<PlanRow>,
+    /// The reconciler's run over `config.reconciled` unfinished messages: list requests and time.
+    pub reconcile: (u64, Duration),
+}
+
+impl Rig {
+    /// One bulk refresh with `refresh`; returns its plan with the run.
+    async fn planned(
+        &self,
+        refresh: &RefreshStatus,
+        width: usize,
+    ) -> anyhow::Result<(&'static str, Run)> {
+        let requester = self.requester(1)?;
+        let mut plan = "";
+        let run = self
+            .measure(width, || async {
+                let report = refresh
+                    .refresh_recent(&requester, RefreshWindow::default())
+                    .await?;
+                plan = report.plan.as_str();
+                Ok(report.summary.failed + report.summary.skipped)
+            })
+            .await?;
+        Ok((plan, run))
+    }
+}
+
+fn median_row(strategy: &'static str, plan: &'static str, runs: &[Run]) -> PlanRow {
+    PlanRow {
+        strategy,
+        plan,
+        elapsed: median_duration(&runs.iter().map(|r| r.elapsed).collect::<Vec<_>>()),
+        requests: median(&runs.iter().map(|r| r.requests as f64).collect::<Vec<_>>()),
+        failed: runs.iter().filter(|r| r.failed > 0).count(),
+    }
+}
+
+/// Runs the plans' comparison.
+///
+/// # Errors
+/// When the simulator cannot start or a refresh fails as a whole.
+pub async fn compare_plans(config: PlanConfig) -> anyhow::Result<PlanComparison> {
+    let rig = Rig::start(config.messages, config.latency, None, 50).await?;
+    let window = rig.refresh_planned(config.window, config.messages, PlanMode::Window);
+    let planner = rig.refresh_planned(config.window, config.messages, PlanMode::Auto);
+    let (mut barrier_runs, mut window_runs, mut planner_runs) =
+        (Vec::new(), Vec::new(), Vec::new());
+    let mut planner_plan = "";
+    for _ in 0..config.runs {
+        barrier_runs.push(rig.barrier(config.window).await?);
+        window_runs.push(rig.planned(&window, config.window).await?.1);
+        let (plan, run) = rig.planned(&planner, config.window).await?;
+        planner_plan = plan;
+        planner_runs.push(run);
+    }
+    let quiet = vec![
+        median_row("barrier batches of 10", "-", &barrier_runs),
+        median_row("sliding window", "window", &window_runs),
+        median_row("planner (ours)", planner_plan, &planner_runs),
+    ];
+
+    // Other traffic of the account, sent after the team's messages: listed before them.
+    let account = rig.credentials.account_sid.clone();
+    for _ in 0..config.other_traffic {
+        rig.sim
+            .seed_message(SeedMessage::new(account.clone(), MessageStatus::Delivered))?;
+    }
+    let planner = rig.refresh_planned(config.window, config.messages, PlanMode::Auto);
+    // The first bulk refresh learns the traffic (its sweep spends the page budget on others).
+    rig.planned(&planner, config.window).await?;
+    let (mut window_runs, mut planner_runs) = (Vec::new(), Vec::new());
+    for _ in 0..config.runs {
+        window_runs.push(rig.planned(&window, config.window).await?.1);
+        let (plan, run) = rig.planned(&planner, config.window).await?;
+        planner_plan = plan;
+        planner_runs.push(run);
+    }
+    let busy = vec![
+        median_row("sliding window", "window", &window_runs),
+        median_row(
+            "planner (ours), after one refresh",
+            planner_plan,
+            &planner_runs,
+        ),
+    ];
+    rig.sim.stop().await;
+
+    let reconcile = reconcile_run(config).await?;
+    Ok(PlanComparison {
+        config,
+        quiet,
+        busy,
+        reconcile,
+    })
+}
+
+/// One reconciler run over `config.reconciled` unfinished messages older than its minimum age.
+async fn reconcile_run(config: PlanConfig) -> anyhow::Result<(u64, Duration)> {
+    let rig = Rig::start(config.reconciled, config.latency, None, 50).await?;
+    let pages = u32::try_from(config.reconciled.div_ceil(1000)).unwrap_or(u32::MAX);
+    let reconcile = Reconcile::new(
+        rig.store.clone(),
+        rig.store.clone(),
+        rig.store.clone(),
+        Arc::new(rig.client.clone()),
+        Arc::new(SystemClock),
+        ReconcilePolicy {
+            min_age: Duration::ZERO,
+            max_pages_per_account: pages,
+            ..ReconcilePolicy::default()
+        },
+    );
+    rig.sim.reset_stats();
+    let started = Instant::now();
+    let report = reconcile.run().await?;
+    let took = started.elapsed();
+    rig.sim.stop().await;
+    Ok((report.twilio_requests, took))
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::Size;
 use crate::endpoint::EndpointResult;
-use crate::engine::{Comparison, ConcurrentRun, Run};
+use crate::engine::{Comparison, ConcurrentRun, PlanComparison, PlanRow, Run};
 use crate::fleet::FleetRun;
 use crate::memory::{LimiterMemory, Rounds, mib};
 use crate::stats::ms;
@@ -98,6 +98,8 @@ pub struct Report {
     pub engine_thousand: Comparison,
     /// Workload 1's concurrent bulk refreshes.
     pub concurrent: ConcurrentRun,
+    /// Workload 1's plans: sweeps, the window and barrier batches, and the reconciler.
+    pub plans: PlanComparison,
     /// Workload 2, one entry per database.
     pub endpoint: Vec<EndpointResult>,
     /// Why PostgreSQL is missing from workload 2, when it is.
@@ -134,11 +136,105 @@ impl Report {
         let mut md = String::new();
         self.header(&mut md);
         self.engine(&mut md);
+        self.plans(&mut md);
         self.endpoint(&mut md);
         self.throughput(&mut md);
         self.memory(&mut md);
         self.fleet(&mut md);
         md
+    }
+
+    fn plans(&self, md: &mut String) {
+        let p = &self.plans;
+        let c = &p.config;
+        let _ = writeln!(
+            md,
+            "### Plans: a sweep of the account's list, or the window\n"
+        );
+        let _ = writeln!(
+            md,
+            "A bulk refresh of the team's {} messages (all `sent` at Twilio), median of {} runs \
+             each, alternating. **Barrier batches** and the **sliding window** fetch every \
+             message ({} in flight); the **planner** is `RefreshStatus` with the default plan \
+             rule, which reads the account's Messages list first (pages of up to 1,000, newest \
+             first) when the candidates likely fit in two pages. The simulator answers each \
+             request after a log-normal delay and adds 1 ms per message on a list page, so a big \
+             page costs more.\n",
+            c.messages, c.runs, c.window
+        );
+        let quiet_rows = |rows: &[PlanRow], md: &mut String| {
+            let _ = writeln!(
+                md,
+                "| strategy | plan | time | Twilio requests | runs with failures |\n|---|---|---:|---:|---:|"
+            );
+            for row in rows {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} ms | {} | {} |",
+                    row.strategy,
+                    row.plan,
+                    ms(row.elapsed),
+                    row.requests,
+                    row.failed
+                );
+            }
+            let _ = writeln!(md);
+        };
+        let _ = writeln!(md, "**A quiet account** (only the team's messages):\n");
+        quiet_rows(&p.quiet, md);
+        let time = |name: &str, rows: &[PlanRow]| {
+            rows.iter()
+                .find(|row| row.strategy.starts_with(name))
+                .map_or(0.0, |row| row.elapsed.as_secs_f64())
+        };
+        let planner = time("planner", &p.quiet);
+        let over_barrier = time("barrier", &p.quiet) / planner.max(f64::EPSILON);
+        let over_window = time("sliding", &p.quiet) / planner.max(f64::EPSILON);
+        let requests = p
+            .quiet
+            .iter()
+            .find(|row| row.strategy.starts_with("planner"))
+            .map_or(0.0, |row| row.requests);
+        let _ = writeln!(
+            md,
+            "The planner made {requests} request(s) (target ≤ 2: {}), {} faster than the \
+             barrier batches (target ≥ 4×: {}) and {} faster than the sliding window (target \
+             ≥ 2×: {}).\n",
+            verdict(requests <= 2.0),
+            ratio(over_barrier),
+            verdict(over_barrier >= 4.0),
+            ratio(over_window),
+            verdict(over_window >= 2.0),
+        );
+        let _ = writeln!(
+            md,
+            "**A busy account**: {} more messages of the account, sent after the team's, come \
+             first in its list ({} pages). The planner's first bulk refresh sweeps its budget of \
+             two pages, finds none of the team's messages and fetches them; from then on it \
+             knows the account's traffic and picks the window.\n",
+            c.other_traffic,
+            c.other_traffic.div_ceil(1000)
+        );
+        quiet_rows(&p.busy, md);
+        let busy_ratio = time("planner", &p.busy) / time("sliding", &p.busy).max(f64::EPSILON);
+        let _ = writeln!(
+            md,
+            "The planner took {} the sliding window's time (target ≤ 1.05×: {}).\n",
+            ratio(busy_ratio),
+            verdict(busy_ratio <= 1.05),
+        );
+        let (requests, took) = p.reconcile;
+        let _ = writeln!(
+            md,
+            "**The reconciler**: one run over {} unfinished messages of one account, every one \
+             older than the minimum age, made {} Twilio request(s) in {} ms: {:.1} requests per \
+             10,000 non-terminal messages (pages of 1,000; the default budget is 5 pages per \
+             account per run, so 10,000 take two runs).\n",
+            c.reconciled,
+            requests,
+            ms(took),
+            requests as f64 * 10_000.0 / c.reconciled.max(1) as f64,
+        );
     }
 
     fn fleet(&self, md: &mut String) {

@@ -176,3 +176,31 @@ async fn three_replicas_split_the_account_cap_and_draw_no_429() {
         "every user's refresh asked about every message once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_account_is_swept_in_one_request_and_a_busy_one_gets_the_window() {
+    let config = engine::PlanConfig::for_size(Size::Quick);
+    let plans = engine::compare_plans(config).await.expect("the plans run");
+    let row = |rows: &[engine::PlanRow], name: &str| {
+        rows.iter()
+            .find(|row| row.strategy.starts_with(name))
+            .cloned()
+            .expect("a row")
+    };
+    let quiet = row(&plans.quiet, "planner");
+    assert_eq!((quiet.plan, quiet.requests), ("sweep", 1.0), "{quiet:?}");
+    assert_eq!(quiet.failed, 0);
+    assert_eq!(
+        row(&plans.quiet, "sliding").requests,
+        config.messages as f64,
+        "the window fetches each message"
+    );
+    let busy = row(&plans.busy, "planner");
+    assert_eq!(busy.plan, "window", "{busy:?}");
+    assert_eq!(busy.requests, config.messages as f64);
+    assert_eq!(
+        plans.reconcile.0,
+        config.reconciled.div_ceil(1000) as u64,
+        "the reconciler reads pages of 1,000"
+    );
+}
