@@ -15,7 +15,8 @@
 //! - `parked_callbacks` (status callbacks that beat their message into the store);
 //! - the list index on `sms_messages`, in the list's own order (newest first per team);
 //! - later: API key labels, redaction, `leases`, `replicas`, and the history's log order
-//!   (`commit_tx` and the log index, which live streams follow across processes).
+//!   (`commit_tx` and the log index, which live streams follow across processes), and when a
+//!   stuck message's delivery became unknown.
 //!
 //! Run it with `Migrator::up(&db, None)` (the store's `migrate()` does).
 
@@ -37,6 +38,7 @@ mod m20260101_000013_create_leases;
 mod m20260101_000014_add_unredacted_index;
 mod m20260101_000015_create_replicas;
 mod m20260101_000016_add_status_event_log_order;
+mod m20260101_000017_add_sms_message_delivery_unknown_at;
 
 /// The name of the composite index `(team_id, direction, status, created_at)` on `sms_messages`,
 /// built for the bulk refresh query.
@@ -75,6 +77,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000014_add_unredacted_index::Migration),
             Box::new(m20260101_000015_create_replicas::Migration),
             Box::new(m20260101_000016_add_status_event_log_order::Migration),
+            Box::new(m20260101_000017_add_sms_message_delivery_unknown_at::Migration),
         ]
     }
 }

@@ -32,8 +32,8 @@ use crate::ports::{
     MAX_LIST_PAGE_SIZE, MessageCursor, MessageListPage, MessageListQuery, MessagePage,
     MessageQuery, MessageRepository, MessageRetention, NewIntegration, ObservationWrite,
     OutboundSms, ProviderError, ProviderMessage, RefreshLimiter, ReplicaRegistry, RepositoryError,
-    SmsProvider, TwilioAuth, TwilioCredentials, TwilioIntegration, UnfinishedMessages,
-    UnfinishedTeam, WriteOutcome,
+    SmsProvider, StuckMessages, TwilioAuth, TwilioCredentials, TwilioIntegration,
+    UnfinishedMessages, UnfinishedTeam, WriteOutcome,
 };
 use crate::refresh_rules::CooldownClaim;
 use crate::retention::RetentionPolicy;
@@ -128,6 +128,7 @@ impl MessageRepository for InMemoryStore {
             updated_at: message.first_observation.observed_at,
             last_refreshed_at: None,
             redacted_at: None,
+            delivery_unknown_at: None,
         };
         state.messages.insert(message.sid.clone(), stored.clone());
         state.events.push((
@@ -168,6 +169,7 @@ impl MessageRepository for InMemoryStore {
                     && m.direction.is_outbound()
                     && !m.delivery.status.is_terminal()
                     && m.created_at >= created_since
+                    && m.delivery_unknown_at.is_none()
             })
             .cloned()
             .collect();
@@ -210,6 +212,7 @@ impl MessageRepository for InMemoryStore {
                     let mut updated = current.clone();
                     updated.delivery = change.next.clone();
                     updated.updated_at = write.observation.observed_at;
+                    updated.delivery_unknown_at = None;
                     staged_messages.push(updated);
                     staged_events.push((
                         write.sid,
@@ -579,6 +582,7 @@ impl UnfinishedMessages for InMemoryStore {
                 && !m.delivery.status.is_terminal()
                 && m.created_at >= created_since
                 && m.created_at < created_before
+                && m.delivery_unknown_at.is_none()
         }) {
             let team = teams.entry(message.team_id).or_insert(UnfinishedTeam {
                 team_id: message.team_id,
@@ -610,6 +614,51 @@ impl UnfinishedMessages for InMemoryStore {
             .filter(|m| m.team_id == team)
             .cloned()
             .collect())
+    }
+}
+
+#[async_trait]
+impl StuckMessages for InMemoryStore {
+    async fn time_out_stuck(
+        &self,
+        created_before: Timestamp,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Message>, RepositoryError> {
+        let mut state = self.guard()?;
+        let due: Vec<MessageSid> = state
+            .messages
+            .values()
+            .filter(|m| {
+                m.direction.is_outbound()
+                    && !m.delivery.status.is_terminal()
+                    && m.created_at < created_before
+                    && m.delivery_unknown_at.is_none()
+            })
+            .map(|m| m.sid.clone())
+            .take(limit)
+            .collect();
+        let mut timed_out = Vec::with_capacity(due.len());
+        for sid in due {
+            let Some(message) = state.messages.get_mut(&sid) else {
+                continue;
+            };
+            message.delivery_unknown_at = Some(now);
+            let observation = StatusObservation {
+                state: message.delivery.clone(),
+                source: crate::message::ObservationSource::Timeout,
+                observed_at: now,
+            };
+            timed_out.push(message.clone());
+            state.events.push((
+                sid,
+                StatusEvent {
+                    observation,
+                    applied: true,
+                },
+            ));
+        }
+        Ok(timed_out)
     }
 }
 

@@ -56,6 +56,8 @@ pub enum ObservationSource {
     Inbound,
     /// A sweep of the account's Messages list (a bulk refresh's or the reconciler's).
     Sweep,
+    /// The stuck limit passed with no final status: the delivery is declared unknown.
+    Timeout,
 }
 
 impl ObservationSource {
@@ -67,6 +69,7 @@ impl ObservationSource {
             Self::Callback => "callback",
             Self::Inbound => "inbound",
             Self::Sweep => "sweep",
+            Self::Timeout => "timeout",
         }
     }
 
@@ -78,6 +81,7 @@ impl ObservationSource {
             "callback" => Self::Callback,
             "inbound" => Self::Inbound,
             "sweep" => Self::Sweep,
+            "timeout" => Self::Timeout,
             _ => return None,
         })
     }
@@ -124,6 +128,10 @@ pub struct Message {
     pub last_refreshed_at: Option<Timestamp>,
     /// When retention redacted its body (and masked its numbers, if configured).
     pub redacted_at: Option<Timestamp>,
+    /// When it was declared stuck: outbound and not final long past the stuck limit, so its
+    /// delivery is unknown. It is then no longer a refresh candidate; any later change (a real
+    /// receipt, however late) clears it.
+    pub delivery_unknown_at: Option<Timestamp>,
 }
 
 /// A message to store for the first time (after a send, or on an inbound webhook).

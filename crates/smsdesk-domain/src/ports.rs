@@ -217,6 +217,26 @@ pub trait UnfinishedMessages: Send + Sync {
     ) -> Result<Vec<Message>, RepositoryError>;
 }
 
+/// Messages whose delivery stays unknown: outbound, not final long after they were sent.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait StuckMessages: Send + Sync {
+    /// Declares up to `limit` outbound, non-terminal messages created before `created_before`
+    /// and not declared yet stuck at `now`: each gets `delivery_unknown_at = now` and a history
+    /// row (its state unchanged, source `timeout`, applied), in one transaction; returns them as
+    /// they are now. Each message is declared once, even when several processes run this at the
+    /// same time.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached; nothing was written.
+    async fn time_out_stuck(
+        &self,
+        created_before: Timestamp,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Message>, RepositoryError>;
+}
+
 /// How smsdesk authenticates to Twilio's REST API for one account.
 #[derive(Debug, Clone)]
 pub struct TwilioCredentials {

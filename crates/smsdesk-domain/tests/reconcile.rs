@@ -64,6 +64,7 @@ impl World {
             Arc::new(clock),
             ReconcilePolicy::default(),
         )
+        .with_stuck_timeouts(Arc::new(store.clone()))
         .with_notifier(Arc::new(notifier.clone()));
         Self {
             store,
@@ -142,6 +143,7 @@ async fn a_run_moves_what_the_list_shows_changed_and_records_nothing_else() {
             accounts_failed: 0,
             messages_moved: 2,
             twilio_requests: 1,
+            timed_out: 0,
         }
     );
     assert_eq!(world.status(1, 1).await, MessageStatus::Delivered);
@@ -196,5 +198,72 @@ async fn young_messages_and_teams_without_twilio_are_left_alone() {
         world.reconcile.policy().min_age,
         Duration::from_secs(600),
         "ten minutes by default"
+    );
+}
+
+#[tokio::test]
+async fn a_message_stuck_past_the_limit_is_declared_unknown_until_a_late_receipt() {
+    let world = World::new().await;
+    // 73 hours old, still `sent`: past the 72-hour limit, and older than the sweeps look.
+    world
+        .message(1, 1, 73 * 60, MessageStatus::Sent, MessageStatus::Sent)
+        .await;
+    world
+        .message(2, 1, 60, MessageStatus::Sent, MessageStatus::Sent)
+        .await;
+    let report = world.reconcile.run().await.expect("ran");
+    assert_eq!(report.timed_out, 1, "{report:?}");
+    let stuck = world
+        .store
+        .find(team(1), &sid(1))
+        .await
+        .expect("up")
+        .expect("present");
+    assert_eq!(stuck.delivery_unknown_at, Some(t0()));
+    assert_eq!(stuck.delivery.status, MessageStatus::Sent);
+    let announced: Vec<_> = world
+        .notifier
+        .changes()
+        .into_iter()
+        .filter(|change| change.source == ObservationSource::Timeout)
+        .map(|change| change.sid)
+        .collect();
+    assert_eq!(
+        announced,
+        vec![sid(1)],
+        "the declaration is a committed change"
+    );
+    assert_eq!(
+        world.reconcile.run().await.expect("ran").timed_out,
+        0,
+        "declared once"
+    );
+
+    // Twilio's receipt arrives days late: it still applies, and the message is no longer stuck.
+    let callbacks = smsdesk_domain::services::ApplyStatusCallback::new(
+        Arc::new(world.store.clone()),
+        Arc::new(world.store.clone()),
+        Arc::new(world.store.clone()),
+        Arc::new(ManualClock::new(t0() + chrono::Duration::hours(1))),
+    );
+    callbacks
+        .apply(
+            team(1),
+            smsdesk_domain::services::StatusCallback {
+                sid: sid(1),
+                state: DeliveryState::new(MessageStatus::Delivered),
+            },
+        )
+        .await
+        .expect("applied");
+    let home = world
+        .store
+        .find(team(1), &sid(1))
+        .await
+        .expect("up")
+        .expect("present");
+    assert_eq!(
+        (home.delivery.status, home.delivery_unknown_at),
+        (MessageStatus::Delivered, None)
     );
 }

@@ -8,7 +8,8 @@ use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, Query, 
 use sea_orm::{ConnectionTrait, QueryResult, Statement, TransactionTrait};
 use smsdesk_domain::ports::{
     MessageCursor, MessagePage, MessageQuery, MessageRepository, MessageRetention,
-    ObservationWrite, RepositoryError, UnfinishedMessages, UnfinishedTeam, WriteOutcome,
+    ObservationWrite, RepositoryError, StuckMessages, UnfinishedMessages, UnfinishedTeam,
+    WriteOutcome,
 };
 use smsdesk_domain::retention::RetentionPolicy;
 use smsdesk_domain::status::KNOWN_STATUSES;
@@ -33,7 +34,11 @@ const EVENT_INSERT_CHUNK: usize = 200;
 fn select_messages() -> SelectStatement {
     Query::select()
         .columns(NEW_MESSAGE_COLUMNS)
-        .columns([SmsMessages::LastRefreshedAt, SmsMessages::RedactedAt])
+        .columns([
+            SmsMessages::LastRefreshedAt,
+            SmsMessages::RedactedAt,
+            SmsMessages::DeliveryUnknownAt,
+        ])
         .from(SmsMessages::Table)
         .to_owned()
 }
@@ -144,6 +149,7 @@ fn message_from_row(row: &QueryResult, cipher: &SecretCipher) -> Result<Message,
         updated_at: get(row, "updated_at")?,
         last_refreshed_at: get(row, "last_refreshed_at")?,
         redacted_at: get(row, "redacted_at")?,
+        delivery_unknown_at: get(row, "delivery_unknown_at")?,
     })
 }
 
@@ -244,6 +250,7 @@ fn refresh_candidates_query(
         .and_where(Expr::col(SmsMessages::Direction).is_in(outbound_directions()))
         .and_where(Expr::col(SmsMessages::Status).is_not_in(terminal_statuses()))
         .and_where(Expr::col(SmsMessages::CreatedAt).gte(stored_time(created_since)))
+        .and_where(Expr::col(SmsMessages::DeliveryUnknownAt).is_null())
         .order_by(SmsMessages::CreatedAt, Order::Desc)
         .order_by(SmsMessages::Sid, Order::Desc)
         .limit(u64::try_from(limit).unwrap_or(u64::MAX))
@@ -451,6 +458,7 @@ impl MessageRepository for Store {
             updated_at,
             last_refreshed_at: None,
             redacted_at: None,
+            delivery_unknown_at: None,
         })
     }
 
@@ -534,6 +542,8 @@ impl MessageRepository for Store {
                     SmsMessages::UpdatedAt,
                     stored_time(write.observation.observed_at),
                 )
+                // Any change, however late, is news of the message: it is no longer stuck.
+                .value(SmsMessages::DeliveryUnknownAt, Option::<Timestamp>::None)
                 .and_where(Expr::col(SmsMessages::Id).eq(message_id))
                 .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
                 .and_where(Expr::col(SmsMessages::Status).eq(change.expected_status.as_str()))
@@ -627,6 +637,7 @@ impl UnfinishedMessages for Store {
             .and_where(Expr::col(SmsMessages::Status).is_not_in(terminal_statuses()))
             .and_where(Expr::col(SmsMessages::CreatedAt).gte(stored_time(created_since)))
             .and_where(Expr::col(SmsMessages::CreatedAt).lt(stored_time(created_before)))
+            .and_where(Expr::col(SmsMessages::DeliveryUnknownAt).is_null())
             .group_by_col(SmsMessages::TeamId)
             .order_by_expr(Expr::col(SmsMessages::CreatedAt).min(), Order::Asc)
             .order_by(SmsMessages::TeamId, Order::Asc)
@@ -662,6 +673,70 @@ impl UnfinishedMessages for Store {
             }
         }
         Ok(found)
+    }
+}
+
+#[async_trait]
+impl StuckMessages for Store {
+    async fn time_out_stuck(
+        &self,
+        created_before: Timestamp,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Message>, RepositoryError> {
+        let tx = self.begin_write().await.map_err(repo_err)?;
+        // In id order, the one lock order of every batch write; another replica's run skips
+        // rows this one holds (PostgreSQL), so each message times out once.
+        let mut due = select_messages()
+            .column(SmsMessages::Id)
+            .and_where(Expr::col(SmsMessages::Direction).is_in(outbound_directions()))
+            .and_where(Expr::col(SmsMessages::Status).is_not_in(terminal_statuses()))
+            .and_where(Expr::col(SmsMessages::CreatedAt).lt(stored_time(created_before)))
+            .and_where(Expr::col(SmsMessages::DeliveryUnknownAt).is_null())
+            .order_by(SmsMessages::Id, Order::Asc)
+            .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+            .to_owned();
+        if self.backend() == Backend::Postgres {
+            due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let rows = tx.query_all(&due).await.map_err(repo_err)?;
+        let now = stored_time(now);
+        let mut timed_out = Vec::with_capacity(rows.len());
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut message = message_from_row(row, &self.cipher)?;
+            message.delivery_unknown_at = Some(now);
+            ids.push(get::<i64>(row, "id")?);
+            timed_out.push(message);
+        }
+        if !ids.is_empty() {
+            let mark = Query::update()
+                .table(SmsMessages::Table)
+                .value(SmsMessages::DeliveryUnknownAt, now)
+                .and_where(Expr::col(SmsMessages::Id).is_in(ids.clone()))
+                .to_owned();
+            execute(&tx, &mark).await.map_err(repo_err)?;
+            let observations: Vec<StatusObservation> = timed_out
+                .iter()
+                .map(|message| StatusObservation {
+                    state: message.delivery.clone(),
+                    source: ObservationSource::Timeout,
+                    observed_at: now,
+                })
+                .collect();
+            let events: Vec<EventRow<'_>> = ids
+                .iter()
+                .zip(&observations)
+                .map(|(&message_id, observation)| EventRow {
+                    message_id,
+                    observation,
+                    applied: true,
+                })
+                .collect();
+            insert_events(&tx, &events).await.map_err(repo_err)?;
+        }
+        tx.commit().await.map_err(repo_err)?;
+        Ok(timed_out)
     }
 }
 

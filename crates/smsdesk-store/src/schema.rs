@@ -72,6 +72,7 @@ pub(crate) enum SmsMessages {
     UpdatedAt,
     LastRefreshedAt,
     RedactedAt,
+    DeliveryUnknownAt,
 }
 
 #[derive(DeriveIden, Clone, Copy)]

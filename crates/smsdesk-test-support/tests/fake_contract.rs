@@ -44,5 +44,7 @@ on_the_fake!(
     change_log::a_reader_following_concurrent_writers_misses_no_change,
     reconcile::unfinished_teams_are_counted_in_the_range_oldest_first,
     reconcile::find_many_reads_the_teams_messages_among_the_sids_only,
+    reconcile::stuck_messages_are_declared_once_with_a_history_row_and_a_late_change_clears_them,
+    reconcile::concurrent_timeout_runs_declare_each_message_once,
     retention::without_masking_the_numbers_stay_and_concurrent_runs_redact_each_message_once,
 );

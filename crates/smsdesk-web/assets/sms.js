@@ -220,6 +220,16 @@
         .filter(Boolean).join(' ');
       row.failure.append(code, document.createTextNode(words ? ': ' + words : ''));
     }
+    if (m.statusReason === 'deliveryUnknown') {
+      // Declared stuck: Twilio never reported a final status; a late receipt still shows.
+      const note = make('span', 'unknown', 'Delivery unknown');
+      note.title = m.deliveryUnknownAt
+        ? `No final status ${exactTime(m.deliveryUnknownAt)}; smsdesk stopped asking Twilio`
+        : 'No final status; smsdesk stopped asking Twilio';
+      if (row.failure.textContent) row.failure.append(document.createTextNode(' · '));
+      row.failure.append(note);
+    }
+    row.li.dataset.reason = m.statusReason || '';
     row.failure.hidden = !row.failure.textContent;
     if (row.button) {
       row.button.hidden = !refreshable(m);
@@ -301,6 +311,9 @@
       errorCode: change.errorCode,
       errorMessage: change.errorMessage,
       errorReason: change.errorReason,
+      // Any other change clears a stuck message's reason.
+      statusReason: change.statusReason || null,
+      deliveryUnknownAt: change.statusReason ? new Date().toISOString() : null,
     });
     upsert(s, [message], true);
     return true;

@@ -64,12 +64,13 @@ impl ChangeNotifier for ServiceConsequences {
                     .record_cooldown_rejections(scope.as_str(), *count);
             }
             Activity::Reconciled(report) => {
-                if report.messages_moved > 0 || report.accounts_failed > 0 {
+                if report.messages_moved > 0 || report.accounts_failed > 0 || report.timed_out > 0 {
                     tracing::info!(
                         accounts_swept = report.accounts_swept,
                         accounts_failed = report.accounts_failed,
                         messages_moved = report.messages_moved,
                         twilio_requests = report.twilio_requests,
+                        timed_out = report.timed_out,
                         "the reconciler swept the accounts with unfinished messages"
                     );
                 }

@@ -49,7 +49,15 @@ pub struct MessageDto {
     pub last_refreshed_at: Option<Timestamp>,
     /// When retention emptied the body (and masked the numbers, if configured).
     pub redacted_at: Option<Timestamp>,
+    /// `deliveryUnknown` when the message was declared stuck: not final long past the stuck
+    /// limit (72 h by default). Cleared by any later change.
+    pub status_reason: Option<String>,
+    /// When it was declared stuck.
+    pub delivery_unknown_at: Option<Timestamp>,
 }
+
+/// The `statusReason` of a message declared stuck.
+pub const DELIVERY_UNKNOWN: &str = "deliveryUnknown";
 
 impl From<Message> for MessageDto {
     fn from(message: Message) -> Self {
@@ -74,6 +82,10 @@ impl From<Message> for MessageDto {
             updated_at: message.updated_at,
             last_refreshed_at: message.last_refreshed_at,
             redacted_at: message.redacted_at,
+            status_reason: message
+                .delivery_unknown_at
+                .map(|_| DELIVERY_UNKNOWN.to_owned()),
+            delivery_unknown_at: message.delivery_unknown_at,
         }
     }
 }
@@ -88,7 +100,7 @@ pub struct StatusEventDto {
     pub error_code: Option<u32>,
     /// The observed error text.
     pub error_message: Option<String>,
-    /// `send`, `poll`, `callback` or `inbound`.
+    /// `send`, `poll`, `callback`, `inbound`, `sweep` or `timeout`.
     pub source: String,
     /// When it was observed.
     pub observed_at: Timestamp,

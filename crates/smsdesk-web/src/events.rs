@@ -47,7 +47,7 @@ use futures::Stream;
 use serde::Serialize;
 use smsdesk_domain::changes::{LogPosition, LoggedChange};
 use smsdesk_domain::ports::{ChangeLog, RepositoryError};
-use smsdesk_domain::{DeliveryError, MessageSid, MessageStatus, TeamId};
+use smsdesk_domain::{DeliveryError, MessageSid, MessageStatus, ObservationSource, TeamId};
 use tokio::sync::{Notify, broadcast};
 
 use crate::auth::Authenticated;
@@ -111,6 +111,9 @@ pub struct MessageEvent {
     pub error_message: Option<String>,
     /// The human explanation of `error_code`.
     pub error_reason: Option<String>,
+    /// `deliveryUnknown` when this change declared the message stuck; `null` otherwise (any
+    /// other change clears it).
+    pub status_reason: Option<String>,
 }
 
 impl MessageEvent {
@@ -130,6 +133,8 @@ impl MessageEvent {
             change.state.error_message.clone(),
         );
         event.position = change.position;
+        event.status_reason = (change.source == ObservationSource::Timeout)
+            .then(|| crate::dto::DELIVERY_UNKNOWN.to_owned());
         event
     }
 
@@ -168,6 +173,7 @@ impl MessageEvent {
             error_code,
             error_message,
             error_reason: error_code.map(|code| DeliveryError::explain(code).reason.to_owned()),
+            status_reason: None,
         }
     }
 

@@ -18,7 +18,8 @@
 //!   its last heartbeat, and its share of each Twilio account's cap;
 //! - `smsdesk_reconciler_runs_total`, `smsdesk_reconciler_accounts_swept_total`,
 //!   `smsdesk_reconciler_accounts_failed_total`, `smsdesk_reconciler_messages_moved_total`,
-//!   `smsdesk_reconciler_twilio_requests_total`: what the reconciler did (in the replica that
+//!   `smsdesk_reconciler_twilio_requests_total`, `smsdesk_reconciler_timed_out_total`: what the
+//!   reconciler did (in the replica that
 //!   runs it).
 
 use std::sync::Arc;
@@ -111,6 +112,7 @@ struct ReconcilerCounters {
     accounts_failed: Counter,
     messages_moved: Counter,
     twilio_requests: Counter,
+    timed_out: Counter,
 }
 
 impl Default for Metrics {
@@ -226,6 +228,11 @@ impl Metrics {
                 "Requests the reconciler made to Twilio",
                 &reconciler.twilio_requests,
             ),
+            (
+                "reconciler_timed_out",
+                "Messages the reconciler declared stuck (delivery unknown past the stuck limit)",
+                &reconciler.timed_out,
+            ),
         ] {
             registry.register(name, help, counter.clone());
         }
@@ -334,6 +341,7 @@ impl Metrics {
         counters.accounts_failed.inc_by(report.accounts_failed);
         counters.messages_moved.inc_by(report.messages_moved);
         counters.twilio_requests.inc_by(report.twilio_requests);
+        counters.timed_out.inc_by(report.timed_out);
     }
 
     /// Counts parked callbacks discarded because their message never appeared.

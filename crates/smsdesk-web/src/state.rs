@@ -10,7 +10,8 @@ use smsdesk_domain::RefreshPolicy;
 use smsdesk_domain::changes::{ChangeNotifier, FanOut, LogPosition};
 use smsdesk_domain::ports::{
     ApiKeyAuthenticator, ApiKeyRepository, CallbackInbox, ChangeLog, Clock, IntegrationRepository,
-    MessageRepository, RefreshLimiter, RepositoryError, SmsProvider, UnfinishedMessages,
+    MessageRepository, RefreshLimiter, RepositoryError, SmsProvider, StuckMessages,
+    UnfinishedMessages,
 };
 use smsdesk_domain::services::{
     ApplyStatusCallback, ConfigureIntegration, ManageApiKeys, ReceiveSms, Reconcile,
@@ -158,6 +159,8 @@ pub struct WebPorts {
     pub api_keys: Arc<dyn ApiKeyRepository>,
     /// Teams with unfinished messages, for the reconciler.
     pub unfinished: Arc<dyn UnfinishedMessages>,
+    /// Messages past the stuck limit, which the reconciler declares stuck.
+    pub stuck: Arc<dyn StuckMessages>,
     /// The change log the live streams follow and resume from (the store's history).
     pub change_log: Arc<dyn ChangeLog>,
     /// How the other replicas hear of this one's changes and it of theirs (PostgreSQL
@@ -222,6 +225,7 @@ impl WebState {
             config.reconcile_policy,
         )
         .with_sweeps(config.sweep_policy, traffic.clone())
+        .with_stuck_timeouts(ports.stuck)
         .with_notifier(notifier.clone());
         let refresh = RefreshStatus::new(
             ports.messages.clone(),

@@ -157,6 +157,7 @@ impl Application {
                 readiness: Arc::new(StoreReadiness(store.clone())),
                 api_keys: shared.clone(),
                 unfinished: shared.clone(),
+                stuck: shared.clone(),
                 change_log: shared.clone(),
                 fleet_doorbell: (store.backend() == Backend::Postgres)
                     .then(|| Arc::new(StoreDoorbell(store.clone())) as Arc<dyn FleetDoorbell>),

@@ -5,6 +5,12 @@
 //! account, and passes every listed message smsdesk holds whose state differs from the stored one
 //! through the forward-only rule (source `sweep`), on the one path every change takes.
 //!
+//! A run then declares the outbound messages still not final after
+//! [`ReconcilePolicy::stuck_after`] (default 72 h) stuck: their delivery is unknown, they stop
+//! being refresh candidates, and the declaration is a change in their history (source
+//! `timeout`) that the page and the API show; a real receipt that arrives later still applies
+//! and clears it.
+//!
 //! A run is meant for one replica of a fleet at a time (the app holds a lease); its Twilio
 //! requests go through the same client, so they count against the fleet's account cap like any
 //! other. What a run did is reported as [`Activity::Reconciled`] for the metrics.
@@ -13,10 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::apply::{Stored, store_observations};
-use crate::changes::{Activity, ChangeNotifier, IgnoreChanges};
+use crate::changes::{Activity, ChangeKind, ChangeNotifier, CommittedChange, IgnoreChanges};
 use crate::message::{Message, ObservationSource, StatusObservation};
 use crate::ports::{
-    Clock, IntegrationRepository, MessageRepository, RepositoryError, SmsProvider,
+    Clock, IntegrationRepository, MessageRepository, RepositoryError, SmsProvider, StuckMessages,
     UnfinishedMessages,
 };
 use crate::sweep::{SweepPolicy, TrafficEstimates, read_account};
@@ -32,7 +38,16 @@ pub struct ReconcilePolicy {
     pub max_pages_per_account: u32,
     /// Accounts one run sweeps at most, those with the oldest unfinished messages first.
     pub max_accounts: usize,
+    /// A message still not final this long after it was created is declared stuck (default
+    /// 72 h, as long as the reconciler looks back).
+    pub stuck_after: Duration,
 }
+
+/// Messages declared stuck per store call; a run makes at most [`MAX_TIMEOUT_BATCHES`].
+const TIMEOUT_BATCH: usize = 500;
+
+/// Batches of timeouts one run declares at most, so a backlog spreads over runs.
+const MAX_TIMEOUT_BATCHES: usize = 10;
 
 impl Default for ReconcilePolicy {
     fn default() -> Self {
@@ -41,6 +56,7 @@ impl Default for ReconcilePolicy {
             lookback: Duration::from_secs(72 * 3600),
             max_pages_per_account: 5,
             max_accounts: 100,
+            stuck_after: Duration::from_secs(72 * 3600),
         }
     }
 }
@@ -56,6 +72,8 @@ pub struct ReconcileReport {
     pub messages_moved: u64,
     /// Requests made to Twilio (list pages).
     pub twilio_requests: u64,
+    /// Messages declared stuck (delivery unknown).
+    pub timed_out: u64,
 }
 
 /// The use case. Cheap to clone.
@@ -70,6 +88,7 @@ pub struct Reconcile {
     sweeps: SweepPolicy,
     traffic: Arc<TrafficEstimates>,
     notifier: Arc<dyn ChangeNotifier>,
+    stuck: Option<Arc<dyn StuckMessages>>,
 }
 
 impl Reconcile {
@@ -92,7 +111,16 @@ impl Reconcile {
             sweeps: SweepPolicy::default(),
             traffic: Arc::new(TrafficEstimates::new()),
             notifier: Arc::new(IgnoreChanges),
+            stuck: None,
         }
+    }
+
+    /// Also declares stuck messages (see the module documentation) through `stuck`; without it
+    /// a run only sweeps.
+    #[must_use]
+    pub fn with_stuck_timeouts(mut self, stuck: Arc<dyn StuckMessages>) -> Self {
+        self.stuck = Some(stuck);
+        self
     }
 
     /// Pages of `sweeps.page_size`, and what the sweeps see recorded into `traffic` (share it
@@ -193,7 +221,37 @@ impl Reconcile {
                 })
                 .count() as u64;
         }
+        report.timed_out = self.time_out_stuck().await?;
         self.notifier.activity(&Activity::Reconciled(report));
         Ok(report)
+    }
+
+    /// Declares the messages past the stuck limit, batch by batch, each a committed change.
+    async fn time_out_stuck(&self) -> Result<u64, RepositoryError> {
+        let Some(stuck) = &self.stuck else {
+            return Ok(0);
+        };
+        let now = self.clock.now();
+        let cutoff = now
+            - chrono::Duration::from_std(self.policy.stuck_after).unwrap_or(chrono::Duration::MAX);
+        let mut total = 0;
+        for _ in 0..MAX_TIMEOUT_BATCHES {
+            let declared = stuck.time_out_stuck(cutoff, now, TIMEOUT_BATCH).await?;
+            for message in &declared {
+                self.notifier.committed(&CommittedChange {
+                    team_id: message.team_id,
+                    sid: message.sid.clone(),
+                    kind: ChangeKind::Enriched,
+                    state: message.delivery.clone(),
+                    source: ObservationSource::Timeout,
+                    observed_at: now,
+                });
+            }
+            total += declared.len() as u64;
+            if declared.len() < TIMEOUT_BATCH {
+                break;
+            }
+        }
+        Ok(total)
     }
 }

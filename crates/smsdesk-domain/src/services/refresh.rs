@@ -833,6 +833,7 @@ mod tests {
             updated_at: t0(),
             last_refreshed_at: None,
             redacted_at: None,
+            delivery_unknown_at: None,
         }
     }
 

@@ -546,6 +546,7 @@ mod tests {
                 updated_at: new.first_observation.observed_at,
                 last_refreshed_at: None,
                 redacted_at: None,
+                delivery_unknown_at: None,
             })
         });
         let send = SendSms::new(

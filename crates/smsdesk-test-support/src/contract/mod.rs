@@ -34,7 +34,7 @@ use smsdesk_domain::ports::{
     ApiKeyRepository, CallbackInbox, ChangeLog, IntegrationRepository, Leases, MessageCursor,
     MessagePage, MessageQuery, MessageRepository, MessageRetention, NewIntegration,
     ObservationWrite, RefreshLimiter, ReplicaRegistry, RepositoryError, Sender, StateChange,
-    TwilioAuth, TwilioIntegration, UnfinishedMessages, UnfinishedTeam, WriteOutcome,
+    StuckMessages, TwilioAuth, TwilioIntegration, UnfinishedMessages, UnfinishedTeam, WriteOutcome,
 };
 use smsdesk_domain::retention::RetentionPolicy;
 use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
@@ -89,6 +89,7 @@ pub struct PortSet {
     replicas: Arc<dyn ReplicaRegistry>,
     log: Arc<dyn ChangeLog>,
     unfinished: Arc<dyn UnfinishedMessages>,
+    stuck: Arc<dyn StuckMessages>,
 }
 
 impl PortSet {
@@ -97,7 +98,7 @@ impl PortSet {
     where
         T: MessageRepository + IntegrationRepository + RefreshLimiter + CallbackInbox,
         T: ApiKeyRepository + MessageRetention + Leases + ReplicaRegistry + ChangeLog,
-        T: UnfinishedMessages,
+        T: UnfinishedMessages + StuckMessages,
         T: Clone + 'static,
     {
         Self {
@@ -110,7 +111,8 @@ impl PortSet {
             leases: Arc::new(implementation.clone()),
             replicas: Arc::new(implementation.clone()),
             log: Arc::new(implementation.clone()),
-            unfinished: Arc::new(implementation),
+            unfinished: Arc::new(implementation.clone()),
+            stuck: Arc::new(implementation),
         }
     }
 }
@@ -350,6 +352,18 @@ impl UnfinishedMessages for PortSet {
         sids: &[MessageSid],
     ) -> Result<Vec<Message>, RepositoryError> {
         self.unfinished.find_many(team, sids).await
+    }
+}
+
+#[async_trait]
+impl StuckMessages for PortSet {
+    async fn time_out_stuck(
+        &self,
+        created_before: Timestamp,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Message>, RepositoryError> {
+        self.stuck.time_out_stuck(created_before, now, limit).await
     }
 }
 
