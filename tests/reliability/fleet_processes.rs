@@ -13,7 +13,7 @@ use serde_json::Value;
 use smsdesk_domain::services::STATUS_CALLBACK_PATH;
 use smsdesk_domain::{MessageStatus, Plan, Role};
 use smsdesk_test_support::app::{
-    TestApp, callback_params, credentials, fresh_postgres, post_webhook, sign,
+    TestApp, bulks_with_keys, callback_params, credentials, fresh_postgres, post_webhook, sign,
 };
 use smsdesk_test_support::processes::{FleetSpec, ReplicaProcess, smsdesk_binary};
 use smsdesk_twilio_sim::{FaultConfig, LatencyConfig, SimConfig, SimServer};
@@ -93,31 +93,6 @@ fn event_id(frame: &str) -> String {
         .find_map(|line| line.strip_prefix("id: "))
         .unwrap_or_else(|| panic!("the event has an id: {frame}"))
         .to_owned()
-}
-
-/// Starts a bulk refresh per key, spread over `replicas` in turn; returns each answer.
-async fn bulks(replicas: &[&TestApp], keys: &[String]) -> Vec<(StatusCode, Value)> {
-    let started: Vec<_> = keys
-        .iter()
-        .enumerate()
-        .map(|(n, key)| {
-            let app = replicas[n % replicas.len()];
-            let request = app
-                .http
-                .post(app.url("/api/integrations/twilio/messages/refresh-status?hours=24"))
-                .bearer_auth(key);
-            tokio::spawn(async move {
-                let answer = request.send().await.expect("answered");
-                let status = answer.status();
-                (status, answer.json().await.unwrap_or(Value::Null))
-            })
-        })
-        .collect();
-    futures::future::join_all(started)
-        .await
-        .into_iter()
-        .map(|bulk| bulk.expect("the bulk's task ends"))
-        .collect()
 }
 
 /// Messages whose stored status is not the one their newest applied history row says: a status
@@ -238,7 +213,7 @@ async fn three_smsdesk_processes_on_one_database_behave_as_one_service() {
     sim.reset_stats();
     let apps: Vec<&TestApp> = replicas.iter().map(|r| &r.app).collect();
     let started = Instant::now();
-    let answers = bulks(&apps, &keys).await;
+    let answers = bulks_with_keys(&apps, &keys).await;
     let took = started.elapsed();
     let mut fetched = 0;
     for (status, body) in &answers {
@@ -259,7 +234,7 @@ async fn three_smsdesk_processes_on_one_database_behave_as_one_service() {
 
     // The bulk cool-down is honoured once for the fleet: each member's second bulk is refused,
     // whichever replica it reaches, and Twilio hears nothing more.
-    let again = bulks(&[apps[1], apps[2], apps[0]], &keys).await;
+    let again = bulks_with_keys(&[apps[1], apps[2], apps[0]], &keys).await;
     for (status, body) in &again {
         assert_eq!(*status, StatusCode::TOO_MANY_REQUESTS, "{body}");
         assert_eq!(body["error"]["code"], "cooling_down", "{body}");
@@ -389,10 +364,11 @@ async fn three_smsdesk_processes_on_one_database_behave_as_one_service() {
     .await;
     // The survivors' bulks start first (join polls them first), then the victim dies.
     let survivor_apps: Vec<&TestApp> = survivors.iter().map(|r| &r.app).collect();
-    let (others, killed_at) = tokio::join!(bulks(&survivor_apps, &fresh_keys[1..]), async {
-        victim.kill();
-        Instant::now()
-    });
+    let (others, killed_at) =
+        tokio::join!(bulks_with_keys(&survivor_apps, &fresh_keys[1..]), async {
+            victim.kill();
+            Instant::now()
+        });
     assert!(
         doomed.await.expect("the task ends").is_err(),
         "the killed replica never answered"

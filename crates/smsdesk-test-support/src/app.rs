@@ -501,8 +501,16 @@ pub async fn concurrent_bulks(
     key: &str,
     count: usize,
 ) -> Vec<(StatusCode, Value)> {
-    let bulks: Vec<_> = (0..count)
-        .map(|n| {
+    bulks_with_keys(replicas, &vec![key.to_owned(); count]).await
+}
+
+/// Starts one bulk refresh (`hours=24`) per key at once, spread over `replicas` in turn, and
+/// returns each answer's status and JSON body, in start order.
+pub async fn bulks_with_keys(replicas: &[&TestApp], keys: &[String]) -> Vec<(StatusCode, Value)> {
+    let bulks: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(n, key)| {
             let app = replicas[n % replicas.len()];
             let request = app
                 .http
