@@ -16,7 +16,7 @@
 //! - the list index on `sms_messages`, in the list's own order (newest first per team);
 //! - later: API key labels, redaction, `leases`, `replicas`, and the history's log order
 //!   (`commit_tx` and the log index, which live streams follow across processes), and when a
-//!   stuck message's delivery became unknown.
+//!   stuck message's delivery became unknown; `idempotency_keys` of sends.
 //!
 //! Run it with `Migrator::up(&db, None)` (the store's `migrate()` does).
 
@@ -39,6 +39,7 @@ mod m20260101_000014_add_unredacted_index;
 mod m20260101_000015_create_replicas;
 mod m20260101_000016_add_status_event_log_order;
 mod m20260101_000017_add_sms_message_delivery_unknown_at;
+mod m20260101_000018_create_idempotency_keys;
 
 /// The name of the composite index `(team_id, direction, status, created_at)` on `sms_messages`,
 /// built for the bulk refresh query.
@@ -78,6 +79,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000015_create_replicas::Migration),
             Box::new(m20260101_000016_add_status_event_log_order::Migration),
             Box::new(m20260101_000017_add_sms_message_delivery_unknown_at::Migration),
+            Box::new(m20260101_000018_create_idempotency_keys::Migration),
         ]
     }
 }

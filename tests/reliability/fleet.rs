@@ -163,3 +163,88 @@ async fn the_reconciler_runs_in_one_replica_and_brings_lost_callbacks_home() {
     assert_eq!(moved, 20.0, "each message moved once");
     assert_eq!(sim.stats().fetches, 0, "learned from the list alone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_idempotency_key_sends_once_across_two_replicas() {
+    let Some(database) = fresh_postgres("one_idempotency_key_sends_once").await else {
+        return;
+    };
+    let sim = Arc::new(
+        SimServer::start(SimConfig {
+            speed: 0.0,
+            latency: LatencyConfig::fixed(Duration::from_millis(200)),
+            ..SimConfig::default()
+        })
+        .await
+        .expect("the simulator starts"),
+    );
+    let key = smsdesk_store::SecretCipher::generate_key();
+    let replica = |settings: &mut smsdesk::Settings| {
+        settings.database_url = Some(database.url.clone());
+        settings.encryption_key = Some(key.clone());
+    };
+    let first = spawn_replica(sim.clone(), replica).await;
+    let second = spawn_replica(sim.clone(), replica).await;
+    let sends: Vec<_> = (0..10)
+        .map(|n| {
+            let app = if n % 2 == 0 { &first } else { &second };
+            let request = app
+                .http
+                .post(app.url("/api/integrations/twilio/sms/send"))
+                .bearer_auth(&first.api_key)
+                .header("Idempotency-Key", "welcome-4711")
+                .json(&serde_json::json!({"to": "+14155550100", "body": "Welcome!"}));
+            tokio::spawn(async move {
+                let answer = request.send().await.expect("answered");
+                let status = answer.status();
+                let body: serde_json::Value = answer.json().await.expect("JSON");
+                (status, body)
+            })
+        })
+        .collect();
+    let answers: Vec<(StatusCode, serde_json::Value)> = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|answer| answer.expect("the task ends"))
+        .collect();
+    let created: Vec<&serde_json::Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .map(|(_, body)| body)
+        .collect();
+    for (status, body) in &answers {
+        assert!(
+            *status == StatusCode::CREATED
+                || (*status == StatusCode::CONFLICT
+                    && body["error"]["code"] == "idempotency_key_in_progress"),
+            "{status}: {body}"
+        );
+    }
+    assert!(!created.is_empty(), "the first send answered 201");
+    assert!(
+        created.iter().all(|body| body["sid"] == created[0]["sid"]),
+        "every 201 is the same message"
+    );
+    assert_eq!(sim.stats().creates, 1, "one SMS reached Twilio");
+    // After the first answered, a retry on either replica replays it.
+    for app in [&first, &second] {
+        let replay = app
+            .http
+            .post(app.url("/api/integrations/twilio/sms/send"))
+            .bearer_auth(&first.api_key)
+            .header("Idempotency-Key", "welcome-4711")
+            .json(&serde_json::json!({"to": "+14155550100", "body": "Welcome!"}))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(replay.status(), StatusCode::CREATED);
+        assert_eq!(
+            replay
+                .headers()
+                .get("idempotent-replayed")
+                .and_then(|v| v.to_str().ok()),
+            Some("true")
+        );
+    }
+    assert_eq!(sim.stats().creates, 1);
+}

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait as _, Statement};
-use serde_json::Value;
 use smsdesk_domain::services::STATUS_CALLBACK_PATH;
 use smsdesk_domain::{MessageStatus, Plan, Role};
 use smsdesk_test_support::app::{

@@ -23,13 +23,14 @@ use futures::future::BoxFuture;
 
 use crate::api_keys::{ApiKeyId, ApiKeyLabel, ApiKeySummary, IssuedKey};
 use crate::changes::{Activity, ChangeNotifier, CommittedChange, LogPosition, LoggedChange};
+use crate::idempotency::{IdempotencyClaim, IdempotencyKey};
 use crate::ids::{AccountSid, Address, MessageSid, TeamId, UserId};
 use crate::message::{
     DeliveryState, Message, NewMessage, StatusEvent, StatusObservation, Timestamp,
 };
 use crate::ports::{
-    ApiKeyRepository, CallbackInbox, ChangeLog, Clock, IntegrationRepository, Leases,
-    MAX_LIST_PAGE_SIZE, MessageCursor, MessageListPage, MessageListQuery, MessagePage,
+    ApiKeyRepository, CallbackInbox, ChangeLog, Clock, IdempotencyStore, IntegrationRepository,
+    Leases, MAX_LIST_PAGE_SIZE, MessageCursor, MessageListPage, MessageListQuery, MessagePage,
     MessageQuery, MessageRepository, MessageRetention, NewIntegration, ObservationWrite,
     OutboundSms, ProviderError, ProviderMessage, RefreshLimiter, ReplicaRegistry, RepositoryError,
     SmsProvider, StuckMessages, TwilioAuth, TwilioCredentials, TwilioIntegration,
@@ -56,6 +57,8 @@ struct StoreState {
     parked: Vec<(TeamId, MessageSid, StatusObservation)>,
     api_keys: Vec<(TeamId, ApiKeySummary)>,
     leases: HashMap<String, (String, Timestamp)>,
+    /// (team, key) → (request, answer's SID, expires at).
+    idempotency: HashMap<(TeamId, String), (String, Option<MessageSid>, Timestamp)>,
     replicas: HashMap<String, Timestamp>,
     unavailable: bool,
 }
@@ -614,6 +617,67 @@ impl UnfinishedMessages for InMemoryStore {
             .filter(|m| m.team_id == team)
             .cloned()
             .collect())
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for InMemoryStore {
+    async fn claim_key(
+        &self,
+        team: TeamId,
+        key: &IdempotencyKey,
+        request: &str,
+        now: Timestamp,
+        lock: Duration,
+    ) -> Result<IdempotencyClaim, RepositoryError> {
+        let mut state = self.guard()?;
+        let slot = (team, key.as_str().to_owned());
+        if let Some((held_for, answer, until)) = state.idempotency.get(&slot)
+            && *until > now
+        {
+            return Ok(if held_for != request {
+                IdempotencyClaim::Mismatch
+            } else {
+                match answer {
+                    Some(sid) => IdempotencyClaim::Completed(sid.clone()),
+                    None => IdempotencyClaim::InProgress,
+                }
+            });
+        }
+        let until = now + chrono::Duration::from_std(lock).unwrap_or_default();
+        state
+            .idempotency
+            .insert(slot, (request.to_owned(), None, until));
+        Ok(IdempotencyClaim::Claimed)
+    }
+
+    async fn complete_key(
+        &self,
+        team: TeamId,
+        key: &IdempotencyKey,
+        sid: &MessageSid,
+        now: Timestamp,
+        keep: Duration,
+    ) -> Result<(), RepositoryError> {
+        let mut state = self.guard()?;
+        if let Some(entry) = state.idempotency.get_mut(&(team, key.as_str().to_owned())) {
+            entry.1 = Some(sid.clone());
+            entry.2 = now + chrono::Duration::from_std(keep).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    async fn release_key(&self, team: TeamId, key: &IdempotencyKey) -> Result<(), RepositoryError> {
+        let mut state = self.guard()?;
+        let slot = (team, key.as_str().to_owned());
+        if state
+            .idempotency
+            .get(&slot)
+            .is_some_and(|(_, answer, _)| answer.is_none())
+        {
+            state.idempotency.remove(&slot);
+        }
+        Ok(())
     }
 }
 

@@ -237,6 +237,53 @@ pub trait StuckMessages: Send + Sync {
     ) -> Result<Vec<Message>, RepositoryError>;
 }
 
+/// Idempotency keys of sends (see [`crate::idempotency`]). Every decision is atomic in the
+/// store, so concurrent requests with one key, on any replicas, get one [`IdempotencyClaim::Claimed`].
+///
+/// [`IdempotencyClaim::Claimed`]: crate::idempotency::IdempotencyClaim::Claimed
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` for a request whose canonical text is `request` (the store keeps only a hash
+    /// of it) until `now + lock`, unless the key is held: a completed request's answer until it
+    /// expires, or a running one until its lock runs out.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached; nothing was claimed.
+    async fn claim_key(
+        &self,
+        team: TeamId,
+        key: &crate::idempotency::IdempotencyKey,
+        request: &str,
+        now: Timestamp,
+        lock: Duration,
+    ) -> Result<crate::idempotency::IdempotencyClaim, RepositoryError>;
+
+    /// Records that the claimed request created the message `sid`, kept until `now + keep`.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn complete_key(
+        &self,
+        team: TeamId,
+        key: &crate::idempotency::IdempotencyKey,
+        sid: &MessageSid,
+        now: Timestamp,
+        keep: Duration,
+    ) -> Result<(), RepositoryError>;
+
+    /// Gives a claimed key back (its request failed), so the client may retry with it.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached (the claim then frees
+    /// itself when its lock runs out).
+    async fn release_key(
+        &self,
+        team: TeamId,
+        key: &crate::idempotency::IdempotencyKey,
+    ) -> Result<(), RepositoryError>;
+}
+
 /// How smsdesk authenticates to Twilio's REST API for one account.
 #[derive(Debug, Clone)]
 pub struct TwilioCredentials {

@@ -98,7 +98,8 @@ pub struct ReencryptReport {
     pub failed: Vec<(TeamId, String)>,
 }
 
-fn hash_key(key: &str) -> String {
+/// Lower-case hex of the SHA-256 of `key` (API keys, idempotent requests).
+pub(crate) fn hash_key(key: &str) -> String {
     Sha256::digest(key.as_bytes())
         .iter()
         .map(|byte| format!("{byte:02x}"))

@@ -15,6 +15,7 @@
 //! - [`integrations`]: Twilio integrations, secrets encrypted with the [`cipher`];
 //! - [`limiter`]: cool-downs claimed atomically in the database;
 //! - [`inbox`]: status callbacks parked until their message is stored;
+//! - [`idempotency`]: sends' idempotency keys, claimed atomically;
 //! - [`admin`]: teams, users, API keys (issue, revoke, authenticate), secret re-encryption;
 //! - [`data_migrations`]: one-off data fixes, such as decrypting stored account SIDs;
 //! - [`cipher`]: AES-256-GCM for secrets at rest, with key rotation;
@@ -42,6 +43,7 @@ pub mod change_log;
 pub mod cipher;
 pub mod data_migrations;
 pub mod error;
+pub mod idempotency;
 pub mod inbox;
 pub mod integrations;
 pub mod leases;

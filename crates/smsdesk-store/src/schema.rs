@@ -129,3 +129,13 @@ pub(crate) enum Replicas {
     Id,
     AliveUntil,
 }
+
+#[derive(DeriveIden, Clone, Copy)]
+pub(crate) enum IdempotencyKeys {
+    Table,
+    TeamId,
+    Key,
+    RequestHash,
+    MessageSid,
+    ExpiresAt,
+}

@@ -207,6 +207,7 @@ impl WorldBuilder {
                 api_keys: Arc::new(store.clone()),
                 unfinished: Arc::new(store.clone()),
                 stuck: Arc::new(store.clone()),
+                idempotency: Arc::new(store.clone()),
                 change_log: Arc::new(store.clone()),
                 fleet_doorbell: None,
                 notifiers: self.notifiers,

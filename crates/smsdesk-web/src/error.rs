@@ -88,11 +88,15 @@ pub enum ErrorCode {
     NotReady,
     /// 503: too many live event streams are open.
     TooManyStreams,
+    /// 409: a send with this `Idempotency-Key` is still running.
+    IdempotencyKeyInProgress,
+    /// 422: this `Idempotency-Key` was used for a different send.
+    IdempotencyKeyReused,
 }
 
 impl ErrorCode {
     /// Every code, for documentation checks.
-    pub const ALL: [Self; 30] = [
+    pub const ALL: [Self; 32] = [
         Self::BadRequest,
         Self::InvalidParameter,
         Self::UnknownParameter,
@@ -123,6 +127,8 @@ impl ErrorCode {
         Self::CallbackNotApplied,
         Self::NotReady,
         Self::TooManyStreams,
+        Self::IdempotencyKeyInProgress,
+        Self::IdempotencyKeyReused,
     ];
 
     /// The code as it appears in the error body.
@@ -158,6 +164,8 @@ impl ErrorCode {
             Self::CallbackNotApplied => "callback_not_applied",
             Self::NotReady => "not_ready",
             Self::TooManyStreams => "too_many_streams",
+            Self::IdempotencyKeyInProgress => "idempotency_key_in_progress",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
         }
     }
 }
@@ -540,6 +548,16 @@ impl From<SendSmsError> for ApiError {
             // Twilio's or our bug, not a conflict the client caused.
             SendSmsError::SidAlreadyStored(_) => Self::internal(error.to_string()),
             SendSmsError::Store(store) => store_error(store),
+            SendSmsError::IdempotencyKeyInProgress => Self::new(
+                StatusCode::CONFLICT,
+                ErrorCode::IdempotencyKeyInProgress,
+                error.to_string(),
+            ),
+            SendSmsError::IdempotencyKeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::IdempotencyKeyReused,
+                error.to_string(),
+            ),
         }
     }
 }

@@ -7,10 +7,11 @@ use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, web}
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use smsdesk_domain::api_keys::{ApiKeyId, ApiKeyLabel};
+use smsdesk_domain::idempotency::{IdempotencyKey, InvalidIdempotencyKey};
 use smsdesk_domain::ports::{MessageCursor, MessageQuery, Sender};
 use smsdesk_domain::services::{
     ConfigureIntegration, IntegrationSettings, ManageApiKeys, RefreshTarget, STATUS_CALLBACK_PATH,
-    SendRequest,
+    SendRequest, Sent,
 };
 use smsdesk_domain::{
     Direction, MessageSid, MessageStatus, MessagingServiceSid, PhoneNumber, RefreshWindow,
@@ -206,20 +207,52 @@ async fn send_sms(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let key = idempotency_key(&req)?;
     let body: SendSmsDto = json_body(&req, payload).await?;
     let request = SendRequest {
         to: parse_phone("to", &body.to)?,
         sender: one_sender(body.from.as_deref(), body.messaging_service_sid.as_deref())?,
         body: body.body,
     };
-    let message = state
-        .send()
-        .send(&requester, request)
-        .await
-        .map_err(ApiError::from)?;
+    let sent = match &key {
+        Some(key) => state.send().send_idempotent(&requester, request, key).await,
+        None => state
+            .send()
+            .send(&requester, request)
+            .await
+            .map(|message| Sent {
+                message,
+                replayed: false,
+            }),
+    }
+    .map_err(ApiError::from)?;
     Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/api/messages/{}", message.sid)))
-        .json(MessageDto::from(message)))
+        .insert_header((
+            header::LOCATION,
+            format!("/api/messages/{}", sent.message.sid),
+        ))
+        .insert_header(("idempotent-replayed", sent.replayed.to_string()))
+        .json(MessageDto::from(sent.message)))
+}
+
+/// The `Idempotency-Key` header, if sent.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let refuse = |error: String| {
+        ApiError::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            error,
+        )
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| refuse(InvalidIdempotencyKey.to_string()))?;
+    IdempotencyKey::parse(text)
+        .map(Some)
+        .map_err(|error| refuse(error.to_string()))
 }
 
 async fn put_integration(

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use smsdesk_domain::RefreshPolicy;
 use smsdesk_domain::changes::{ChangeNotifier, FanOut, LogPosition};
 use smsdesk_domain::ports::{
-    ApiKeyAuthenticator, ApiKeyRepository, CallbackInbox, ChangeLog, Clock, IntegrationRepository,
-    MessageRepository, RefreshLimiter, RepositoryError, SmsProvider, StuckMessages,
-    UnfinishedMessages,
+    ApiKeyAuthenticator, ApiKeyRepository, CallbackInbox, ChangeLog, Clock, IdempotencyStore,
+    IntegrationRepository, MessageRepository, RefreshLimiter, RepositoryError, SmsProvider,
+    StuckMessages, UnfinishedMessages,
 };
 use smsdesk_domain::services::{
     ApplyStatusCallback, ConfigureIntegration, ManageApiKeys, ReceiveSms, Reconcile,
@@ -161,6 +161,8 @@ pub struct WebPorts {
     pub unfinished: Arc<dyn UnfinishedMessages>,
     /// Messages past the stuck limit, which the reconciler declares stuck.
     pub stuck: Arc<dyn StuckMessages>,
+    /// Sends' idempotency keys.
+    pub idempotency: Arc<dyn IdempotencyStore>,
     /// The change log the live streams follow and resume from (the store's history).
     pub change_log: Arc<dyn ChangeLog>,
     /// How the other replicas hear of this one's changes and it of theirs (PostgreSQL
@@ -244,6 +246,7 @@ impl WebState {
             provider,
             ports.clock.clone(),
         )
+        .with_idempotency(ports.idempotency)
         .with_notifier(notifier.clone());
         if let Some(base) = &config.public_base_url {
             send = send.with_public_base_url(base);

@@ -158,6 +158,7 @@ impl Application {
                 api_keys: shared.clone(),
                 unfinished: shared.clone(),
                 stuck: shared.clone(),
+                idempotency: shared.clone(),
                 change_log: shared.clone(),
                 fleet_doorbell: (store.backend() == Backend::Postgres)
                     .then(|| Arc::new(StoreDoorbell(store.clone())) as Arc<dyn FleetDoorbell>),

@@ -28,4 +28,4 @@ pub use refresh::{
     RefreshRecentError, RefreshReport, RefreshStatus, RefreshSummary, RefreshTarget, SkipReason,
 };
 pub use retention::{ApplyRetention, RETENTION_BATCH};
-pub use send::{MAX_BODY_CHARS, STATUS_CALLBACK_PATH, SendRequest, SendSms, SendSmsError};
+pub use send::{MAX_BODY_CHARS, STATUS_CALLBACK_PATH, SendRequest, SendSms, SendSmsError, Sent};

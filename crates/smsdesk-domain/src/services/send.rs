@@ -17,11 +17,12 @@ use std::sync::Arc;
 use super::callback::{created_change, replay_parked};
 use crate::access::Requester;
 use crate::changes::{Activity, ChangeNotifier, IgnoreChanges};
+use crate::idempotency::{CLAIM_LOCK, IdempotencyClaim, IdempotencyKey, KEEP_ANSWER_FOR};
 use crate::ids::{Address, PhoneNumber};
 use crate::message::{Message, NewMessage, ObservationSource, StatusObservation};
 use crate::ports::{
-    CallbackInbox, Clock, IntegrationRepository, MessageRepository, OutboundSms, ProviderError,
-    RepositoryError, Sender, SmsProvider,
+    CallbackInbox, Clock, IdempotencyStore, IntegrationRepository, MessageRepository, OutboundSms,
+    ProviderError, RepositoryError, Sender, SmsProvider,
 };
 use crate::status::Direction;
 
@@ -40,6 +41,27 @@ pub struct SendRequest {
     pub body: String,
     /// Overrides the integration's default sender (a number or a messaging service).
     pub sender: Option<Sender>,
+}
+
+impl SendRequest {
+    /// The request as one text, for telling a replay from a different request with one key.
+    fn canonical(&self) -> String {
+        let sender = match &self.sender {
+            None => String::new(),
+            Some(Sender::Number(number)) => format!("number:{number}"),
+            Some(Sender::MessagingService(service)) => format!("service:{service}"),
+        };
+        format!("to:{}\nsender:{sender}\nbody:{}", self.to, self.body)
+    }
+}
+
+/// A message a send created, or an idempotent send's replay of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The message, as stored now.
+    pub message: Message,
+    /// True when an earlier request with the same idempotency key created it.
+    pub replayed: bool,
 }
 
 /// Why a send did not happen. Nothing is stored in any of these cases.
@@ -65,6 +87,12 @@ pub enum SendSmsError {
     /// caller's. The message was sent; nothing was stored.
     #[error("Twilio returned an already stored message SID: {0}")]
     SidAlreadyStored(String),
+    /// A send with this idempotency key is still running; retry once it has answered.
+    #[error("a send with this Idempotency-Key is still in progress; retry in a moment")]
+    IdempotencyKeyInProgress,
+    /// This idempotency key was used for a different send within the last 24 hours.
+    #[error("this Idempotency-Key was used for a different request; use a new key")]
+    IdempotencyKeyReused,
 }
 
 impl SendSmsError {
@@ -86,6 +114,7 @@ pub struct SendSms {
     clock: Arc<dyn Clock>,
     notifier: Arc<dyn ChangeNotifier>,
     status_callback: Option<String>,
+    idempotency: Option<Arc<dyn IdempotencyStore>>,
 }
 
 impl SendSms {
@@ -106,6 +135,79 @@ impl SendSms {
             clock,
             notifier: Arc::new(IgnoreChanges),
             status_callback: None,
+            idempotency: None,
+        }
+    }
+
+    /// Keeps idempotency keys in `store`, for [`SendSms::send_idempotent`].
+    #[must_use]
+    pub fn with_idempotency(mut self, store: Arc<dyn IdempotencyStore>) -> Self {
+        self.idempotency = Some(store);
+        self
+    }
+
+    /// Sends as [`SendSms::send`] unless `key` was used before (see [`crate::idempotency`]):
+    /// the same key with the same request within 24 h answers with the message the first
+    /// request created, as it is now, and sends nothing (`replayed` is then true).
+    ///
+    /// # Errors
+    /// As [`SendSms::send`], and [`SendSmsError::IdempotencyKeyInProgress`] or
+    /// [`SendSmsError::IdempotencyKeyReused`]; a failed send keeps nothing, so the same key may
+    /// be retried.
+    pub async fn send_idempotent(
+        &self,
+        requester: &Requester,
+        request: SendRequest,
+        key: &IdempotencyKey,
+    ) -> Result<Sent, SendSmsError> {
+        let store = self.idempotency.as_ref().ok_or_else(|| {
+            SendSmsError::Store(RepositoryError::Unexpected(
+                "idempotency keys are not configured".into(),
+            ))
+        })?;
+        let team = requester.team_id;
+        let canonical = request.canonical();
+        let claim = store
+            .claim_key(team, key, &canonical, self.clock.now(), CLAIM_LOCK)
+            .await
+            .map_err(SendSmsError::Store)?;
+        match claim {
+            IdempotencyClaim::Claimed => {}
+            IdempotencyClaim::InProgress => return Err(SendSmsError::IdempotencyKeyInProgress),
+            IdempotencyClaim::Mismatch => return Err(SendSmsError::IdempotencyKeyReused),
+            IdempotencyClaim::Completed(sid) => {
+                let message = self
+                    .messages
+                    .find(team, &sid)
+                    .await
+                    .map_err(SendSmsError::Store)?
+                    .ok_or_else(|| {
+                        SendSmsError::Store(RepositoryError::Unexpected(format!(
+                            "the message {sid} an idempotency key answered with is gone"
+                        )))
+                    })?;
+                return Ok(Sent {
+                    message,
+                    replayed: true,
+                });
+            }
+        }
+        match self.send(requester, request).await {
+            Ok(message) => {
+                // The SMS is sent: failing to keep the answer must not turn it into an error
+                // that invites a second send. The claim then frees itself after its lock.
+                let _ = store
+                    .complete_key(team, key, &message.sid, self.clock.now(), KEEP_ANSWER_FOR)
+                    .await;
+                Ok(Sent {
+                    message,
+                    replayed: false,
+                })
+            }
+            Err(error) => {
+                let _ = store.release_key(team, key).await;
+                Err(error)
+            }
         }
     }
 

@@ -17,6 +17,7 @@ use smsdesk_test_support::contract::{ContractSubject, PortSet};
 
 mod api_keys;
 mod change_log;
+mod idempotency;
 mod inbox;
 mod integrations;
 mod leases;

@@ -30,9 +30,10 @@ use chrono::TimeZone;
 use smsdesk_domain::api_keys::{ApiKeyId, ApiKeyLabel, ApiKeySummary, IssuedKey};
 use smsdesk_domain::changes::{LogPosition, LoggedChange};
 use smsdesk_domain::fakes::InMemoryStore;
+use smsdesk_domain::idempotency::{IdempotencyClaim, IdempotencyKey};
 use smsdesk_domain::ports::{
-    ApiKeyRepository, CallbackInbox, ChangeLog, IntegrationRepository, Leases, MessageCursor,
-    MessagePage, MessageQuery, MessageRepository, MessageRetention, NewIntegration,
+    ApiKeyRepository, CallbackInbox, ChangeLog, IdempotencyStore, IntegrationRepository, Leases,
+    MessageCursor, MessagePage, MessageQuery, MessageRepository, MessageRetention, NewIntegration,
     ObservationWrite, RefreshLimiter, ReplicaRegistry, RepositoryError, Sender, StateChange,
     StuckMessages, TwilioAuth, TwilioIntegration, UnfinishedMessages, UnfinishedTeam, WriteOutcome,
 };
@@ -46,6 +47,7 @@ use smsdesk_domain::{
 
 pub mod api_keys;
 pub mod change_log;
+pub mod idempotency;
 pub mod inbox;
 pub mod integrations;
 pub mod leases;
@@ -90,6 +92,7 @@ pub struct PortSet {
     log: Arc<dyn ChangeLog>,
     unfinished: Arc<dyn UnfinishedMessages>,
     stuck: Arc<dyn StuckMessages>,
+    idempotency: Arc<dyn IdempotencyStore>,
 }
 
 impl PortSet {
@@ -98,7 +101,7 @@ impl PortSet {
     where
         T: MessageRepository + IntegrationRepository + RefreshLimiter + CallbackInbox,
         T: ApiKeyRepository + MessageRetention + Leases + ReplicaRegistry + ChangeLog,
-        T: UnfinishedMessages + StuckMessages,
+        T: UnfinishedMessages + StuckMessages + IdempotencyStore,
         T: Clone + 'static,
     {
         Self {
@@ -112,7 +115,8 @@ impl PortSet {
             replicas: Arc::new(implementation.clone()),
             log: Arc::new(implementation.clone()),
             unfinished: Arc::new(implementation.clone()),
-            stuck: Arc::new(implementation),
+            stuck: Arc::new(implementation.clone()),
+            idempotency: Arc::new(implementation),
         }
     }
 }
@@ -364,6 +368,39 @@ impl StuckMessages for PortSet {
         limit: usize,
     ) -> Result<Vec<Message>, RepositoryError> {
         self.stuck.time_out_stuck(created_before, now, limit).await
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for PortSet {
+    async fn claim_key(
+        &self,
+        team: TeamId,
+        key: &IdempotencyKey,
+        request: &str,
+        now: Timestamp,
+        lock: Duration,
+    ) -> Result<IdempotencyClaim, RepositoryError> {
+        self.idempotency
+            .claim_key(team, key, request, now, lock)
+            .await
+    }
+
+    async fn complete_key(
+        &self,
+        team: TeamId,
+        key: &IdempotencyKey,
+        sid: &MessageSid,
+        now: Timestamp,
+        keep: Duration,
+    ) -> Result<(), RepositoryError> {
+        self.idempotency
+            .complete_key(team, key, sid, now, keep)
+            .await
+    }
+
+    async fn release_key(&self, team: TeamId, key: &IdempotencyKey) -> Result<(), RepositoryError> {
+        self.idempotency.release_key(team, key).await
     }
 }
 

@@ -6,7 +6,7 @@ use actix_web::test::TestRequest;
 use smsdesk_domain::ports::{MockSmsProvider, ProviderError};
 use smsdesk_web::WebConfig;
 
-use smsdesk_test_support::world::{ACCOUNT, PRO_MEMBER_KEY, World, bearer};
+use smsdesk_test_support::world::{ACCOUNT, OTHER_TEAM_KEY, PRO_MEMBER_KEY, World, bearer};
 
 const PATH: &str = "/api/integrations/twilio/sms/send";
 
@@ -278,4 +278,81 @@ async fn a_body_that_grows_past_the_limit_while_streaming_is_413() {
         .await;
     answer.assert_error(413, "payload_too_large", "streamed body over the limit");
     assert!(world.provider.sent().is_empty());
+}
+
+fn keyed(key_header: &str, key: &str, body: &str) -> TestRequest {
+    TestRequest::post()
+        .uri(PATH)
+        .insert_header(bearer(key_header))
+        .insert_header(("idempotency-key", key.to_owned()))
+        .set_json(serde_json::json!({"to": "+14155550100", "body": body}))
+}
+
+#[actix_web::test]
+async fn an_idempotency_key_sends_once_replays_the_first_answer_and_refuses_misuse() {
+    let world = World::new();
+    world.connect_twilio(1, ACCOUNT).await;
+    world
+        .connect_twilio(2, "ACfedcba9876543210fedcba9876543210")
+        .await;
+
+    // The first request holds at Twilio while the retry arrives.
+    world.twilio_gate.send_replace(false);
+    let (first, early_retry) = futures::join!(
+        world.call(keyed(PRO_MEMBER_KEY, "order-4711", "hello")),
+        async {
+            let retry = world
+                .call(keyed(PRO_MEMBER_KEY, "order-4711", "hello"))
+                .await;
+            world.twilio_gate.send_replace(true);
+            retry
+        }
+    );
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    assert_eq!(first.header("idempotent-replayed"), Some("false"));
+    assert_eq!(early_retry.status.as_u16(), 409, "{}", early_retry.text);
+    assert_eq!(
+        early_retry.json["error"]["code"],
+        "idempotency_key_in_progress"
+    );
+
+    let replay = world
+        .call(keyed(PRO_MEMBER_KEY, "order-4711", "hello"))
+        .await;
+    assert_eq!(replay.status.as_u16(), 201, "{}", replay.text);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        replay.json["sid"], first.json["sid"],
+        "the first answer's message"
+    );
+    assert_eq!(world.provider.sent().len(), 1, "one SMS for three requests");
+
+    let reused = world
+        .call(keyed(PRO_MEMBER_KEY, "order-4711", "another text"))
+        .await;
+    assert_eq!(reused.status.as_u16(), 422, "{}", reused.text);
+    assert_eq!(reused.json["error"]["code"], "idempotency_key_reused");
+
+    let other_team = world
+        .call(keyed(OTHER_TEAM_KEY, "order-4711", "hello"))
+        .await;
+    assert_eq!(other_team.status.as_u16(), 201, "keys are per team");
+    assert_ne!(other_team.json["sid"], first.json["sid"]);
+
+    for bad in ["has space", "", &"k".repeat(256)] {
+        let answer = world.call(keyed(PRO_MEMBER_KEY, bad, "hello")).await;
+        assert_eq!(answer.status.as_u16(), 400, "{bad:?}: {}", answer.text);
+        assert_eq!(answer.json["error"]["code"], "bad_request");
+    }
+
+    // A send that failed keeps nothing: the same key works once the request is right.
+    let too_long = world
+        .call(keyed(PRO_MEMBER_KEY, "order-4712", &"x".repeat(1601)))
+        .await;
+    assert_eq!(too_long.status.as_u16(), 400, "{}", too_long.text);
+    let fixed = world
+        .call(keyed(PRO_MEMBER_KEY, "order-4712", "short now"))
+        .await;
+    assert_eq!(fixed.status.as_u16(), 201, "{}", fixed.text);
+    assert_eq!(world.provider.sent().len(), 3);
 }
