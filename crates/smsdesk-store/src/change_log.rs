@@ -143,23 +143,39 @@ impl ChangeLog for Store {
     ) -> Result<Vec<LoggedChange>, RepositoryError> {
         let backend = self.backend();
         let mut slots = Placeholders::new(backend);
-        let mut values: Vec<Value> = vec![epoch_value(backend, after.epoch), after.id.into()];
-        let mut sql = format!(
-            "SELECT {LOGGED_COLUMNS} FROM message_status_events e \
-             JOIN sms_messages m ON m.id = e.message_id \
-             WHERE e.applied AND (e.commit_tx, e.id) > ({}, {}){}",
-            slots.epoch(),
-            slots.next(),
-            final_rows(backend)
-        );
+        // PostgreSQL searches its log index with the row comparison; SQLite would scan every
+        // row of epoch 0 for it (all of its rows), so it compares the id alone, its commit order.
+        let (mut sql, mut values): (String, Vec<Value>) = match backend {
+            Backend::Postgres => (
+                format!(
+                    "SELECT {LOGGED_COLUMNS} FROM message_status_events e \
+                     JOIN sms_messages m ON m.id = e.message_id \
+                     WHERE e.applied AND (e.commit_tx, e.id) > ({}, {}){}",
+                    slots.epoch(),
+                    slots.next(),
+                    final_rows(backend)
+                ),
+                vec![epoch_value(backend, after.epoch), after.id.into()],
+            ),
+            Backend::Sqlite => (
+                format!(
+                    "SELECT {LOGGED_COLUMNS} FROM message_status_events e \
+                     JOIN sms_messages m ON m.id = e.message_id \
+                     WHERE e.applied AND e.id > {}",
+                    slots.next()
+                ),
+                vec![after.id.into()],
+            ),
+        };
         if let Some(team) = team {
             sql.push_str(&format!(" AND m.team_id = {}", slots.next()));
             values.push(team.get().into());
         }
-        sql.push_str(&format!(
-            " ORDER BY e.commit_tx, e.id LIMIT {}",
-            slots.next()
-        ));
+        sql.push_str(match backend {
+            Backend::Postgres => " ORDER BY e.commit_tx, e.id",
+            Backend::Sqlite => " ORDER BY e.id",
+        });
+        sql.push_str(&format!(" LIMIT {}", slots.next()));
         values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
         let statement = Statement::from_sql_and_values(self.db_backend(), sql, values);
         self.db
