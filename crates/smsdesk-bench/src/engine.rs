@@ -545,6 +545,8 @@ pub struct PlanRow {
     pub elapsed: Duration,
     /// Median requests at the simulator.
     pub requests: f64,
+    /// Median of each run's time over its own lower bound (the latencies it drew).
+    pub ratio_to_bound: f64,
     /// Runs whose messages did not all refresh.
     pub failed: usize,
 }
@@ -590,6 +592,7 @@ fn median_row(strategy: &'static str, plan: &'static str, runs: &[Run]) -> PlanR
         plan,
         elapsed: median_duration(&runs.iter().map(|r| r.elapsed).collect::<Vec<_>>()),
         requests: median(&runs.iter().map(|r| r.requests as f64).collect::<Vec<_>>()),
+        ratio_to_bound: median(&runs.iter().map(Run::ratio_to_bound).collect::<Vec<_>>()),
         failed: runs.iter().filter(|r| r.failed > 0).count(),
     }
 }
@@ -628,7 +631,8 @@ pub async fn compare_plans(config: PlanConfig) -> anyhow::Result<PlanComparison>
     // The first bulk refresh learns the traffic (its sweep spends the page budget on others).
     rig.planned(&planner, config.window).await?;
     let (mut window_runs, mut planner_runs) = (Vec::new(), Vec::new());
-    for _ in 0..config.runs {
+    // Both run the window here, so only the draw of latencies tells them apart: more runs.
+    for _ in 0..config.runs + 4 {
         window_runs.push(rig.planned(&window, config.window).await?.1);
         let (plan, run) = rig.planned(&planner, config.window).await?;
         planner_plan = plan;

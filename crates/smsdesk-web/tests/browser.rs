@@ -318,6 +318,26 @@ fn the_page_pages_filters_explains_failures_and_works_by_keyboard_and_at_phone_w
                 DeliveryState::new(MessageStatus::Queued),
             )
             .await;
+        // Sent five days ago and never delivered: past the stuck limit, declared stuck.
+        world
+            .seed(
+                1,
+                104,
+                5 * 24 * 60,
+                Direction::OutboundApi,
+                DeliveryState::new(MessageStatus::Sent),
+            )
+            .await;
+        let now = chrono::Utc::now();
+        let declared = smsdesk_domain::ports::StuckMessages::time_out_stuck(
+            &world.store,
+            now - chrono::Duration::hours(72),
+            now,
+            10,
+        )
+        .await
+        .expect("declared");
+        assert_eq!(declared.len(), 1);
     });
     let browser = Browser::launch(&chromium, &driver);
     browser.open(&format!("http://{addr}/sms"));
@@ -353,9 +373,13 @@ fn the_page_pages_filters_explains_failures_and_works_by_keyboard_and_at_phone_w
     browser.click("#load-more");
     browser.wait_js(
         "the second page",
-        "return document.querySelectorAll('#messages li.msg').length === 56 && document.getElementById('load-more').hidden;",
+        "return document.querySelectorAll('#messages li.msg').length === 57 && document.getElementById('load-more').hidden;",
         json!([]),
     );
+
+    // A stuck message says its delivery is unknown.
+    let stuck = browser.text_of("#messages li[data-reason='deliveryUnknown'] .failure");
+    assert_eq!(stuck, "Delivery unknown", "{stuck}");
 
     // Failures carry the code, the human reason and Twilio's text; times say when exactly.
     let failure = browser.text_of("#messages li[data-status='undelivered'] .failure");
@@ -381,8 +405,8 @@ fn the_page_pages_filters_explains_failures_and_works_by_keyboard_and_at_phone_w
     );
     assert_eq!(
         buttons,
-        json!(["queued", "sent"]),
-        "only outbound messages that are not final can be refreshed"
+        json!(["queued", "sent", "sent"]),
+        "only outbound messages that are not final can be refreshed (a stuck one too)"
     );
     let badge = browser.js(
         "const b = document.querySelector('#messages li[data-status=\"delivered\"] .badge'); return [b.textContent, b.dataset.tone];",
