@@ -103,7 +103,8 @@ async fn the_reconciler_runs_in_one_replica_and_brings_lost_callbacks_home() {
     let replica = |settings: &mut smsdesk::Settings| {
         settings.database_url = Some(database.url.clone());
         settings.encryption_key = Some(key.clone());
-        settings.reconciler_interval_secs = 1;
+        // Every 2 s, so its lease (3 s) outlives a tick delayed by a busy machine.
+        settings.reconciler_interval_secs = 2;
         settings.reconciler_min_age_secs = 0;
     };
     let first = spawn_replica(sim.clone(), replica).await;
