@@ -50,6 +50,10 @@ pub const SMS_MESSAGE_COMPOSITE_INDEX: &str =
 /// the message list's order, so a page needs no sort whatever its filters.
 pub const SMS_MESSAGE_LIST_INDEX: &str = m20260101_000010_add_sms_message_list_index::INDEX_NAME;
 
+/// The change log's index `(commit_tx, id) WHERE applied` on `message_status_events`, which
+/// live followers read in order.
+pub const CHANGE_LOG_INDEX: &str = m20260101_000016_add_status_event_log_order::INDEX_NAME;
+
 /// The name of the unique index `(team_id, message_sid, status)` on `parked_callbacks`.
 pub const PARKED_CALLBACK_UNIQUE_INDEX: &str =
     m20260101_000009_create_parked_callbacks::UNIQUE_INDEX_NAME;

@@ -16,7 +16,8 @@ use smsdesk_domain::changes::{LogPosition, LoggedChange};
 use smsdesk_domain::ports::{ChangeLog, RepositoryError};
 use smsdesk_domain::{MessageSid, ObservationSource, TeamId};
 
-use crate::error::{corrupt, repo_err};
+use crate::error::{StoreError, corrupt, repo_err};
+use crate::messages::QueryPlan;
 use crate::messages::{delivery_from_row, get};
 use crate::store::{Backend, Store};
 
@@ -141,6 +142,38 @@ impl ChangeLog for Store {
         team: Option<TeamId>,
         limit: usize,
     ) -> Result<Vec<LoggedChange>, RepositoryError> {
+        let statement = self.read_after_statement(after, team, limit);
+        self.db
+            .query_all_raw(statement)
+            .await
+            .map_err(repo_err)?
+            .iter()
+            .map(logged_from_row)
+            .collect()
+    }
+}
+
+impl Store {
+    /// The database's plan for [`ChangeLog::read_after`], which every live follower runs after
+    /// every commit: it must be an index range, never a scan of the history.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`] from the database.
+    pub async fn explain_change_log_read(
+        &self,
+        after: LogPosition,
+        team: Option<TeamId>,
+    ) -> Result<QueryPlan, StoreError> {
+        self.explain_statement(self.read_after_statement(after, team, 500))
+            .await
+    }
+
+    fn read_after_statement(
+        &self,
+        after: LogPosition,
+        team: Option<TeamId>,
+        limit: usize,
+    ) -> Statement {
         let backend = self.backend();
         let mut slots = Placeholders::new(backend);
         // PostgreSQL searches its log index with the row comparison; SQLite would scan every
@@ -177,14 +210,7 @@ impl ChangeLog for Store {
         });
         sql.push_str(&format!(" LIMIT {}", slots.next()));
         values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
-        let statement = Statement::from_sql_and_values(self.db_backend(), sql, values);
-        self.db
-            .query_all_raw(statement)
-            .await
-            .map_err(repo_err)?
-            .iter()
-            .map(logged_from_row)
-            .collect()
+        Statement::from_sql_and_values(self.db_backend(), sql, values)
     }
 }
 

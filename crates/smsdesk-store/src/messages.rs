@@ -364,7 +364,15 @@ impl Store {
     }
 
     async fn explain(&self, select: &SelectStatement) -> Result<QueryPlan, StoreError> {
-        let query = self.db_backend().build(select);
+        self.explain_statement(self.db_backend().build(select))
+            .await
+    }
+
+    /// The plan of `query`, as [`Store::explain_refresh_candidates`] explains the bulk query.
+    pub(crate) async fn explain_statement(
+        &self,
+        query: Statement,
+    ) -> Result<QueryPlan, StoreError> {
         let (prefix, column) = match self.backend() {
             Backend::Sqlite => ("EXPLAIN QUERY PLAN ", "detail"),
             Backend::Postgres => ("EXPLAIN ", "QUERY PLAN"),

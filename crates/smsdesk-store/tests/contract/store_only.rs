@@ -25,8 +25,59 @@ crate::on_both_databases!(
     api_keys_authenticate_only_when_right_and_not_revoked,
     the_account_sid_migration_dry_runs_applies_once_and_leaves_undecryptable_rows,
     the_bulk_candidate_and_list_queries_are_served_by_the_composite_indexes,
+    the_change_log_is_read_by_an_index_range_never_a_scan,
     a_closed_pool_is_reported_as_unavailable,
 );
+
+pub(crate) async fn the_change_log_is_read_by_an_index_range_never_a_scan(db: &TestDb) {
+    use smsdesk_domain::changes::LogPosition;
+    let store = &db.store;
+    let a = team(db, "A").await;
+    for n in 1..=20 {
+        stored(
+            store,
+            new_message(
+                a,
+                n,
+                Direction::OutboundApi,
+                MessageStatus::Sent,
+                at(i64::from(n)),
+            ),
+        )
+        .await;
+    }
+    let after = LogPosition { epoch: 0, id: 10 };
+    // The follower's read, after every commit: a range of the log from the position on.
+    let plan = store
+        .explain_change_log_read(after, None)
+        .await
+        .expect("explainable");
+    eprintln!("change log read plan ({:?}):\n{plan}", store.backend());
+    let ranged = match store.backend() {
+        smsdesk_store::Backend::Sqlite => plan
+            .text()
+            .contains("SEARCH e USING INTEGER PRIMARY KEY (rowid>?)"),
+        smsdesk_store::Backend::Postgres => {
+            plan.uses_index(smsdesk_migrations::CHANGE_LOG_INDEX)
+                && plan.text().contains("ROW(commit_tx, id) >")
+        }
+    };
+    assert!(
+        ranged,
+        "an index range from the position, not a scan:\n{plan}"
+    );
+    // A team's catch-up on reconnect may start from the team's messages instead; never a scan
+    // of the whole history.
+    let plan = store
+        .explain_change_log_read(after, Some(a))
+        .await
+        .expect("explainable");
+    assert!(
+        !plan.text().contains("SCAN e")
+            && !plan.text().contains("Seq Scan on message_status_events"),
+        "{plan}"
+    );
+}
 
 pub(crate) async fn integration_secrets_are_stored_encrypted(db: &TestDb) {
     let a = team(db, "A").await;
