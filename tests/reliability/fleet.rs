@@ -9,6 +9,18 @@ use smsdesk_domain::MessageStatus;
 use smsdesk_test_support::app::{concurrent_bulks, fresh_postgres, spawn_replica};
 use smsdesk_twilio_sim::{FaultConfig, LatencyConfig, SimConfig, SimServer};
 
+/// A simulator the replicas share, frozen (messages move only when a test moves them).
+async fn shared_sim(config: SimConfig) -> Arc<smsdesk_twilio_sim::SimHandle> {
+    Arc::new(
+        SimServer::start(SimConfig {
+            speed: 0.0,
+            ..config
+        })
+        .await
+        .expect("the simulator starts"),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_split_the_account_cap_and_twenty_bulks_draw_no_429() {
     let Some(database) = fresh_postgres("two_replicas_split_the_account_cap").await else {
@@ -16,19 +28,15 @@ async fn two_replicas_split_the_account_cap_and_twenty_bulks_draw_no_429() {
     };
     // Twilio's per-account concurrency limit, as the simulator enforces it.
     const CAP: usize = 50;
-    let sim = Arc::new(
-        SimServer::start(SimConfig {
-            speed: 0.0,
-            latency: LatencyConfig::fixed(Duration::from_millis(20)),
-            faults: FaultConfig {
-                max_in_flight: Some(CAP),
-                ..FaultConfig::default()
-            },
-            ..SimConfig::default()
-        })
-        .await
-        .expect("the simulator starts"),
-    );
+    let sim = shared_sim(SimConfig {
+        latency: LatencyConfig::fixed(Duration::from_millis(20)),
+        faults: FaultConfig {
+            max_in_flight: Some(CAP),
+            ..FaultConfig::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
     let key = smsdesk_store::SecretCipher::generate_key();
     let replica = |settings: &mut smsdesk::Settings| {
         settings.database_url = Some(database.url.clone());
@@ -91,14 +99,7 @@ async fn the_reconciler_runs_in_one_replica_and_brings_lost_callbacks_home() {
     let Some(database) = fresh_postgres("the_reconciler_runs_in_one_replica").await else {
         return;
     };
-    let sim = Arc::new(
-        SimServer::start(SimConfig {
-            speed: 0.0,
-            ..SimConfig::default()
-        })
-        .await
-        .expect("the simulator starts"),
-    );
+    let sim = shared_sim(SimConfig::default()).await;
     let key = smsdesk_store::SecretCipher::generate_key();
     let replica = |settings: &mut smsdesk::Settings| {
         settings.database_url = Some(database.url.clone());
@@ -170,15 +171,11 @@ async fn one_idempotency_key_sends_once_across_two_replicas() {
     let Some(database) = fresh_postgres("one_idempotency_key_sends_once").await else {
         return;
     };
-    let sim = Arc::new(
-        SimServer::start(SimConfig {
-            speed: 0.0,
-            latency: LatencyConfig::fixed(Duration::from_millis(200)),
-            ..SimConfig::default()
-        })
-        .await
-        .expect("the simulator starts"),
-    );
+    let sim = shared_sim(SimConfig {
+        latency: LatencyConfig::fixed(Duration::from_millis(200)),
+        ..SimConfig::default()
+    })
+    .await;
     let key = smsdesk_store::SecretCipher::generate_key();
     let replica = |settings: &mut smsdesk::Settings| {
         settings.database_url = Some(database.url.clone());
