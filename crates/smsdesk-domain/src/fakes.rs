@@ -47,6 +47,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// `period` after `now`, as the stores compute expiries.
+fn after(now: Timestamp, period: Duration) -> Timestamp {
+    now + chrono::Duration::from_std(period).unwrap_or_default()
+}
+
 #[derive(Default)]
 struct StoreState {
     messages: BTreeMap<MessageSid, Message>,
@@ -549,7 +554,7 @@ impl Leases for InMemoryStore {
             .get(name)
             .is_none_or(|(current, until)| current == holder || *until <= now);
         if free {
-            let until = now + chrono::Duration::from_std(ttl).unwrap_or_default();
+            let until = after(now, ttl);
             state
                 .leases
                 .insert(name.to_owned(), (holder.to_owned(), until));
@@ -644,7 +649,7 @@ impl IdempotencyStore for InMemoryStore {
                 }
             });
         }
-        let until = now + chrono::Duration::from_std(lock).unwrap_or_default();
+        let until = after(now, lock);
         state
             .idempotency
             .insert(slot, (request.to_owned(), None, until));
@@ -662,7 +667,7 @@ impl IdempotencyStore for InMemoryStore {
         let mut state = self.guard()?;
         if let Some(entry) = state.idempotency.get_mut(&(team, key.as_str().to_owned())) {
             entry.1 = Some(sid.clone());
-            entry.2 = now + chrono::Duration::from_std(keep).unwrap_or_default();
+            entry.2 = after(now, keep);
         }
         Ok(())
     }
@@ -792,7 +797,7 @@ impl ReplicaRegistry for InMemoryStore {
         ttl: Duration,
     ) -> Result<usize, RepositoryError> {
         let mut state = self.guard()?;
-        let until = now + chrono::Duration::from_std(ttl).unwrap_or_default();
+        let until = after(now, ttl);
         state.replicas.insert(replica.to_owned(), until);
         Ok(state
             .replicas

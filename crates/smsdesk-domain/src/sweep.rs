@@ -43,6 +43,14 @@ pub struct SweepPolicy {
     pub mode: PlanMode,
 }
 
+impl SweepPolicy {
+    /// Where a sweep for messages created from `oldest_created` on starts: that much earlier
+    /// by the clock margin, since Twilio's clock and ours may disagree a little.
+    pub fn since(&self, oldest_created: Timestamp) -> Timestamp {
+        oldest_created - chrono::Duration::from_std(self.clock_margin).unwrap_or_default()
+    }
+}
+
 impl Default for SweepPolicy {
     fn default() -> Self {
         Self {

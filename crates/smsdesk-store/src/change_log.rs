@@ -59,19 +59,7 @@ impl Placeholders {
 
     /// A placeholder for an epoch, which PostgreSQL compares as `xid8` (bound as text).
     fn epoch(&mut self) -> String {
-        let placeholder = self.next();
-        match self.backend {
-            Backend::Postgres => format!("CAST({placeholder} AS xid8)"),
-            Backend::Sqlite => placeholder,
-        }
-    }
-}
-
-/// An epoch as bound: text for PostgreSQL's `xid8`, an integer for SQLite.
-fn epoch_value(backend: Backend, epoch: u64) -> Value {
-    match backend {
-        Backend::Postgres => epoch.to_string().into(),
-        Backend::Sqlite => i64::try_from(epoch).unwrap_or(i64::MAX).into(),
+        format!("CAST({} AS xid8)", self.next())
     }
 }
 
@@ -188,7 +176,8 @@ impl Store {
                     slots.next(),
                     final_rows(backend)
                 ),
-                vec![epoch_value(backend, after.epoch), after.id.into()],
+                // Text, for PostgreSQL's `xid8`.
+                vec![after.epoch.to_string().into(), after.id.into()],
             ),
             Backend::Sqlite => (
                 format!(

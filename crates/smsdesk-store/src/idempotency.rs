@@ -16,11 +16,7 @@ use crate::admin::hash_key;
 use crate::error::{corrupt, repo_err};
 use crate::messages::get;
 use crate::schema::IdempotencyKeys;
-use crate::store::{Store, execute, stored_time};
-
-fn until(now: Timestamp, period: Duration) -> Timestamp {
-    stored_time(now + chrono::Duration::from_std(period).unwrap_or_default())
-}
+use crate::store::{Store, execute, stored_time, stored_until};
 
 #[async_trait]
 impl IdempotencyStore for Store {
@@ -47,7 +43,7 @@ impl IdempotencyStore for Store {
                 key.as_str().into(),
                 hash.as_str().into(),
                 Option::<String>::None.into(),
-                until(now, lock).into(),
+                stored_until(now, lock).into(),
             ])
             .on_conflict(
                 OnConflict::columns([IdempotencyKeys::TeamId, IdempotencyKeys::Key])
@@ -99,7 +95,7 @@ impl IdempotencyStore for Store {
         let done = Query::update()
             .table(IdempotencyKeys::Table)
             .value(IdempotencyKeys::MessageSid, sid.as_str())
-            .value(IdempotencyKeys::ExpiresAt, until(now, keep))
+            .value(IdempotencyKeys::ExpiresAt, stored_until(now, keep))
             .and_where(Expr::col(IdempotencyKeys::TeamId).eq(team.get()))
             .and_where(Expr::col(IdempotencyKeys::Key).eq(key.as_str()))
             .to_owned();

@@ -13,7 +13,7 @@ use smsdesk_domain::ports::{Leases, ReplicaRegistry, RepositoryError};
 
 use crate::error::repo_err;
 use crate::schema::{Leases as LeaseRows, Replicas};
-use crate::store::{Store, execute, stored_time};
+use crate::store::{Store, execute, stored_time, stored_until};
 
 #[async_trait]
 impl Leases for Store {
@@ -25,7 +25,7 @@ impl Leases for Store {
         ttl: Duration,
     ) -> Result<bool, RepositoryError> {
         let now = stored_time(now);
-        let until = stored_time(now + chrono::Duration::from_std(ttl).unwrap_or_default());
+        let until = stored_until(now, ttl);
         let take = Query::insert()
             .into_table(LeaseRows::Table)
             .columns([LeaseRows::Name, LeaseRows::Holder, LeaseRows::ExpiresAt])
@@ -64,7 +64,7 @@ impl ReplicaRegistry for Store {
         ttl: Duration,
     ) -> Result<usize, RepositoryError> {
         let now = stored_time(now);
-        let until = stored_time(now + chrono::Duration::from_std(ttl).unwrap_or_default());
+        let until = stored_until(now, ttl);
         let check_in = Query::insert()
             .into_table(Replicas::Table)
             .columns([Replicas::Id, Replicas::AliveUntil])

@@ -185,6 +185,12 @@ pub(crate) fn stored_time(at: Timestamp) -> Timestamp {
     at.trunc_subsecs(6)
 }
 
+/// `period` after `now`, stored as [`stored_time`]: the expiry of a lease, a check-in or an
+/// idempotency key.
+pub(crate) fn stored_until(now: Timestamp, period: Duration) -> Timestamp {
+    stored_time(now + chrono::Duration::from_std(period).unwrap_or_default())
+}
+
 /// Runs `statement` and returns how many rows it changed.
 pub(crate) async fn execute<C: ConnectionTrait, S: StatementBuilder>(
     conn: &C,

@@ -223,6 +223,13 @@ struct EventsInner {
     announcements: Notify,
 }
 
+/// A lock that a panic elsewhere never poisons for the streams.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl std::fmt::Debug for MessageEvents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MessageEvents")
@@ -238,10 +245,7 @@ impl MessageEvents {
     }
 
     fn teams(&self) -> MutexGuard<'_, HashMap<TeamId, broadcast::Sender<MessageEvent>>> {
-        self.inner
-            .teams
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.inner.teams)
     }
 
     /// Says that this process committed a change: the follower reads the log now, and the fleet
@@ -253,19 +257,11 @@ impl MessageEvents {
 
     /// The last log position the follower has published (or started from).
     pub fn followed_until(&self) -> LogPosition {
-        *self
-            .inner
-            .followed_until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        *lock(&self.inner.followed_until)
     }
 
     fn set_followed_until(&self, position: LogPosition) {
-        *self
-            .inner
-            .followed_until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = position;
+        *lock(&self.inner.followed_until) = position;
     }
 
     /// Returns when the doorbell rings (at once if it rang since the last call).

@@ -11,7 +11,7 @@ use smsdesk_domain::idempotency::{IdempotencyKey, InvalidIdempotencyKey};
 use smsdesk_domain::ports::{MessageCursor, MessageQuery, Sender};
 use smsdesk_domain::services::{
     ConfigureIntegration, IntegrationSettings, ManageApiKeys, RefreshTarget, STATUS_CALLBACK_PATH,
-    SendRequest, Sent,
+    SendRequest,
 };
 use smsdesk_domain::{
     Direction, MessageSid, MessageStatus, MessagingServiceSid, PhoneNumber, RefreshWindow,
@@ -214,18 +214,11 @@ async fn send_sms(
         sender: one_sender(body.from.as_deref(), body.messaging_service_sid.as_deref())?,
         body: body.body,
     };
-    let sent = match &key {
-        Some(key) => state.send().send_idempotent(&requester, request, key).await,
-        None => state
-            .send()
-            .send(&requester, request)
-            .await
-            .map(|message| Sent {
-                message,
-                replayed: false,
-            }),
-    }
-    .map_err(ApiError::from)?;
+    let sent = state
+        .send()
+        .send_idempotent(&requester, request, key.as_ref())
+        .await
+        .map_err(ApiError::from)?;
     Ok(HttpResponse::Created()
         .insert_header((
             header::LOCATION,

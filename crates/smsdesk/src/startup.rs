@@ -202,11 +202,7 @@ impl Application {
         let reconciler = (settings.reconciler_interval_secs > 0).then(|| {
             spawn_reconciler(
                 state.clone(),
-                FleetJobs {
-                    leases: shared.clone(),
-                    clock: clock.clone(),
-                    holder: jobs.holder.clone(),
-                },
+                jobs.clone(),
                 Duration::from_secs(settings.reconciler_interval_secs),
             )
         });
@@ -350,6 +346,7 @@ fn spawn_heartbeat(fleet: Fleet) -> tokio::task::JoinHandle<()> {
 }
 
 /// The background jobs only one replica of a fleet runs at a time, each behind its lease.
+#[derive(Clone)]
 struct FleetJobs {
     leases: Arc<dyn Leases>,
     clock: Arc<dyn Clock>,

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use super::apply::{Stored, store_observations};
 use crate::changes::{Activity, ChangeKind, ChangeNotifier, CommittedChange, IgnoreChanges};
-use crate::message::{Message, ObservationSource, StatusObservation};
+use crate::message::{Message, ObservationSource, StatusObservation, Timestamp};
 use crate::ports::{
     Clock, IntegrationRepository, MessageRepository, RepositoryError, SmsProvider, StuckMessages,
     UnfinishedMessages,
@@ -74,6 +74,11 @@ pub struct ReconcileReport {
     pub twilio_requests: u64,
     /// Messages declared stuck (delivery unknown).
     pub timed_out: u64,
+}
+
+/// `period` before `now` (a period too long for a timestamp reaches back to its start).
+fn before(now: Timestamp, period: Duration) -> Timestamp {
+    now - chrono::Duration::from_std(period).unwrap_or(chrono::Duration::MAX)
 }
 
 /// The use case. Cheap to clone.
@@ -151,12 +156,11 @@ impl Reconcile {
     /// run goes on. A Twilio failure only counts the account as failed.
     pub async fn run(&self) -> Result<ReconcileReport, RepositoryError> {
         let now = self.clock.now();
-        let age = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
         let teams = self
             .unfinished
             .unfinished_teams(
-                now - age(self.policy.lookback),
-                now - age(self.policy.min_age),
+                before(now, self.policy.lookback),
+                before(now, self.policy.min_age),
                 self.policy.max_accounts,
             )
             .await?;
@@ -166,7 +170,7 @@ impl Reconcile {
                 continue;
             };
             let credentials = &integration.credentials;
-            let since = team.oldest_created_at - age(self.sweeps.clock_margin);
+            let since = self.sweeps.since(team.oldest_created_at);
             let swept = match read_account(
                 self.provider.as_ref(),
                 credentials,
@@ -232,8 +236,7 @@ impl Reconcile {
             return Ok(0);
         };
         let now = self.clock.now();
-        let cutoff = now
-            - chrono::Duration::from_std(self.policy.stuck_after).unwrap_or(chrono::Duration::MAX);
+        let cutoff = before(now, self.policy.stuck_after);
         let mut total = 0;
         for _ in 0..MAX_TIMEOUT_BATCHES {
             let declared = stuck.time_out_stuck(cutoff, now, TIMEOUT_BATCH).await?;

@@ -555,11 +555,15 @@ impl RefreshStatus {
             }
 
             let credentials = &integration.credentials;
-            plan = self.plan(credentials, &to_fetch, started_at);
+            let oldest = to_fetch
+                .iter()
+                .map(|(_, m)| m.created_at)
+                .min()
+                .unwrap_or(started_at);
+            plan = self.plan(credentials, to_fetch.len(), oldest, started_at);
             let mut fetched = Vec::new();
             if let BulkPlan::Sweep { pages } = plan {
-                let (listed, requests) =
-                    self.sweep(credentials, &to_fetch, pages, started_at).await;
+                let (listed, requests) = self.sweep(credentials, &to_fetch, oldest, pages).await;
                 list_pages = requests;
                 to_fetch.retain(|(index, message)| match listed.get(&message.sid) {
                     Some(state) => {
@@ -614,22 +618,18 @@ impl RefreshStatus {
         })
     }
 
-    /// The plan for asking about `to_fetch`, from the account's traffic as this process last
-    /// saw it.
+    /// The plan for asking about `candidates` messages, the oldest created at `oldest`, from
+    /// the account's traffic as this process last saw it.
     fn plan(
         &self,
         credentials: &TwilioCredentials,
-        to_fetch: &[(usize, &Message)],
+        candidates: usize,
+        oldest: Timestamp,
         now: Timestamp,
     ) -> BulkPlan {
-        let oldest = to_fetch
-            .iter()
-            .map(|(_, m)| m.created_at)
-            .min()
-            .unwrap_or(now);
         choose_plan(
             PlanInputs {
-                candidates: to_fetch.len(),
+                candidates,
                 oldest_age: (now - oldest).to_std().unwrap_or_default(),
                 traffic: self.traffic.get(&credentials.account_sid),
             },
@@ -637,24 +637,18 @@ impl RefreshStatus {
         )
     }
 
-    /// Sweeps the account's list since the oldest of `to_fetch` was created (less the clock
-    /// margin), up to `pages` pages, and learns the account's traffic and how much of `to_fetch`
-    /// the pages listed. Returns the listed states and the pages requested; a failed sweep lists
+    /// Sweeps the account's list since `oldest` (the oldest of `to_fetch`'s creation times),
+    /// up to `pages` pages, and learns the account's traffic and how much of `to_fetch` the
+    /// pages listed. Returns the listed states and the pages requested; a failed sweep lists
     /// nothing (every message is then fetched on its own).
     async fn sweep(
         &self,
         credentials: &TwilioCredentials,
         to_fetch: &[(usize, &Message)],
+        oldest: Timestamp,
         pages: u32,
-        now: Timestamp,
     ) -> (HashMap<MessageSid, DeliveryState>, usize) {
-        let oldest = to_fetch
-            .iter()
-            .map(|(_, m)| m.created_at)
-            .min()
-            .unwrap_or(now);
-        let margin = chrono::Duration::from_std(self.sweeps.clock_margin).unwrap_or_default();
-        let since = oldest - margin;
+        let since = self.sweeps.since(oldest);
         match read_account(
             self.provider.as_ref(),
             credentials,

@@ -148,7 +148,8 @@ impl SendSms {
 
     /// Sends as [`SendSms::send`] unless `key` was used before (see [`crate::idempotency`]):
     /// the same key with the same request within 24 h answers with the message the first
-    /// request created, as it is now, and sends nothing (`replayed` is then true).
+    /// request created, as it is now, and sends nothing (`replayed` is then true). Without a
+    /// key it is [`SendSms::send`].
     ///
     /// # Errors
     /// As [`SendSms::send`], and [`SendSmsError::IdempotencyKeyInProgress`] or
@@ -158,8 +159,14 @@ impl SendSms {
         &self,
         requester: &Requester,
         request: SendRequest,
-        key: &IdempotencyKey,
+        key: Option<&IdempotencyKey>,
     ) -> Result<Sent, SendSmsError> {
+        let Some(key) = key else {
+            return self.send(requester, request).await.map(|message| Sent {
+                message,
+                replayed: false,
+            });
+        };
         let store = self.idempotency.as_ref().ok_or_else(|| {
             SendSmsError::Store(RepositoryError::Unexpected(
                 "idempotency keys are not configured".into(),
