@@ -60,7 +60,10 @@ impl RefreshLimiter for Store {
         };
         // The rows are locked in message-id order, the order every write of this store takes,
         // so a claim and a batch write over the same messages can never wait on each other in
-        // a circle (PostgreSQL locks as the sorted, locked subquery hands rows out).
+        // a circle (PostgreSQL locks as the sorted, locked subquery hands rows out). The lock is
+        // `FOR NO KEY UPDATE`, the one an UPDATE of non-key columns takes: `FOR UPDATE` would
+        // also conflict with the `KEY SHARE` locks that history inserts take on their messages
+        // (the foreign key), and those are taken after the batch's updates, out of id order.
         let mut in_order = Query::select()
             .column(SmsMessages::Id)
             .from(SmsMessages::Table)
@@ -70,7 +73,7 @@ impl RefreshLimiter for Store {
             .order_by(SmsMessages::Id, Order::Asc)
             .to_owned();
         if self.backend() == Backend::Postgres {
-            in_order.lock(LockType::Update);
+            in_order.lock(LockType::NoKeyUpdate);
         }
         let claim = Query::update()
             .table(SmsMessages::Table)

@@ -694,7 +694,8 @@ impl StuckMessages for Store {
     ) -> Result<Vec<Message>, RepositoryError> {
         let tx = self.begin_write().await.map_err(repo_err)?;
         // In id order, the one lock order of every batch write; another replica's run skips
-        // rows this one holds (PostgreSQL), so each message times out once.
+        // rows this one holds (PostgreSQL), so each message times out once. `NO KEY UPDATE`,
+        // as every row lock of this store: it never waits on a history insert's `KEY SHARE`.
         let mut due = select_messages()
             .column(SmsMessages::Id)
             .and_where(Expr::col(SmsMessages::Direction).is_in(outbound_directions()))
@@ -705,7 +706,7 @@ impl StuckMessages for Store {
             .limit(u64::try_from(limit).unwrap_or(u64::MAX))
             .to_owned();
         if self.backend() == Backend::Postgres {
-            due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+            due.lock_with_behavior(LockType::NoKeyUpdate, LockBehavior::SkipLocked);
         }
         let rows = tx.query_all(&due).await.map_err(repo_err)?;
         let now = stored_time(now);
@@ -775,7 +776,7 @@ impl MessageRetention for Store {
         if self.backend() == Backend::Postgres {
             // Replicas running retention at once take different rows instead of waiting on (or
             // redoing) each other's; SQLite's single writer serialises them anyway.
-            due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+            due.lock_with_behavior(LockType::NoKeyUpdate, LockBehavior::SkipLocked);
         }
         let rows = tx.query_all(&due).await.map_err(repo_err)?;
         let redact = || {

@@ -5,7 +5,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use smsdesk_domain::ports::{
     ApiKeyAuthenticator, IntegrationRepository, MessageCursor, MessageQuery, MessageRepository,
-    RefreshLimiter, RepositoryError,
+    RefreshLimiter, RepositoryError, StuckMessages,
 };
 use smsdesk_domain::{ApiKeySid, Direction, MessageStatus, Plan, Role};
 use smsdesk_store::cipher::is_encrypted;
@@ -27,6 +27,7 @@ crate::on_both_databases!(
     the_bulk_candidate_and_list_queries_are_served_by_the_composite_indexes,
     the_change_log_is_read_by_an_index_range_never_a_scan,
     a_closed_pool_is_reported_as_unavailable,
+    row_locks_never_wait_on_a_history_inserts_key_share,
 );
 
 pub(crate) async fn the_change_log_is_read_by_an_index_range_never_a_scan(db: &TestDb) {
@@ -538,4 +539,58 @@ async fn an_unknown_url_scheme_is_refused_clearly() {
     .await
     .expect_err("refused");
     assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{err}");
+}
+
+/// Every row lock this store takes on PostgreSQL is `FOR NO KEY UPDATE`, the lock an UPDATE of
+/// non-key columns takes, so none waits on a transaction holding `KEY SHARE` on the message: the
+/// lock a history insert's foreign key takes. With `FOR UPDATE` the two conflict, and a batch
+/// write that records an unapplied observation of a lower message id after updating a higher one
+/// closes a circle with a concurrent cool-down claim: a deadlock PostgreSQL has to break.
+/// (SQLite has no row locks: its one writer serialises every write.)
+pub(crate) async fn row_locks_never_wait_on_a_history_inserts_key_share(db: &TestDb) {
+    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+    use std::time::Duration;
+    if db.store.backend() != smsdesk_store::Backend::Postgres {
+        return;
+    }
+    let store = &db.store;
+    let a = team(db, "A").await;
+    stored(
+        store,
+        new_message(a, 1, Direction::OutboundApi, MessageStatus::Sent, at(0)),
+    )
+    .await;
+    let holder = Database::connect(db.url.as_str())
+        .await
+        .expect("second connection");
+    let history_insert = holder.begin().await.expect("transaction");
+    history_insert
+        .execute_unprepared(&format!(
+            "SELECT id FROM sms_messages WHERE sid = '{}' FOR KEY SHARE",
+            sid(1).as_str()
+        ))
+        .await
+        .expect("key share taken");
+
+    // A claim that waited would wait until the holder ends: the bound only turns a hang into
+    // a failure.
+    let bound = Duration::from_secs(30);
+    let claim =
+        tokio::time::timeout(bound, store.claim_messages(a, &[sid(1)], at(60), MINUTE)).await;
+    let timed_out = tokio::time::timeout(bound, store.time_out_stuck(at(60), at(60), 10)).await;
+    history_insert.rollback().await.ok();
+    holder.close().await.ok();
+
+    let claims = claim
+        .expect("the cool-down claim does not wait on KEY SHARE")
+        .expect("claimed");
+    assert_eq!(claims, vec![smsdesk_domain::CooldownClaim::Granted]);
+    let stuck = timed_out
+        .expect("the stuck timeout does not wait on KEY SHARE")
+        .expect("timed out");
+    assert_eq!(
+        stuck.len(),
+        1,
+        "a row under KEY SHARE is not skipped as if another replica held it"
+    );
 }
