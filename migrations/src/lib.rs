@@ -40,6 +40,7 @@ mod m20260101_000015_create_replicas;
 mod m20260101_000016_add_status_event_log_order;
 mod m20260101_000017_add_sms_message_delivery_unknown_at;
 mod m20260101_000018_create_idempotency_keys;
+mod m20260101_000019_add_sms_message_reference;
 
 /// The name of the composite index `(team_id, direction, status, created_at)` on `sms_messages`,
 /// built for the bulk refresh query.
@@ -49,6 +50,10 @@ pub const SMS_MESSAGE_COMPOSITE_INDEX: &str =
 /// The name of the list index `(team_id, created_at, sid, direction, status)` on `sms_messages`:
 /// the message list's order, so a page needs no sort whatever its filters.
 pub const SMS_MESSAGE_LIST_INDEX: &str = m20260101_000010_add_sms_message_list_index::INDEX_NAME;
+
+/// The name of the index on `sms_messages (team_id, reference)`.
+pub const SMS_MESSAGE_REFERENCE_INDEX: &str =
+    m20260101_000019_add_sms_message_reference::INDEX_NAME;
 
 /// The change log's index `(commit_tx, id) WHERE applied` on `message_status_events`, which
 /// live followers read in order.
@@ -84,6 +89,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000016_add_status_event_log_order::Migration),
             Box::new(m20260101_000017_add_sms_message_delivery_unknown_at::Migration),
             Box::new(m20260101_000018_create_idempotency_keys::Migration),
+            Box::new(m20260101_000019_add_sms_message_reference::Migration),
         ]
     }
 }

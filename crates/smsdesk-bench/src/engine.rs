@@ -384,6 +384,7 @@ async fn seed_messages(
                     observed_at: now,
                 },
                 created_at: now,
+                reference: None,
             })
             .await?;
         sids.push(seeded.sid);

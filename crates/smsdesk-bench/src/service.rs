@@ -241,6 +241,7 @@ pub(crate) async fn seed(
                     observed_at: now,
                 },
                 created_at: now,
+                reference: None,
             })
             .await?;
         sids.push(seeded.sid);

@@ -61,6 +61,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                     observed_at: created_at,
                 },
                 created_at,
+                reference: None,
             })
             .await?;
         let mut state = DeliveryState::new(now_at_twilio);

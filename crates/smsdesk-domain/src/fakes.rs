@@ -131,6 +131,7 @@ impl MessageRepository for InMemoryStore {
             from: message.from,
             to: message.to,
             body: message.body,
+            reference: message.reference,
             delivery: message.first_observation.state.clone(),
             created_at: message.created_at,
             updated_at: message.first_observation.observed_at,
@@ -278,24 +279,7 @@ impl MessageRepository for InMemoryStore {
             .messages
             .values()
             .filter(|m| m.team_id == team)
-            .filter(|m| query.direction.is_none_or(|d| m.direction == d))
-            .filter(|m| {
-                query
-                    .status
-                    .as_ref()
-                    .is_none_or(|s| m.delivery.status == *s)
-            })
-            .filter(|m| {
-                query
-                    .created_since
-                    .is_none_or(|since| m.created_at >= since)
-            })
-            .filter(|m| {
-                query
-                    .after
-                    .as_ref()
-                    .is_none_or(|c| (m.created_at, &m.sid) < (c.created_at, &c.sid))
-            })
+            .filter(|m| query.matches(m))
             .cloned()
             .collect();
         found.sort_by(newest_first);

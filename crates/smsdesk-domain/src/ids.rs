@@ -258,8 +258,56 @@ impl fmt::Display for Address {
     }
 }
 
+/// The longest [`MessageReference`], in characters.
+pub const MAX_REFERENCE_CHARS: usize = 128;
+
+/// The caller's own identifier for a message (an order number, a ticket id), stored with it and
+/// searchable: 1 to [`MAX_REFERENCE_CHARS`] characters, no control characters, kept verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct MessageReference(String);
+
+impl MessageReference {
+    /// Reads a reference.
+    ///
+    /// # Errors
+    /// [`IdError`] when empty, longer than [`MAX_REFERENCE_CHARS`] characters, or holding
+    /// control characters.
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        let chars = value.chars().count();
+        if chars == 0 || chars > MAX_REFERENCE_CHARS || value.chars().any(char::is_control) {
+            return Err(IdError::new(
+                "reference",
+                "expected 1 to 128 characters without control characters",
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The reference as the caller gave it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MessageReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_reference_is_one_to_128_printable_characters() {
+        use super::MessageReference;
+        assert!(MessageReference::parse("order-42").is_ok());
+        assert!(MessageReference::parse(&"é".repeat(128)).is_ok());
+        assert!(MessageReference::parse(&"é".repeat(129)).is_err());
+        assert!(MessageReference::parse("").is_err());
+        assert!(MessageReference::parse("a\nb").is_err());
+    }
+
     use super::*;
 
     const HEX32: &str = "0123456789abcdefABCDEF0123456789";

@@ -59,8 +59,8 @@ pub use changes::{
 };
 pub use delivery_error::{DeliveryError, ErrorClass};
 pub use ids::{
-    AccountSid, Address, ApiKeySid, IdError, MessageSid, MessagingServiceSid, PhoneNumber, TeamId,
-    UserId,
+    AccountSid, Address, ApiKeySid, IdError, MAX_REFERENCE_CHARS, MessageReference, MessageSid,
+    MessagingServiceSid, PhoneNumber, TeamId, UserId,
 };
 pub use message::{
     DeliveryState, Message, NewMessage, ObservationSource, StatusEvent, StatusObservation,

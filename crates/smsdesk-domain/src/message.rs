@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::ids::{AccountSid, Address, MessageSid, TeamId};
+use crate::ids::{AccountSid, Address, MessageReference, MessageSid, TeamId};
 use crate::status::{Direction, MessageStatus};
 
 /// A point in time, always UTC.
@@ -118,6 +118,8 @@ pub struct Message {
     pub to: Address,
     /// The text.
     pub body: String,
+    /// The sender's own identifier for it, given on send.
+    pub reference: Option<MessageReference>,
     /// Current delivery facts.
     pub delivery: DeliveryState,
     /// When it was created at Twilio (or stored, if Twilio did not say).
@@ -154,6 +156,8 @@ pub struct NewMessage {
     /// The first observation (Twilio's create response, or the inbound webhook); recorded as the
     /// message's first history event.
     pub first_observation: StatusObservation,
+    /// The sender's own identifier for it, given on send.
+    pub reference: Option<MessageReference>,
     /// Creation time reported by Twilio, if any.
     pub created_at: Timestamp,
 }

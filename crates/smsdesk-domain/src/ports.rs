@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use crate::api_keys::{ApiKeyId, ApiKeyLabel, ApiKeySummary, IssuedKey};
 use crate::ids::{
-    AccountSid, Address, ApiKeySid, MessageSid, MessagingServiceSid, PhoneNumber, TeamId, UserId,
+    AccountSid, Address, ApiKeySid, MessageReference, MessageSid, MessagingServiceSid, PhoneNumber,
+    TeamId, UserId,
 };
 use crate::message::{
     DeliveryState, Message, NewMessage, StatusEvent, StatusObservation, Timestamp,
@@ -83,14 +84,44 @@ pub enum WriteOutcome {
 pub struct MessageQuery {
     /// Only this direction.
     pub direction: Option<Direction>,
-    /// Only this status.
-    pub status: Option<MessageStatus>,
+    /// Only these statuses (any of them); empty means every status.
+    pub statuses: Vec<MessageStatus>,
     /// Only messages created at or after this time.
     pub created_since: Option<Timestamp>,
+    /// Only messages created before this time.
+    pub created_until: Option<Timestamp>,
+    /// Only messages with this reference.
+    pub reference: Option<MessageReference>,
+    /// Only messages to this address.
+    pub to: Option<Address>,
+    /// Only messages from this address.
+    pub from: Option<Address>,
     /// Continue after this position (from a previous page's `next`).
     pub after: Option<MessageCursor>,
     /// Page size; adapters cap it at 200.
     pub limit: usize,
+}
+
+impl MessageQuery {
+    /// Whether `message` is on this query's pages: every filter given holds, and it comes after
+    /// the cursor in the newest-first order. The in-memory store filters with this; the database
+    /// adapter says the same in SQL.
+    #[must_use]
+    pub fn matches(&self, message: &Message) -> bool {
+        self.direction.is_none_or(|d| message.direction == d)
+            && (self.statuses.is_empty() || self.statuses.contains(&message.delivery.status))
+            && self.created_since.is_none_or(|t| message.created_at >= t)
+            && self.created_until.is_none_or(|t| message.created_at < t)
+            && self
+                .reference
+                .as_ref()
+                .is_none_or(|r| message.reference.as_ref() == Some(r))
+            && self.to.as_ref().is_none_or(|to| message.to == *to)
+            && self.from.as_ref().is_none_or(|from| message.from == *from)
+            && self.after.as_ref().is_none_or(|cursor| {
+                (message.created_at, &message.sid) < (cursor.created_at, &cursor.sid)
+            })
+    }
 }
 
 /// A position in the newest-first message order: creation time, then SID as the tie-breaker.

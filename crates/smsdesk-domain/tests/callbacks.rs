@@ -141,6 +141,7 @@ impl World {
                     observed_at: now,
                 },
                 created_at: now,
+                reference: None,
             })
             .await
             .expect("stored");

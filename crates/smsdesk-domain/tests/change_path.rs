@@ -131,6 +131,7 @@ impl World {
                     to: PhoneNumber::parse("+14155550100").expect("valid"),
                     body: "hello".into(),
                     sender: None,
+                    reference: None,
                 },
             )
             .await
@@ -259,6 +260,7 @@ async fn a_callback_that_parks_after_the_send_replayed_looks_again_and_applies_i
                 observed_at: at,
             },
             created_at: at,
+            reference: None,
         })),
     });
     let notifier = RecordingNotifier::new();

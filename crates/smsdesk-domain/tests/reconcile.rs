@@ -101,6 +101,7 @@ impl World {
                     observed_at: created_at,
                 },
                 created_at,
+                reference: None,
             })
             .await
             .expect("stored");

@@ -128,6 +128,7 @@ impl World {
                     observed_at: created_at,
                 },
                 created_at,
+                reference: None,
             })
             .await
             .expect("stored");

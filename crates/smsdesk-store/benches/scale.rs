@@ -197,6 +197,7 @@ fn generate(rng: &mut StdRng, n: usize, teams: &[TeamId]) -> NewMessage {
             observed_at: updated_at,
         },
         created_at,
+        reference: None,
     }
 }
 
@@ -265,7 +266,10 @@ impl Probe {
 
     fn list_query(self) -> MessageQuery {
         MessageQuery {
-            status: (self == Self::ListPageByStatus).then_some(FILTER_STATUS),
+            statuses: (self == Self::ListPageByStatus)
+                .then_some(FILTER_STATUS)
+                .into_iter()
+                .collect(),
             limit: PAGE_SIZE,
             ..MessageQuery::default()
         }

@@ -14,8 +14,9 @@ use smsdesk_domain::ports::{
 use smsdesk_domain::retention::RetentionPolicy;
 use smsdesk_domain::status::KNOWN_STATUSES;
 use smsdesk_domain::{
-    AccountSid, Address, DeliveryState, Direction, Message, MessageSid, MessageStatus, NewMessage,
-    ObservationSource, StatusEvent, StatusObservation, TeamId, Timestamp,
+    AccountSid, Address, DeliveryState, Direction, Message, MessageReference, MessageSid,
+    MessageStatus, NewMessage, ObservationSource, StatusEvent, StatusObservation, TeamId,
+    Timestamp,
 };
 
 use crate::cipher::{SecretCipher, is_encrypted};
@@ -58,7 +59,7 @@ fn optional_u32(row: &QueryResult, column: &str) -> Result<Option<u32>, Reposito
 }
 
 /// The columns a new message row is written with, in the order of [`new_message_values`].
-pub(crate) const NEW_MESSAGE_COLUMNS: [SmsMessages; 15] = [
+pub(crate) const NEW_MESSAGE_COLUMNS: [SmsMessages; 16] = [
     SmsMessages::Sid,
     SmsMessages::TeamId,
     SmsMessages::Direction,
@@ -74,11 +75,12 @@ pub(crate) const NEW_MESSAGE_COLUMNS: [SmsMessages; 15] = [
     SmsMessages::AccountSid,
     SmsMessages::CreatedAt,
     SmsMessages::UpdatedAt,
+    SmsMessages::Reference,
 ];
 
 /// A new message row's values, in the order of [`NEW_MESSAGE_COLUMNS`]; `updated_at` is the
 /// first observation's time.
-pub(crate) fn new_message_values(message: &NewMessage) -> [Expr; 15] {
+pub(crate) fn new_message_values(message: &NewMessage) -> [Expr; 16] {
     let state = &message.first_observation.state;
     [
         message.sid.as_str().into(),
@@ -96,6 +98,11 @@ pub(crate) fn new_message_values(message: &NewMessage) -> [Expr; 15] {
         message.account_sid.as_str().into(),
         stored_time(message.created_at).into(),
         stored_time(message.first_observation.observed_at).into(),
+        message
+            .reference
+            .as_ref()
+            .map(MessageReference::as_str)
+            .into(),
     ]
 }
 
@@ -150,6 +157,9 @@ fn message_from_row(row: &QueryResult, cipher: &SecretCipher) -> Result<Message,
         last_refreshed_at: get(row, "last_refreshed_at")?,
         redacted_at: get(row, "redacted_at")?,
         delivery_unknown_at: get(row, "delivery_unknown_at")?,
+        reference: get::<Option<String>>(row, "reference")?
+            .map(|raw| MessageReference::parse(&raw).map_err(|err| corrupt("reference", err)))
+            .transpose()?,
     })
 }
 
@@ -267,11 +277,25 @@ fn list_query(team: TeamId, query: &MessageQuery) -> SelectStatement {
     if let Some(direction) = query.direction {
         select.and_where(Expr::col(SmsMessages::Direction).eq(direction.as_str()));
     }
-    if let Some(status) = &query.status {
-        select.and_where(Expr::col(SmsMessages::Status).eq(status.as_str()));
+    if !query.statuses.is_empty() {
+        select.and_where(
+            Expr::col(SmsMessages::Status).is_in(query.statuses.iter().map(MessageStatus::as_str)),
+        );
     }
     if let Some(since) = query.created_since {
         select.and_where(Expr::col(SmsMessages::CreatedAt).gte(stored_time(since)));
+    }
+    if let Some(until) = query.created_until {
+        select.and_where(Expr::col(SmsMessages::CreatedAt).lt(stored_time(until)));
+    }
+    if let Some(reference) = &query.reference {
+        select.and_where(Expr::col(SmsMessages::Reference).eq(reference.as_str()));
+    }
+    if let Some(to) = &query.to {
+        select.and_where(Expr::col(SmsMessages::ToAddress).eq(to.as_str()));
+    }
+    if let Some(from) = &query.from {
+        select.and_where(Expr::col(SmsMessages::FromAddress).eq(from.as_str()));
     }
     if let Some(after) = &query.after {
         let at = stored_time(after.created_at);
@@ -467,6 +491,7 @@ impl MessageRepository for Store {
             last_refreshed_at: None,
             redacted_at: None,
             delivery_unknown_at: None,
+            reference: message.reference,
         })
     }
 

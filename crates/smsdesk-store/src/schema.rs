@@ -73,6 +73,7 @@ pub(crate) enum SmsMessages {
     LastRefreshedAt,
     RedactedAt,
     DeliveryUnknownAt,
+    Reference,
 }
 
 #[derive(DeriveIden, Clone, Copy)]

@@ -378,6 +378,7 @@ impl TestApp {
                     observed_at: now,
                 },
                 created_at: now,
+                reference: None,
             })
             .await
             .expect("stored");

@@ -444,6 +444,7 @@ impl World {
                     observed_at: created_at,
                 },
                 created_at,
+                reference: None,
             },
         )
         .await

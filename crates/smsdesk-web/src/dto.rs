@@ -26,6 +26,8 @@ pub struct MessageDto {
     pub to: String,
     /// Text.
     pub body: String,
+    /// The sender's own identifier, given on send.
+    pub reference: Option<String>,
     /// Twilio's status word.
     pub status: String,
     /// Twilio's error code (failures only).
@@ -68,6 +70,7 @@ impl From<Message> for MessageDto {
             from: message.from.to_string(),
             to: message.to.to_string(),
             body: message.body,
+            reference: message.reference.map(|r| r.as_str().to_owned()),
             status: message.delivery.status.as_str().to_owned(),
             error_reason: message
                 .delivery
@@ -141,6 +144,16 @@ pub struct MessagePageDto {
     pub messages: Vec<MessageDto>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+    /// Links to other pages.
+    pub links: PageLinksDto,
+}
+
+/// A page's links, as full URLs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageLinksDto {
+    /// The next page, with this page's filters; `null` on the last page.
+    pub next: Option<String>,
 }
 
 /// What a refresh did with one message.
@@ -290,6 +303,9 @@ pub struct SendSmsDto {
     /// Messaging service overriding the integration's sender.
     #[serde(default)]
     pub messaging_service_sid: Option<String>,
+    /// The caller's own identifier for the message, up to 128 characters.
+    #[serde(default)]
+    pub reference: Option<String>,
 }
 
 /// `PUT /api/integrations/twilio`'s body. Deliberately not `Debug`: it holds secrets.

@@ -581,6 +581,7 @@ mod tests {
                     ..observation(MessageStatus::Queued)
                 },
                 created_at: chrono::Utc::now(),
+                reference: None,
             })
             .await
             .expect("stored");

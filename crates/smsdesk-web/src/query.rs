@@ -11,8 +11,18 @@ pub(crate) struct QueryParams {
 }
 
 impl QueryParams {
-    /// Checks `pairs` against `allowed`.
+    /// Checks `pairs` against `allowed`; none may be repeated.
     pub(crate) fn new(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, ApiError> {
+        Self::with_repeatable(pairs, allowed, &[])
+    }
+
+    /// Checks `pairs` against `allowed`; only the keys in `repeatable` may be given more than
+    /// once (a filter meaning any of its values).
+    pub(crate) fn with_repeatable(
+        pairs: Vec<(String, String)>,
+        allowed: &[&str],
+        repeatable: &[&str],
+    ) -> Result<Self, ApiError> {
         for (index, (key, _)) in pairs.iter().enumerate() {
             if !allowed.contains(&key.as_str()) {
                 let shown: String = key.chars().take(64).collect();
@@ -26,7 +36,9 @@ impl QueryParams {
                 )
                 .with_field(shown));
             }
-            if pairs[..index].iter().any(|(seen, _)| seen == key) {
+            if !repeatable.contains(&key.as_str())
+                && pairs[..index].iter().any(|(seen, _)| seen == key)
+            {
                 return Err(ApiError::invalid_parameter(
                     key,
                     format!("'{key}' is given more than once"),
@@ -42,6 +54,19 @@ impl QueryParams {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in the order given.
+    pub(crate) fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The pairs, in the order given.
+    pub(crate) fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
     }
 }
 
@@ -70,6 +95,28 @@ mod tests {
             .err()
             .map(|e| e.body().error);
         assert_eq!(repeated.and_then(|e| e.field), Some("hours".to_owned()));
+    }
+
+    #[test]
+    fn only_repeatable_keys_may_repeat() {
+        let params = QueryParams::with_repeatable(
+            pairs(&[("status", "sent"), ("status", "failed")]),
+            &["status", "to"],
+            &["status"],
+        )
+        .ok();
+        assert_eq!(
+            params.map(|p| p.get_all("status").map(str::to_owned).collect::<Vec<_>>()),
+            Some(vec!["sent".to_owned(), "failed".to_owned()])
+        );
+        assert!(
+            QueryParams::with_repeatable(
+                pairs(&[("to", "a"), ("to", "b")]),
+                &["status", "to"],
+                &["status"]
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -14,14 +14,15 @@ use smsdesk_domain::services::{
     SendRequest,
 };
 use smsdesk_domain::{
-    Direction, MessageSid, MessageStatus, MessagingServiceSid, PhoneNumber, RefreshWindow,
+    Address, Direction, MessageReference, MessageSid, MessageStatus, MessagingServiceSid,
+    PhoneNumber, RefreshWindow,
 };
 
 use crate::auth::Authenticated;
 use crate::dto::{
     ApiKeyDto, ApiKeyListDto, CreateApiKeyDto, IntegrationDto, IntegrationViewDto, IssuedApiKeyDto,
-    MessageDto, MessagePageDto, MessageWithHistoryDto, RefreshResponseDto, SendSmsDto,
-    StatusEventDto,
+    MessageDto, MessagePageDto, MessageWithHistoryDto, PageLinksDto, RefreshResponseDto,
+    SendSmsDto, StatusEventDto,
 };
 use crate::error::{ApiError, ErrorCode, store_error};
 use crate::query::QueryParams;
@@ -212,6 +213,12 @@ async fn send_sms(
     let request = SendRequest {
         to: parse_phone("to", &body.to)?,
         sender: one_sender(body.from.as_deref(), body.messaging_service_sid.as_deref())?,
+        reference: body
+            .reference
+            .as_deref()
+            .map(MessageReference::parse)
+            .transpose()
+            .map_err(|e| ApiError::invalid_field("reference", e.to_string()))?,
         body: body.body,
     };
     let sent = state
@@ -346,30 +353,73 @@ pub(crate) fn decode_cursor(raw: &str) -> Option<MessageCursor> {
     })
 }
 
+/// The query keys `GET /api/messages` accepts; `status` may be repeated (any of them).
+const LIST_PARAMETERS: [&str; 9] = [
+    "direction",
+    "status",
+    "since",
+    "until",
+    "reference",
+    "to",
+    "from",
+    "cursor",
+    "limit",
+];
+
+fn parse_time(
+    params: &QueryParams,
+    key: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    params
+        .get(key)
+        .map(|raw| {
+            chrono::DateTime::parse_from_rfc3339(raw)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| {
+                    ApiError::invalid_parameter(
+                        key,
+                        format!("{key} must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// A `to` or `from` filter. A leading `+` sent unencoded arrives as a space (form encoding), so
+/// that is named rather than silently matching nothing.
+fn parse_address_filter(params: &QueryParams, key: &str) -> Result<Option<Address>, ApiError> {
+    params
+        .get(key)
+        .map(|raw| {
+            if raw.starts_with(' ') {
+                return Err(ApiError::invalid_parameter(
+                    key,
+                    format!("{key} starts with a space: send a leading '+' as %2B"),
+                ));
+            }
+            Address::parse(raw).map_err(|e| ApiError::invalid_parameter(key, e.to_string()))
+        })
+        .transpose()
+}
+
 fn parse_list_query(params: &QueryParams) -> Result<MessageQuery, ApiError> {
     let direction = params
         .get("direction")
         .map(Direction::parse)
         .transpose()
         .map_err(|e| ApiError::invalid_parameter("direction", e.to_string()))?;
-    let status = params
-        .get("status")
+    let statuses = params
+        .get_all("status")
         .map(MessageStatus::parse_known)
-        .transpose()
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::invalid_parameter("status", e.to_string()))?;
-    let created_since = params
-        .get("since")
-        .map(|raw| {
-            chrono::DateTime::parse_from_rfc3339(raw)
-                .map(|t| t.with_timezone(&chrono::Utc))
-                .map_err(|_| {
-                    ApiError::invalid_parameter(
-                        "since",
-                        "since must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z",
-                    )
-                })
-        })
-        .transpose()?;
+    let created_since = parse_time(params, "since")?;
+    let created_until = parse_time(params, "until")?;
+    let reference = params
+        .get("reference")
+        .map(MessageReference::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid_parameter("reference", e.to_string()))?;
     let after = params
         .get("cursor")
         .map(|raw| {
@@ -396,30 +446,52 @@ fn parse_list_query(params: &QueryParams) -> Result<MessageQuery, ApiError> {
     };
     Ok(MessageQuery {
         direction,
-        status,
+        statuses,
         created_since,
+        created_until,
+        reference,
+        to: parse_address_filter(params, "to")?,
+        from: parse_address_filter(params, "from")?,
         after,
         limit,
     })
 }
 
+/// The next page's full URL: this request's URL with `cursor` set to `next`, every other
+/// parameter kept.
+fn next_page_url(req: &HttpRequest, params: &QueryParams, next: &str) -> String {
+    let info = req.connection_info();
+    let mut url = format!("{}://{}{}?", info.scheme(), info.host(), req.path());
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (key, value) in params.pairs().iter().filter(|(key, _)| key != "cursor") {
+        query.append_pair(key, value);
+    }
+    query.append_pair("cursor", next);
+    url.push_str(&query.finish());
+    url
+}
+
 async fn list_messages(
     state: web::Data<WebState>,
     Authenticated(requester): Authenticated,
+    req: HttpRequest,
     query: Query,
 ) -> Result<HttpResponse, ApiError> {
-    let params = QueryParams::new(
-        query.into_inner(),
-        &["direction", "status", "since", "cursor", "limit"],
-    )?;
+    let params = QueryParams::with_repeatable(query.into_inner(), &LIST_PARAMETERS, &["status"])?;
     let query = parse_list_query(&params)?;
     let page = state
         .messages()
         .list(requester.team_id, query)
         .await
         .map_err(|e| store_error(&e))?;
+    let next_cursor = page.next.as_ref().map(encode_cursor);
     Ok(HttpResponse::Ok().json(MessagePageDto {
-        next_cursor: page.next.as_ref().map(encode_cursor),
+        links: PageLinksDto {
+            next: next_cursor
+                .as_deref()
+                .map(|next| next_page_url(&req, &params, next)),
+        },
+        next_cursor,
         messages: page.messages.into_iter().map(MessageDto::from).collect(),
     }))
 }

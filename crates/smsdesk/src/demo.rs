@@ -112,6 +112,7 @@ pub async fn ensure_demo(
             to: PhoneNumber::parse(to)?,
             body: body.to_owned(),
             sender: None,
+            reference: None,
         };
         if let Err(error) = send.send(&requester, request).await {
             tracing::warn!(%error, "a demo message could not be sent");

@@ -451,6 +451,7 @@ impl ReceiveSms {
                 observed_at: now,
             },
             created_at: now,
+            reference: None,
         };
         let outcome = match self.messages.insert(new).await {
             Ok(message) => {

@@ -828,6 +828,7 @@ mod tests {
             last_refreshed_at: None,
             redacted_at: None,
             delivery_unknown_at: None,
+            reference: None,
         }
     }
 

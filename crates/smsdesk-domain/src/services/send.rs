@@ -18,7 +18,7 @@ use super::callback::{created_change, replay_parked};
 use crate::access::Requester;
 use crate::changes::{Activity, ChangeNotifier, IgnoreChanges};
 use crate::idempotency::{CLAIM_LOCK, IdempotencyClaim, IdempotencyKey, KEEP_ANSWER_FOR};
-use crate::ids::{Address, PhoneNumber};
+use crate::ids::{Address, MessageReference, PhoneNumber};
 use crate::message::{Message, NewMessage, ObservationSource, StatusObservation};
 use crate::ports::{
     CallbackInbox, Clock, IdempotencyStore, IntegrationRepository, MessageRepository, OutboundSms,
@@ -41,6 +41,8 @@ pub struct SendRequest {
     pub body: String,
     /// Overrides the integration's default sender (a number or a messaging service).
     pub sender: Option<Sender>,
+    /// The caller's own identifier, stored with the message and searchable.
+    pub reference: Option<MessageReference>,
 }
 
 impl SendRequest {
@@ -51,7 +53,11 @@ impl SendRequest {
             Some(Sender::Number(number)) => format!("number:{number}"),
             Some(Sender::MessagingService(service)) => format!("service:{service}"),
         };
-        format!("to:{}\nsender:{sender}\nbody:{}", self.to, self.body)
+        let reference = self.reference.as_ref().map_or("", MessageReference::as_str);
+        format!(
+            "to:{}\nsender:{sender}\nreference:{reference}\nbody:{}",
+            self.to, self.body
+        )
     }
 }
 
@@ -263,6 +269,7 @@ impl SendSms {
             .map_err(SendSmsError::Store)?
             .ok_or(SendSmsError::IntegrationMissing)?;
         let sender = request.sender.unwrap_or(integration.sender);
+        let reference = request.reference;
         let sms = OutboundSms {
             to: request.to,
             body: request.body,
@@ -298,6 +305,7 @@ impl SendSms {
                 observed_at: now,
             },
             created_at: created.date_created.unwrap_or(now),
+            reference,
         };
         let message = self
             .messages
@@ -387,6 +395,7 @@ mod tests {
             to: number("+14155550100"),
             body: body.to_owned(),
             sender: None,
+            reference: None,
         }
     }
 
@@ -656,6 +665,7 @@ mod tests {
                 last_refreshed_at: None,
                 redacted_at: None,
                 delivery_unknown_at: None,
+                reference: None,
             })
         });
         let send = SendSms::new(

@@ -10,4 +10,5 @@ crate::on_both_databases!(
     two_batches_over_the_same_messages_in_opposite_orders_both_finish,
     bulk_candidates_are_the_windows_outbound_unfinished_messages_newest_first_at_most_100,
     listing_filters_and_pages_without_gaps_or_repeats,
+    references_are_stored_and_every_list_filter_combines,
 );

@@ -446,14 +446,14 @@ pub(crate) async fn the_bulk_candidate_and_list_queries_are_served_by_the_compos
         (
             MessageQuery {
                 direction: Some(Direction::OutboundApi),
-                status: Some(MessageStatus::Sent),
+                statuses: vec![MessageStatus::Sent],
                 ..MessageQuery::default()
             },
             "direction and status",
         ),
         (
             MessageQuery {
-                status: Some(MessageStatus::Failed),
+                statuses: vec![MessageStatus::Failed],
                 ..MessageQuery::default()
             },
             "status only",

@@ -3,6 +3,7 @@
 #![allow(missing_docs, reason = "each case's name is the sentence it checks")]
 
 use super::*;
+use smsdesk_domain::MessageReference;
 
 pub async fn a_stored_message_reads_back_with_its_first_event_and_a_duplicate_sid_is_refused(
     subject: &dyn ContractSubject,
@@ -544,7 +545,7 @@ pub async fn listing_filters_and_pages_without_gaps_or_repeats(subject: &dyn Con
     );
     assert_eq!(
         filtered(MessageQuery {
-            status: Some(MessageStatus::Delivered),
+            statuses: vec![MessageStatus::Delivered],
             ..MessageQuery::default()
         })
         .await,
@@ -575,6 +576,109 @@ pub async fn listing_filters_and_pages_without_gaps_or_repeats(subject: &dyn Con
         7,
         "a huge limit is capped, not an error"
     );
+}
+
+pub async fn references_are_stored_and_every_list_filter_combines(subject: &dyn ContractSubject) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    let b = team(subject, "B").await;
+    let order = MessageReference::parse("order-42").expect("valid");
+    let statuses = [
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Failed,
+        MessageStatus::Undelivered,
+    ];
+    for n in 1..=8_u32 {
+        let mut message = new_message(
+            a,
+            n,
+            Direction::OutboundApi,
+            statuses[(n as usize) % statuses.len()].clone(),
+            at(i64::from(n)),
+        );
+        if n % 2 == 0 {
+            message.reference = Some(order.clone());
+            message.to = Address::parse("+14155550111").expect("valid");
+        }
+        if n > 6 {
+            message.from = Address::parse("+15005550006").expect("valid");
+        }
+        stored(store, message).await;
+    }
+    // Another team's message with the same reference is never listed for team A.
+    let mut other = new_message(b, 100, Direction::OutboundApi, MessageStatus::Sent, at(4));
+    other.reference = Some(order.clone());
+    stored(store, other).await;
+
+    let found = store
+        .find(a, &sid(2))
+        .await
+        .expect("readable")
+        .expect("present");
+    assert_eq!(
+        found.reference,
+        Some(order.clone()),
+        "the reference is stored"
+    );
+    let listed = |query: MessageQuery| async move {
+        store
+            .list(a, MessageQuery { limit: 50, ..query })
+            .await
+            .expect("readable")
+            .messages
+            .into_iter()
+            .map(|m| m.sid)
+            .collect::<Vec<_>>()
+    };
+    let cases = [
+        (
+            MessageQuery {
+                reference: Some(order.clone()),
+                ..MessageQuery::default()
+            },
+            vec![sid(8), sid(6), sid(4), sid(2)],
+            "reference",
+        ),
+        (
+            MessageQuery {
+                to: Some(Address::parse("+14155550111").expect("valid")),
+                created_until: Some(at(6)),
+                ..MessageQuery::default()
+            },
+            vec![sid(4), sid(2)],
+            "to, created before until (exclusive)",
+        ),
+        (
+            MessageQuery {
+                from: Some(Address::parse("+15005550006").expect("valid")),
+                ..MessageQuery::default()
+            },
+            vec![sid(8), sid(7)],
+            "from",
+        ),
+        (
+            MessageQuery {
+                statuses: vec![MessageStatus::Failed, MessageStatus::Undelivered],
+                ..MessageQuery::default()
+            },
+            vec![sid(7), sid(6), sid(3), sid(2)],
+            "any of several statuses",
+        ),
+        (
+            MessageQuery {
+                statuses: vec![MessageStatus::Failed, MessageStatus::Delivered],
+                reference: Some(order.clone()),
+                created_since: Some(at(3)),
+                ..MessageQuery::default()
+            },
+            vec![sid(6)],
+            "statuses, reference and since together",
+        ),
+    ];
+    for (query, expected, why) in cases {
+        assert_eq!(listed(query).await, expected, "{why}");
+    }
 }
 
 pub async fn of_two_writers_enriching_the_same_status_from_one_read_exactly_one_wins(

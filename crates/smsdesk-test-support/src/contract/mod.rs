@@ -489,6 +489,7 @@ pub fn new_message(
         body: format!("message {n}"),
         first_observation: observation(status, ObservationSource::Send, created_at),
         created_at,
+        reference: None,
     }
 }
 

@@ -245,3 +245,118 @@ async fn a_store_outage_is_503_with_detail_only_outside_production() {
         );
     }
 }
+
+fn sids_of(json: &serde_json::Value) -> Vec<String> {
+    json["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| m["sid"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_reference_given_on_send_is_returned_and_filters_the_list() {
+    let world = World::new();
+    world.connect_twilio(1, ACCOUNT).await;
+    let send = |body: serde_json::Value| {
+        TestRequest::post()
+            .uri("/api/integrations/twilio/sms/send")
+            .insert_header(bearer(PRO_MEMBER_KEY))
+            .set_json(body)
+    };
+    let mut referenced = Vec::new();
+    for (to, reference) in [
+        ("+14155550100", Some("order-7")),
+        ("+14155550101", None),
+        ("+14155550100", Some("order-7")),
+    ] {
+        let mut body = serde_json::json!({"to": to, "body": "hello"});
+        if let Some(reference) = reference {
+            body["reference"] = reference.into();
+        }
+        let answer = world.call(send(body)).await;
+        assert_eq!(answer.status.as_u16(), 201, "{}", answer.text);
+        assert_eq!(answer.json["reference"].as_str(), reference);
+        if reference.is_some() {
+            referenced.push(answer.json["sid"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    referenced.reverse();
+
+    let by_reference = world
+        .call(get(PRO_MEMBER_KEY, "/api/messages?reference=order-7"))
+        .await;
+    assert_eq!(by_reference.status.as_u16(), 200, "{}", by_reference.text);
+    assert_eq!(sids_of(&by_reference.json), referenced, "newest first");
+    let by_recipient = world
+        .call(get(PRO_MEMBER_KEY, "/api/messages?to=%2B14155550100"))
+        .await;
+    assert_eq!(sids_of(&by_recipient.json), referenced);
+    let other_team = world
+        .call(get(OTHER_TEAM_KEY, "/api/messages?reference=order-7"))
+        .await;
+    assert_eq!(sids_of(&other_team.json), Vec::<String>::new());
+
+    let too_long = world
+        .call(send(serde_json::json!({
+            "to": "+14155550100", "body": "hello", "reference": "r".repeat(129)
+        })))
+        .await;
+    too_long.assert_error(400, "invalid_field", "a reference over 128 characters");
+    assert_eq!(too_long.error_field(), Some("reference"));
+    assert_eq!(world.provider.sent().len(), 3, "nothing was sent for it");
+}
+
+#[actix_web::test]
+async fn status_repeated_means_any_and_links_next_is_the_full_url_of_the_next_page() {
+    let world = World::new();
+    world.seed_message(1, 1, 10, MessageStatus::Sent).await;
+    world.seed_message(1, 2, 20, MessageStatus::Delivered).await;
+    world.seed_message(1, 3, 30, MessageStatus::Failed).await;
+    world.seed_message(1, 4, 40, MessageStatus::Sent).await;
+
+    let mut uri = "/api/messages?status=sent&status=failed&limit=2".to_owned();
+    let mut seen = Vec::new();
+    loop {
+        let answer = world.call(get(PRO_MEMBER_KEY, &uri)).await;
+        assert_eq!(answer.status.as_u16(), 200, "{}", answer.text);
+        seen.extend(sids_of(&answer.json));
+        let Some(next) = answer.json["links"]["next"].as_str() else {
+            assert!(answer.json["nextCursor"].is_null());
+            break;
+        };
+        let url = url::Url::parse(next).expect("a full URL");
+        assert!(
+            url.scheme().starts_with("http") && url.host().is_some(),
+            "{next}"
+        );
+        let statuses: Vec<String> = url
+            .query_pairs()
+            .filter(|(k, _)| k == "status")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        assert_eq!(statuses, ["sent", "failed"], "the filters are kept: {next}");
+        uri = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+    }
+    let expected: Vec<String> = [1, 3, 4].into_iter().map(|n| sid(n).to_string()).collect();
+    assert_eq!(seen, expected, "sent or failed, newest first, each once");
+
+    for (query, field, why) in [
+        (
+            "?status=sent&status=nope",
+            "status",
+            "an unknown status among several",
+        ),
+        ("?to=+14155550100", "to", "an unencoded +"),
+        ("?until=yesterday", "until", "a time that is not RFC 3339"),
+        ("?limit=1&limit=2", "limit", "a repeated single-valued key"),
+    ] {
+        let answer = world
+            .call(get(PRO_MEMBER_KEY, &format!("/api/messages{query}")))
+            .await;
+        answer.assert_error(400, "invalid_parameter", why);
+        assert_eq!(answer.error_field(), Some(field), "{why}");
+    }
+}
