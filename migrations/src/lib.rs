@@ -41,6 +41,7 @@ mod m20260101_000016_add_status_event_log_order;
 mod m20260101_000017_add_sms_message_delivery_unknown_at;
 mod m20260101_000018_create_idempotency_keys;
 mod m20260101_000019_add_sms_message_reference;
+mod m20260101_000020_create_webhooks;
 
 /// The name of the composite index `(team_id, direction, status, created_at)` on `sms_messages`,
 /// built for the bulk refresh query.
@@ -50,6 +51,12 @@ pub const SMS_MESSAGE_COMPOSITE_INDEX: &str =
 /// The name of the list index `(team_id, created_at, sid, direction, status)` on `sms_messages`:
 /// the message list's order, so a page needs no sort whatever its filters.
 pub const SMS_MESSAGE_LIST_INDEX: &str = m20260101_000010_add_sms_message_list_index::INDEX_NAME;
+
+/// The partial index webhook workers claim due deliveries from.
+pub const WEBHOOK_DUE_INDEX: &str = m20260101_000020_create_webhooks::DUE_INDEX;
+
+/// The partial index that keeps a message's deliveries in order.
+pub const WEBHOOK_ORDER_INDEX: &str = m20260101_000020_create_webhooks::ORDER_INDEX;
 
 /// The name of the index on `sms_messages (team_id, reference)`.
 pub const SMS_MESSAGE_REFERENCE_INDEX: &str =
@@ -90,6 +97,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000017_add_sms_message_delivery_unknown_at::Migration),
             Box::new(m20260101_000018_create_idempotency_keys::Migration),
             Box::new(m20260101_000019_add_sms_message_reference::Migration),
+            Box::new(m20260101_000020_create_webhooks::Migration),
         ]
     }
 }

@@ -190,6 +190,8 @@ pub enum Activity {
     },
     /// A reconciler run finished.
     Reconciled(crate::services::ReconcileReport),
+    /// A round of webhook deliveries finished.
+    WebhooksDelivered(crate::services::DeliveryRound),
     /// A refresh request finished (successfully or refused for a cool-down).
     RefreshFinished {
         /// Single or bulk.

@@ -40,6 +40,9 @@ use crate::refresh_rules::CooldownClaim;
 use crate::retention::RetentionPolicy;
 use crate::status::{Direction, MessageStatus};
 
+mod webhooks;
+pub use webhooks::CountingSecrets;
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in another test thread must not hide this one's result behind a poisoned lock.
     mutex
@@ -65,6 +68,7 @@ struct StoreState {
     /// (team, key) → (request, answer's SID, expires at).
     idempotency: HashMap<(TeamId, String), (String, Option<MessageSid>, Timestamp)>,
     replicas: HashMap<String, Timestamp>,
+    webhooks: webhooks::WebhookState,
     unavailable: bool,
 }
 
@@ -140,13 +144,13 @@ impl MessageRepository for InMemoryStore {
             delivery_unknown_at: None,
         };
         state.messages.insert(message.sid.clone(), stored.clone());
-        state.events.push((
+        state.record_event(
             message.sid,
             StatusEvent {
                 observation: message.first_observation,
                 applied: true,
             },
-        ));
+        );
         Ok(stored)
     }
 
@@ -247,7 +251,9 @@ impl MessageRepository for InMemoryStore {
         for message in staged_messages {
             state.messages.insert(message.sid.clone(), message);
         }
-        state.events.extend(staged_events);
+        for (sid, event) in staged_events {
+            state.record_event(sid, event);
+        }
         Ok(outcomes)
     }
 
@@ -703,13 +709,13 @@ impl StuckMessages for InMemoryStore {
                 observed_at: now,
             };
             timed_out.push(message.clone());
-            state.events.push((
+            state.record_event(
                 sid,
                 StatusEvent {
                     observation,
                     applied: true,
                 },
-            ));
+            );
         }
         Ok(timed_out)
     }

@@ -52,6 +52,7 @@ pub mod rules;
 pub mod services;
 pub mod status;
 pub mod sweep;
+pub mod webhooks;
 
 pub use access::{Plan, Requester, Role};
 pub use changes::{

@@ -23,6 +23,10 @@ use crate::message::{
 use crate::refresh_rules::CooldownClaim;
 use crate::retention::RetentionPolicy;
 use crate::status::{Direction, MessageStatus};
+use crate::webhooks::{
+    AfterAttempt, DeliveryAttempt, DeliveryId, DueDelivery, EndpointId, EndpointPatch, NewEndpoint,
+    WebhookDelivery, WebhookEndpoint, WebhookSecret,
+};
 
 /// A failure of a repository or limiter, already translated from the driver's terms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -835,4 +839,167 @@ mod tests {
             "Twilio refused the request (HTTP 400, Twilio code 21211): Invalid 'To' Phone Number"
         );
     }
+}
+
+/// A team's delivery-webhook endpoints and the deliveries to them (the outbox).
+///
+/// Deliveries are not created through this port: the message repository records them in the
+/// transaction of every applied change, one per enabled endpoint of the team subscribed to the
+/// change's [`crate::webhooks::WebhookEvent`], so a crash never loses one. Every method but the
+/// worker's (`claim_due`, `record_attempt`) is scoped to one team.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait WebhookRepository: Send + Sync {
+    /// Stores a new endpoint with its signing secret (encrypted at rest).
+    ///
+    /// # Errors
+    /// [`RepositoryError`] when the store fails; nothing is stored.
+    async fn create_endpoint(
+        &self,
+        team: TeamId,
+        endpoint: NewEndpoint,
+        secret: &WebhookSecret,
+        now: Timestamp,
+    ) -> Result<WebhookEndpoint, RepositoryError>;
+
+    /// The team's endpoints, oldest first.
+    ///
+    /// # Errors
+    /// [`RepositoryError`] when the store fails.
+    async fn list_endpoints(&self, team: TeamId) -> Result<Vec<WebhookEndpoint>, RepositoryError>;
+
+    /// One of the team's endpoints.
+    ///
+    /// # Errors
+    /// [`RepositoryError`] when the store fails.
+    async fn find_endpoint(
+        &self,
+        team: TeamId,
+        id: EndpointId,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError>;
+
+    /// Changes an endpoint; enabling it clears its disabled reason. `None` when the team has
+    /// no such endpoint.
+    ///
+    /// # Errors
+    /// [`RepositoryError`] when the store fails; nothing changed.
+    async fn update_endpoint(
+        &self,
+        team: TeamId,
+        id: EndpointId,
+        patch: EndpointPatch,
+        now: Timestamp,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError>;
+
+    /// Deletes an endpoint and its deliveries. `false` when the team has no such endpoint.
+    ///
+    /// # Errors
+    /// [`RepositoryError`] when the store fails; nothing changed.
+    async fn delete_endpoint(&self, team: TeamId, id: EndpointId) -> Result<bool, RepositoryError>;
+
+    /// Makes `secret` the endpoint's signing secret; the one it replaces still signs until
+    /// `previous_valid_until`. `None` when the team has no such endpoint.
+    ///
+    /// # Errors
+    /// [`RepositoryError`] when the store fails; nothing changed.
+    async fn rotate_secret(
+        &self,
+        team: TeamId,
+        id: EndpointId,
+        secret: &WebhookSecret,
+        previous_valid_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError>;
+
+    /// Claims up to `limit` due deliveries of enabled endpoints for one attempt each, for
+    /// `lease` (after which an attempt whose worker died is claimed again): pending, due by
+    /// `now`, and the oldest undelivered one of their message for their endpoint (deliveries of
+    /// a message are made in order). Workers on every replica call this; none gets a delivery
+    /// another holds.
+    ///
+    /// # Errors
+    /// [`RepositoryError`] when the store fails; nothing was claimed.
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<DueDelivery>, RepositoryError>;
+
+    /// Records an attempt and what follows it (and, for [`AfterAttempt::EndpointGone`],
+    /// disables the endpoint with [`crate::webhooks::DisabledReason::Gone`]).
+    ///
+    /// # Errors
+    /// [`RepositoryError`] when the store fails; the claim then lapses and the delivery is
+    /// attempted again.
+    async fn record_attempt(
+        &self,
+        id: DeliveryId,
+        attempt: DeliveryAttempt,
+        next: AfterAttempt,
+    ) -> Result<(), RepositoryError>;
+
+    /// The endpoint's deliveries, newest first, before `before` if given, with their attempts.
+    ///
+    /// # Errors
+    /// [`RepositoryError`] when the store fails.
+    async fn list_deliveries(
+        &self,
+        team: TeamId,
+        endpoint: EndpointId,
+        before: Option<DeliveryId>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, RepositoryError>;
+
+    /// Makes a delivery pending again, due at `now`, with a fresh schedule (its attempts stay
+    /// listed). `None` when the team's endpoint has no such delivery.
+    ///
+    /// # Errors
+    /// [`RepositoryError`] when the store fails; nothing changed.
+    async fn replay_delivery(
+        &self,
+        team: TeamId,
+        endpoint: EndpointId,
+        id: DeliveryId,
+        now: Timestamp,
+    ) -> Result<Option<WebhookDelivery>, RepositoryError>;
+}
+
+/// A receiver's answer to a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The start of the body (adapters read at most a few KiB).
+    pub body: Vec<u8>,
+}
+
+/// Why a delivery got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WebhookTransportError(pub String);
+
+/// Posts signed deliveries to endpoints. The HTTP adapter follows no redirect, gives up after
+/// 10 s, and refuses addresses the [`crate::webhooks::UrlPolicy`] refuses, after resolving.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait WebhookTransport: Send + Sync {
+    /// POSTs `body` (JSON) to `url` with `headers`.
+    ///
+    /// # Errors
+    /// [`WebhookTransportError`] when there is no HTTP answer (timeout, refused connection or
+    /// address, TLS failure).
+    async fn post(
+        &self,
+        url: &str,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    ) -> Result<WebhookResponse, WebhookTransportError>;
+}
+
+/// Makes new signing secrets (randomness is the adapter's).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait SecretGenerator: Send + Sync {
+    /// A fresh secret.
+    fn webhook_secret(&self) -> WebhookSecret;
 }

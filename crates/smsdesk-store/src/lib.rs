@@ -51,6 +51,7 @@ pub mod limiter;
 pub mod messages;
 mod schema;
 pub mod store;
+pub mod webhooks;
 
 pub use admin::{IssuedApiKey, ReencryptReport, TeamRecord, UserRecord};
 pub use cipher::{CipherError, SecretCipher};
@@ -58,3 +59,4 @@ pub use data_migrations::{DecryptOptions, DecryptReport, decrypt_account_sids};
 pub use error::StoreError;
 pub use messages::QueryPlan;
 pub use store::{Backend, Store, StoreOptions};
+pub use webhooks::RandomSecrets;

@@ -23,6 +23,7 @@ use crate::cipher::{SecretCipher, is_encrypted};
 use crate::error::{StoreError, corrupt, repo_err, store_err};
 use crate::schema::{MessageStatusEvents, SmsMessages};
 use crate::store::{Backend, Store, execute, stored_time};
+use crate::webhooks;
 
 /// The largest page [`MessageRepository::list`] returns.
 pub const MAX_PAGE_SIZE: usize = 200;
@@ -177,10 +178,11 @@ fn event_from_row(row: &QueryResult) -> Result<StatusEvent, RepositoryError> {
 }
 
 /// One history row to insert.
-struct EventRow<'a> {
-    message_id: i64,
-    observation: &'a StatusObservation,
-    applied: bool,
+pub(crate) struct EventRow<'a> {
+    pub(crate) team_id: TeamId,
+    pub(crate) message_id: i64,
+    pub(crate) observation: &'a StatusObservation,
+    pub(crate) applied: bool,
 }
 
 /// The columns of a history row that describe the observation, in the order they are written and
@@ -202,6 +204,9 @@ async fn insert_events<C: ConnectionTrait>(
     conn: &C,
     events: &[EventRow<'_>],
 ) -> Result<(), sea_orm::DbErr> {
+    // The outbox: one delivery per subscribed endpoint for every applied event, in this same
+    // transaction. Teams without endpoints (most writes) cost one indexed read.
+    let endpoints = webhooks::subscribed_endpoints(conn, events).await?;
     for chunk in events.chunks(EVENT_INSERT_CHUNK) {
         let mut insert = Query::insert();
         insert
@@ -222,7 +227,20 @@ async fn insert_events<C: ConnectionTrait>(
                 event.applied.into(),
             ]);
         }
-        execute(conn, &insert).await?;
+        if endpoints.is_empty() {
+            execute(conn, &insert).await?;
+            continue;
+        }
+        insert.returning_col(MessageStatusEvents::Id);
+        let mut ids = conn
+            .query_all(&insert)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<i64>("", "id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Ids are handed out in the order the rows are inserted, which is the chunk's order.
+        ids.sort_unstable();
+        webhooks::record_deliveries(conn, &endpoints, chunk, &ids).await?;
     }
     Ok(())
 }
@@ -468,6 +486,7 @@ impl MessageRepository for Store {
         insert_events(
             &tx,
             &[EventRow {
+                team_id: message.team_id,
                 message_id: id,
                 observation: first,
                 applied: true,
@@ -552,6 +571,7 @@ impl MessageRepository for Store {
             };
             let Some(change) = &write.change else {
                 events.push(EventRow {
+                    team_id: team,
                     message_id,
                     observation: &write.observation,
                     applied: false,
@@ -586,6 +606,7 @@ impl MessageRepository for Store {
             }
             if execute(&tx, &update).await.map_err(repo_err)? == 1 {
                 events.push(EventRow {
+                    team_id: team,
                     message_id,
                     observation: &write.observation,
                     applied: true,
@@ -761,7 +782,9 @@ impl StuckMessages for Store {
             let events: Vec<EventRow<'_>> = ids
                 .iter()
                 .zip(&observations)
-                .map(|(&message_id, observation)| EventRow {
+                .zip(&timed_out)
+                .map(|((&message_id, observation), message)| EventRow {
+                    team_id: message.team_id,
                     message_id,
                     observation,
                     applied: true,

@@ -140,3 +140,47 @@ pub(crate) enum IdempotencyKeys {
     MessageSid,
     ExpiresAt,
 }
+
+#[derive(DeriveIden, Clone, Copy)]
+pub(crate) enum WebhookEndpoints {
+    Table,
+    Id,
+    TeamId,
+    Url,
+    WantsStatusChanged,
+    WantsReceived,
+    Enabled,
+    DisabledReason,
+    Secret,
+    PreviousSecret,
+    PreviousSecretExpiresAt,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden, Clone, Copy)]
+pub(crate) enum WebhookDeliveries {
+    Table,
+    Id,
+    EndpointId,
+    EventId,
+    MessageId,
+    EventType,
+    Status,
+    AttemptCount,
+    NextAttemptAt,
+    LockedUntil,
+    CreatedAt,
+}
+
+#[derive(DeriveIden, Clone, Copy)]
+pub(crate) enum WebhookAttempts {
+    Table,
+    Id,
+    DeliveryId,
+    AttemptedAt,
+    StatusCode,
+    ResponseBody,
+    Error,
+    DurationMs,
+}

@@ -12,6 +12,7 @@ pub mod reconcile;
 pub mod refresh;
 pub mod retention;
 pub mod send;
+pub mod webhooks;
 
 pub use crate::access::TeamAdmin;
 pub use api_keys::{ManageApiKeys, ManageApiKeysError};
@@ -29,3 +30,7 @@ pub use refresh::{
 };
 pub use retention::{ApplyRetention, RETENTION_BATCH};
 pub use send::{MAX_BODY_CHARS, STATUS_CALLBACK_PATH, SendRequest, SendSms, SendSmsError, Sent};
+pub use webhooks::{
+    DeliverWebhooks, DeliveryPolicy, DeliveryRound, EndpointRequest, EndpointWithSecret,
+    ManageWebhooks, ManageWebhooksError,
+};
