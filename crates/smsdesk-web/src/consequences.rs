@@ -76,6 +76,17 @@ impl ChangeNotifier for ServiceConsequences {
                 }
                 self.metrics.record_reconcile(report);
             }
+            Activity::WebhooksDelivered(round) => {
+                if round.dead > 0 || round.gone > 0 || round.unrecorded > 0 {
+                    tracing::warn!(
+                        dead = round.dead,
+                        gone = round.gone,
+                        unrecorded = round.unrecorded,
+                        "webhook deliveries failed for good or disabled their endpoint"
+                    );
+                }
+                self.metrics.record_webhook_round(round);
+            }
             Activity::RefreshFinished { mode, took } => {
                 self.metrics
                     .record_refresh(mode.as_str(), took.as_secs_f64());

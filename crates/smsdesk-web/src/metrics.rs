@@ -13,6 +13,8 @@
 //!   message was stored, by what they did then;
 //! - `smsdesk_parked_callbacks_discarded_total`: parked callbacks whose message never appeared;
 //! - `smsdesk_inbound_sms_total{outcome}`: inbound SMS webhooks (`stored`, `duplicate`);
+//! - `smsdesk_webhook_attempts_total{outcome}`: delivery-webhook attempts (`delivered`,
+//!   `retrying`, `dead`, `gone`, `unrecorded`);
 //! - `smsdesk_api_key_lookups_total`: API keys looked up in the database;
 //! - `smsdesk_fleet_replicas`, `smsdesk_twilio_account_share`: the live replicas this one saw at
 //!   its last heartbeat, and its share of each Twilio account's cap;
@@ -98,6 +100,7 @@ pub struct Metrics {
     parked_replayed: Family<OutcomeLabels, Counter>,
     parked_discarded: Counter,
     inbound_sms: Family<OutcomeLabels, Counter>,
+    webhook_attempts: Family<OutcomeLabels, Counter>,
     api_key_lookups: Counter,
     fleet_replicas: Gauge,
     twilio_account_share: Gauge,
@@ -187,6 +190,12 @@ impl Metrics {
             "Inbound SMS webhooks taken (signature valid), by outcome",
             inbound_sms.clone(),
         );
+        let webhook_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Delivery-webhook attempts, by what followed them",
+            webhook_attempts.clone(),
+        );
         let api_key_lookups = Counter::default();
         registry.register(
             "api_key_lookups",
@@ -249,6 +258,7 @@ impl Metrics {
             parked_replayed,
             parked_discarded,
             inbound_sms,
+            webhook_attempts,
             api_key_lookups,
             fleet_replicas,
             twilio_account_share,
@@ -348,6 +358,23 @@ impl Metrics {
     pub fn record_parked_discarded(&self, count: u64) {
         if count > 0 {
             self.parked_discarded.inc_by(count);
+        }
+    }
+
+    /// Records a round of webhook deliveries.
+    pub fn record_webhook_round(&self, round: &smsdesk_domain::services::DeliveryRound) {
+        for (outcome, count) in [
+            ("delivered", round.delivered),
+            ("retrying", round.retrying),
+            ("dead", round.dead),
+            ("gone", round.gone),
+            ("unrecorded", round.unrecorded),
+        ] {
+            if count > 0 {
+                self.webhook_attempts
+                    .get_or_create(&OutcomeLabels { outcome })
+                    .inc_by(count);
+            }
         }
     }
 
