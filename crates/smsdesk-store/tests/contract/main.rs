@@ -27,6 +27,7 @@ mod reconcile;
 mod replicas;
 mod retention;
 mod store_only;
+mod webhooks;
 
 const POSTGRES_ENV: &str = "SMSDESK_TEST_POSTGRES_URL";
 

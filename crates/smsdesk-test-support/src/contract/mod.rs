@@ -35,7 +35,8 @@ use smsdesk_domain::ports::{
     ApiKeyRepository, CallbackInbox, ChangeLog, IdempotencyStore, IntegrationRepository, Leases,
     MessageCursor, MessagePage, MessageQuery, MessageRepository, MessageRetention, NewIntegration,
     ObservationWrite, RefreshLimiter, ReplicaRegistry, RepositoryError, Sender, StateChange,
-    StuckMessages, TwilioAuth, TwilioIntegration, UnfinishedMessages, UnfinishedTeam, WriteOutcome,
+    StuckMessages, TwilioAuth, TwilioIntegration, UnfinishedMessages, UnfinishedTeam,
+    WebhookRepository, WriteOutcome,
 };
 use smsdesk_domain::retention::RetentionPolicy;
 use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
@@ -56,6 +57,7 @@ pub mod messages;
 pub mod reconcile;
 pub mod replicas;
 pub mod retention;
+pub mod webhooks;
 
 /// The account most cases store messages under.
 pub const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
@@ -93,15 +95,21 @@ pub struct PortSet {
     unfinished: Arc<dyn UnfinishedMessages>,
     stuck: Arc<dyn StuckMessages>,
     idempotency: Arc<dyn IdempotencyStore>,
+    webhooks: Arc<dyn WebhookRepository>,
 }
 
 impl PortSet {
+    /// The delivery-webhook port (endpoints and the outbox).
+    pub fn webhooks(&self) -> &dyn WebhookRepository {
+        self.webhooks.as_ref()
+    }
+
     /// The ports of `implementation`, which implements all four.
     pub fn of<T>(implementation: T) -> Self
     where
         T: MessageRepository + IntegrationRepository + RefreshLimiter + CallbackInbox,
         T: ApiKeyRepository + MessageRetention + Leases + ReplicaRegistry + ChangeLog,
-        T: UnfinishedMessages + StuckMessages + IdempotencyStore,
+        T: UnfinishedMessages + StuckMessages + IdempotencyStore + WebhookRepository,
         T: Clone + 'static,
     {
         Self {
@@ -116,7 +124,8 @@ impl PortSet {
             log: Arc::new(implementation.clone()),
             unfinished: Arc::new(implementation.clone()),
             stuck: Arc::new(implementation.clone()),
-            idempotency: Arc::new(implementation),
+            idempotency: Arc::new(implementation.clone()),
+            webhooks: Arc::new(implementation),
         }
     }
 }

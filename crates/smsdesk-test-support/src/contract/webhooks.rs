@@ -1,0 +1,487 @@
+//! The `WebhookRepository` contract and the outbox the message writes fill: endpoints scoped to
+//! their team, one delivery per applied change and subscribed enabled endpoint, claims that are
+//! exclusive, leased, in order per message and due on time, 410 disabling, dead and replay.
+#![allow(missing_docs, reason = "each case's name is the sentence it checks")]
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use smsdesk_domain::ports::{MessageRepository, ObservationWrite, StuckMessages};
+use smsdesk_domain::webhooks::{
+    AfterAttempt, DeliveryAttempt, DeliveryStatus, DisabledReason, DueDelivery, EndpointId,
+    EndpointPatch, EndpointUrl, EventSelection, NewEndpoint, UrlPolicy, WebhookEndpoint,
+    WebhookEvent, WebhookSecret,
+};
+use smsdesk_domain::{Direction, MessageStatus, ObservationSource, TeamId, Timestamp};
+
+use super::{
+    ContractSubject, PortSet, at, change_write, new_message, observation, sid, stored, team,
+};
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn secret(n: u8) -> WebhookSecret {
+    WebhookSecret::from_key(&[n; 32]).expect("a key")
+}
+
+fn url(path: &str) -> EndpointUrl {
+    EndpointUrl::parse(
+        &format!("http://127.0.0.1:9/{path}"),
+        UrlPolicy::DEVELOPMENT,
+    )
+    .expect("url")
+}
+
+async fn endpoint(
+    store: &PortSet,
+    team: TeamId,
+    path: &str,
+    events: EventSelection,
+    enabled: bool,
+) -> WebhookEndpoint {
+    store
+        .webhooks()
+        .create_endpoint(
+            team,
+            NewEndpoint {
+                url: url(path),
+                events,
+                enabled,
+            },
+            &secret(1),
+            at(0),
+        )
+        .await
+        .expect("endpoint stored")
+}
+
+const STATUS_ONLY: EventSelection = EventSelection {
+    status_changed: true,
+    received: false,
+};
+const RECEIVED_ONLY: EventSelection = EventSelection {
+    status_changed: false,
+    received: true,
+};
+
+fn answered(status: u16, at_secs: i64) -> DeliveryAttempt {
+    DeliveryAttempt {
+        attempted_at: at(at_secs),
+        status_code: Some(status),
+        response_body: format!("answer {status}"),
+        error: None,
+        duration_ms: 3,
+    }
+}
+
+async fn claim(store: &PortSet, now: Timestamp) -> Vec<DueDelivery> {
+    store
+        .webhooks()
+        .claim_due(now, 100, LEASE)
+        .await
+        .expect("claimable")
+}
+
+async fn outbound(store: &PortSet, team: TeamId, n: u32, created: i64) {
+    stored(
+        store,
+        new_message(
+            team,
+            n,
+            Direction::OutboundApi,
+            MessageStatus::Queued,
+            at(created),
+        ),
+    )
+    .await;
+}
+
+pub async fn endpoints_belong_to_their_team_and_keep_their_changes(subject: &dyn ContractSubject) {
+    let store = &subject.ports();
+    let hooks = store.webhooks();
+    let a = team(subject, "A").await;
+    let b = team(subject, "B").await;
+    let created = endpoint(store, a, "a", EventSelection::ALL, true).await;
+    assert_eq!(
+        hooks.list_endpoints(a).await.expect("list"),
+        vec![created.clone()]
+    );
+    assert!(hooks.list_endpoints(b).await.expect("list").is_empty());
+    assert_eq!(
+        hooks.find_endpoint(b, created.id).await.expect("find"),
+        None
+    );
+    assert_eq!(
+        hooks
+            .update_endpoint(b, created.id, EndpointPatch::default(), at(1))
+            .await
+            .expect("update"),
+        None,
+        "another team's endpoint is not changed"
+    );
+    assert!(!hooks.delete_endpoint(b, created.id).await.expect("delete"));
+
+    let changed = hooks
+        .update_endpoint(
+            a,
+            created.id,
+            EndpointPatch {
+                url: Some(url("moved")),
+                events: Some(RECEIVED_ONLY),
+                enabled: Some(false),
+            },
+            at(5),
+        )
+        .await
+        .expect("update")
+        .expect("found");
+    assert_eq!(changed.url, url("moved"));
+    assert_eq!(changed.events, RECEIVED_ONLY);
+    assert!(!changed.enabled);
+    assert_eq!(changed.updated_at, at(5));
+    assert_eq!(
+        hooks.find_endpoint(a, created.id).await.expect("find"),
+        Some(changed)
+    );
+
+    let rotated = hooks
+        .rotate_secret(a, created.id, &secret(2), at(86_400), at(6))
+        .await
+        .expect("rotate")
+        .expect("found");
+    assert_eq!(rotated.previous_secret_expires_at, Some(at(86_400)));
+    assert!(hooks.delete_endpoint(a, created.id).await.expect("delete"));
+    assert!(hooks.list_endpoints(a).await.expect("list").is_empty());
+    assert_eq!(
+        hooks
+            .find_endpoint(a, EndpointId::new(created.id.get()))
+            .await
+            .expect("find"),
+        None
+    );
+}
+
+pub async fn every_applied_change_is_one_delivery_per_subscribed_enabled_endpoint(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    let b = team(subject, "B").await;
+    let statuses = endpoint(store, a, "statuses", STATUS_ONLY, true).await;
+    let inbound = endpoint(store, a, "inbound", RECEIVED_ONLY, true).await;
+    endpoint(store, a, "disabled", EventSelection::ALL, false).await;
+    endpoint(store, b, "other-team", EventSelection::ALL, true).await;
+
+    outbound(store, a, 1, 0).await;
+    store
+        .apply_observations(
+            a,
+            vec![
+                change_write(1, MessageStatus::Queued, MessageStatus::Delivered, at(10)),
+                // Not news: recorded in the history, told to nobody.
+                ObservationWrite {
+                    sid: sid(1),
+                    observation: observation(
+                        MessageStatus::Delivered,
+                        ObservationSource::Callback,
+                        at(11),
+                    ),
+                    change: None,
+                },
+            ],
+        )
+        .await
+        .expect("applied");
+    let mut arrival = new_message(a, 2, Direction::Inbound, MessageStatus::Received, at(20));
+    arrival.first_observation.source = ObservationSource::Inbound;
+    stored(store, arrival).await;
+
+    let first = claim(store, at(100)).await;
+    let mut seen: Vec<(String, WebhookEvent, MessageStatus)> = first
+        .iter()
+        .map(|d| {
+            (
+                d.url.as_str().to_owned(),
+                d.facts.event,
+                d.facts.state.status.clone(),
+            )
+        })
+        .collect();
+    seen.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        seen,
+        vec![
+            (
+                inbound.url.as_str().to_owned(),
+                WebhookEvent::Received,
+                MessageStatus::Received
+            ),
+            (
+                statuses.url.as_str().to_owned(),
+                WebhookEvent::StatusChanged,
+                MessageStatus::Queued
+            ),
+        ],
+        "the message's creation and the inbound arrival; its change waits behind its creation"
+    );
+    for delivery in &first {
+        assert_eq!(delivery.attempt, 1);
+        assert_eq!(delivery.secrets.len(), 1);
+        assert!(delivery.facts.webhook_id().starts_with("evt_"));
+        store
+            .webhooks()
+            .record_attempt(delivery.id, answered(200, 100), AfterAttempt::Delivered)
+            .await
+            .expect("recorded");
+    }
+    let second = claim(store, at(101)).await;
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_eq!(second[0].facts.state.status, MessageStatus::Delivered);
+    assert_eq!(second[0].facts.source, ObservationSource::Poll);
+    assert_eq!(second[0].url, statuses.url);
+    assert!(
+        second[0].facts.event_id > first.iter().map(|d| d.facts.event_id).min().unwrap_or(0),
+        "one event id per history row, in order"
+    );
+    let listed = store
+        .webhooks()
+        .list_deliveries(b, statuses.id, None, 50)
+        .await
+        .expect("listable");
+    assert!(listed.is_empty(), "another team lists none of them");
+}
+
+pub async fn claims_are_leased_retried_on_time_dead_after_the_last_and_replayable(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let hooks = store.webhooks();
+    let a = team(subject, "A").await;
+    let hook = endpoint(store, a, "h", EventSelection::ALL, true).await;
+    outbound(store, a, 1, 0).await;
+
+    assert!(
+        claim(store, at(-1)).await.is_empty(),
+        "not due before the change was observed"
+    );
+    let first = claim(store, at(0)).await;
+    assert_eq!(first.len(), 1);
+    assert!(
+        claim(store, at(30)).await.is_empty(),
+        "leased to its claimer"
+    );
+    let lapsed = claim(store, at(61)).await;
+    assert_eq!(
+        lapsed.len(),
+        1,
+        "a claimer that died lets it go when the lease ends"
+    );
+    assert_eq!((lapsed[0].id, lapsed[0].attempt), (first[0].id, 2));
+
+    hooks
+        .record_attempt(
+            lapsed[0].id,
+            answered(500, 61),
+            AfterAttempt::RetryAt(at(600)),
+        )
+        .await
+        .expect("recorded");
+    assert!(
+        claim(store, at(599)).await.is_empty(),
+        "not before its retry time"
+    );
+    let retried = claim(store, at(600)).await;
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempt, 3);
+    hooks
+        .record_attempt(retried[0].id, answered(503, 600), AfterAttempt::Dead)
+        .await
+        .expect("recorded");
+    assert!(
+        claim(store, at(100_000)).await.is_empty(),
+        "dead is never claimed"
+    );
+
+    let listed = hooks
+        .list_deliveries(a, hook.id, None, 50)
+        .await
+        .expect("listable");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].status, DeliveryStatus::Dead);
+    assert_eq!(listed[0].next_attempt_at, None);
+    assert_eq!(
+        listed[0]
+            .attempts
+            .iter()
+            .map(|attempt| attempt.status_code)
+            .collect::<Vec<_>>(),
+        vec![Some(503), Some(500)],
+        "attempts newest first"
+    );
+    assert_eq!(listed[0].attempts[0].response_body, "answer 503");
+
+    let replayed = hooks
+        .replay_delivery(a, hook.id, listed[0].id, at(200_000))
+        .await
+        .expect("replayable")
+        .expect("found");
+    assert_eq!(replayed.status, DeliveryStatus::Pending);
+    assert_eq!(replayed.attempts.len(), 2, "earlier attempts stay listed");
+    let again = claim(store, at(200_000)).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempt, 1, "a fresh schedule");
+    assert_eq!(
+        again[0].facts.webhook_id(),
+        first[0].facts.webhook_id(),
+        "the same webhook-id"
+    );
+    let other = team(subject, "B").await;
+    assert_eq!(
+        hooks
+            .replay_delivery(other, hook.id, listed[0].id, at(200_001))
+            .await
+            .expect("answers"),
+        None,
+        "another team cannot replay it"
+    );
+}
+
+pub async fn a_gone_endpoint_is_disabled_and_its_deliveries_wait_for_it(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let hooks = store.webhooks();
+    let a = team(subject, "A").await;
+    let hook = endpoint(store, a, "gone", EventSelection::ALL, true).await;
+    outbound(store, a, 1, 0).await;
+    let first = claim(store, at(1)).await;
+    hooks
+        .record_attempt(first[0].id, answered(410, 1), AfterAttempt::EndpointGone)
+        .await
+        .expect("recorded");
+    let disabled = hooks
+        .find_endpoint(a, hook.id)
+        .await
+        .expect("find")
+        .expect("kept");
+    assert!(!disabled.enabled);
+    assert_eq!(disabled.disabled_reason, Some(DisabledReason::Gone));
+    assert!(claim(store, at(2)).await.is_empty());
+    outbound(store, a, 2, 3).await;
+    let enabled = hooks
+        .update_endpoint(
+            a,
+            hook.id,
+            EndpointPatch {
+                enabled: Some(true),
+                ..EndpointPatch::default()
+            },
+            at(4),
+        )
+        .await
+        .expect("update")
+        .expect("found");
+    assert_eq!(enabled.disabled_reason, None);
+    let resumed = claim(store, at(5)).await;
+    assert_eq!(
+        resumed
+            .iter()
+            .map(|d| d.facts.sid.clone())
+            .collect::<Vec<_>>(),
+        vec![sid(1)],
+        "the waiting delivery is made; the change while disabled was told to nobody"
+    );
+}
+
+pub async fn a_rotated_secret_signs_beside_the_new_one_until_it_expires(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let hooks = store.webhooks();
+    let a = team(subject, "A").await;
+    let hook = endpoint(store, a, "r", EventSelection::ALL, true).await;
+    hooks
+        .rotate_secret(a, hook.id, &secret(2), at(1000), at(0))
+        .await
+        .expect("rotate");
+    outbound(store, a, 1, 0).await;
+    outbound(store, a, 2, 0).await;
+    let during = store
+        .webhooks()
+        .claim_due(at(10), 1, LEASE)
+        .await
+        .expect("claim");
+    let secrets: Vec<String> = during[0]
+        .secrets
+        .iter()
+        .map(|s| s.expose().to_owned())
+        .collect();
+    assert_eq!(
+        secrets,
+        vec![secret(2).expose().to_owned(), secret(1).expose().to_owned()],
+        "new first, then the previous"
+    );
+    hooks
+        .record_attempt(during[0].id, answered(200, 10), AfterAttempt::Delivered)
+        .await
+        .expect("recorded");
+    let after = claim(store, at(1001)).await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].secrets.len(), 1, "the previous secret has expired");
+}
+
+pub async fn timeouts_are_told_as_status_changes(subject: &dyn ContractSubject) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    endpoint(store, a, "t", STATUS_ONLY, true).await;
+    outbound(store, a, 1, 0).await;
+    let created = claim(store, at(1)).await;
+    store
+        .webhooks()
+        .record_attempt(created[0].id, answered(204, 1), AfterAttempt::Delivered)
+        .await
+        .expect("recorded");
+    let stuck = store
+        .time_out_stuck(at(100), at(200), 10)
+        .await
+        .expect("timed out");
+    assert_eq!(stuck.len(), 1);
+    let told = claim(store, at(200)).await;
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].facts.source, ObservationSource::Timeout);
+}
+
+pub async fn concurrent_claimers_never_share_a_delivery(subject: &dyn ContractSubject) {
+    let store = subject.ports();
+    let a = team(subject, "A").await;
+    endpoint(&store, a, "c", EventSelection::ALL, true).await;
+    for n in 1..=30 {
+        outbound(&store, a, n, 0).await;
+    }
+    let claimers: Vec<_> = (0..6)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store
+                        .webhooks()
+                        .claim_due(at(5), 4, LEASE)
+                        .await
+                        .expect("claim");
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch.into_iter().map(|d| d.id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.expect("joins"));
+    }
+    let distinct: HashSet<_> = all.iter().copied().collect();
+    assert_eq!(distinct.len(), all.len(), "no delivery claimed twice");
+    assert_eq!(all.len(), 30, "every delivery claimed");
+}
