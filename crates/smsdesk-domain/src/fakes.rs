@@ -10,6 +10,8 @@
 //!   so this crate stays free of any runtime.
 //! - [`ManualClock`]: a clock that moves only when told.
 //! - [`RecordingNotifier`]: a [`ChangeNotifier`] that keeps every committed change and activity.
+//! - [`RecordingTransport`]: a webhook receiver that records every delivery and answers from a
+//!   script; [`CountingSecrets`]: repeatable signing secrets.
 //!
 //! They are plain `std` code, so they are always compiled; they cost nothing unless used.
 
@@ -41,7 +43,7 @@ use crate::retention::RetentionPolicy;
 use crate::status::{Direction, MessageStatus};
 
 mod webhooks;
-pub use webhooks::CountingSecrets;
+pub use webhooks::{CountingSecrets, PostedDelivery, RecordingTransport, ScriptedAnswer};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in another test thread must not hide this one's result behind a poisoned lock.

@@ -26,7 +26,9 @@ use actix_web::test::{self, TestRequest};
 use async_trait::async_trait;
 use chrono::TimeZone;
 use smsdesk_domain::changes::ChangeNotifier;
-use smsdesk_domain::fakes::{FakeSmsProvider, InMemoryStore, ManualClock};
+use smsdesk_domain::fakes::{
+    CountingSecrets, FakeSmsProvider, InMemoryStore, ManualClock, RecordingTransport,
+};
 use smsdesk_domain::ports::{
     ApiKeyAuthenticator, CallbackInbox, Clock, IntegrationRepository, MessageRepository,
     NewIntegration, RepositoryError, Sender, SmsProvider, SystemClock,
@@ -194,6 +196,7 @@ impl WorldBuilder {
         };
         let ready = Arc::new(Switch::default());
         ready.set(true);
+        let receiver = RecordingTransport::new();
         let state = WebState::new(
             WebPorts {
                 messages: Arc::new(store.clone()),
@@ -211,6 +214,9 @@ impl WorldBuilder {
                 change_log: Arc::new(store.clone()),
                 fleet_doorbell: None,
                 notifiers: self.notifiers,
+                webhooks: Arc::new(store.clone()),
+                webhook_transport: Arc::new(receiver.clone()),
+                secrets: Arc::new(CountingSecrets::default()),
             },
             self.config,
         );
@@ -218,6 +224,7 @@ impl WorldBuilder {
         World {
             _live_events: live_events,
             store,
+            receiver,
             provider: fake,
             clock,
             time,
@@ -234,6 +241,8 @@ pub struct World {
     pub store: InMemoryStore,
     /// The fake Twilio (unless the builder named another provider).
     pub provider: FakeSmsProvider,
+    /// The teams' webhook receivers: every delivery the service posted, answered as scripted.
+    pub receiver: RecordingTransport,
     /// The manual clock (in force unless the builder asked for the system clock).
     pub clock: ManualClock,
     /// The clock the service uses.

@@ -5,8 +5,8 @@
 //! it rings the live events' doorbell (the streams read the change itself from the log, so
 //! every replica's streams see it), records transition and outcome metrics, and logs what an
 //! operator should see. No handler publishes or counts anything itself, so the
-//! service's behaviour is the domain's, and the next consumer (the fleet's doorbell, delivery
-//! webhooks) plugs in beside these.
+//! service's behaviour is the domain's. It also wakes the delivery-webhook worker, whose
+//! deliveries the store recorded in the change's own transaction.
 
 use std::sync::Arc;
 
@@ -20,12 +20,25 @@ use crate::metrics::Metrics;
 pub struct ServiceConsequences {
     events: MessageEvents,
     metrics: Arc<Metrics>,
+    webhook_doorbell: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl ServiceConsequences {
     /// Publishes to `events` and records into `metrics`.
     pub fn new(events: MessageEvents, metrics: Arc<Metrics>) -> Self {
-        Self { events, metrics }
+        Self {
+            events,
+            metrics,
+            webhook_doorbell: None,
+        }
+    }
+
+    /// Also wakes the delivery-webhook worker on every committed change (its deliveries were
+    /// recorded in the change's transaction).
+    #[must_use]
+    pub fn with_webhook_doorbell(mut self, doorbell: Arc<tokio::sync::Notify>) -> Self {
+        self.webhook_doorbell = Some(doorbell);
+        self
     }
 }
 
@@ -36,6 +49,9 @@ impl ChangeNotifier for ServiceConsequences {
                 .record_transition(from.as_str(), change.state.status.as_str());
         }
         self.events.ring();
+        if let Some(doorbell) = &self.webhook_doorbell {
+            doorbell.notify_one();
+        }
     }
 
     fn activity(&self, activity: &Activity) {

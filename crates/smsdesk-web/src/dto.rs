@@ -6,8 +6,10 @@ use smsdesk_domain::api_keys::{ApiKeySummary, IssuedKey};
 use smsdesk_domain::ports::{Sender, TwilioAuth, TwilioIntegration};
 use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
 use smsdesk_domain::services::{
-    FailureReason, IntegrationSettings, MessageOutcome, OutcomeKind, RefreshAnswer, SkipReason,
+    EndpointRequest, EndpointWithSecret, FailureReason, IntegrationSettings, MessageOutcome,
+    OutcomeKind, RefreshAnswer, SkipReason,
 };
+use smsdesk_domain::webhooks::{WebhookDelivery, WebhookEndpoint};
 use smsdesk_domain::{DeliveryError, Message, StatusEvent, Timestamp};
 
 /// A stored message.
@@ -475,4 +477,193 @@ impl From<IssuedKey> for IssuedApiKeyDto {
             key: issued.key.expose_secret().to_owned(),
         }
     }
+}
+
+/// `POST /api/webhook-endpoints` and `PATCH /api/webhook-endpoints/{id}` bodies: every field
+/// optional on PATCH; `url` required on POST (the use case says so).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookEndpointRequestDto {
+    /// Where to post.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `message.status_changed`, `message.received`; default both (POST).
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    /// Default true (POST).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+impl From<WebhookEndpointRequestDto> for EndpointRequest {
+    fn from(dto: WebhookEndpointRequestDto) -> Self {
+        Self {
+            url: dto.url,
+            events: dto.events,
+            enabled: dto.enabled,
+        }
+    }
+}
+
+/// A webhook endpoint (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEndpointDto {
+    /// `we_…`.
+    pub id: String,
+    /// Where deliveries are posted.
+    pub url: String,
+    /// The events it wants.
+    pub events: Vec<String>,
+    /// Whether deliveries are made.
+    pub enabled: bool,
+    /// `gone` when a 410 disabled it.
+    pub disabled_reason: Option<String>,
+    /// Until when the secret replaced by the last rotation still signs.
+    pub previous_secret_expires_at: Option<Timestamp>,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last changed.
+    pub updated_at: Timestamp,
+}
+
+impl From<WebhookEndpoint> for WebhookEndpointDto {
+    fn from(endpoint: WebhookEndpoint) -> Self {
+        Self {
+            id: endpoint.id.to_string(),
+            url: endpoint.url.as_str().to_owned(),
+            events: endpoint
+                .events
+                .events()
+                .into_iter()
+                .map(|event| event.as_str().to_owned())
+                .collect(),
+            enabled: endpoint.enabled,
+            disabled_reason: endpoint
+                .disabled_reason
+                .map(|reason| reason.as_str().to_owned()),
+            previous_secret_expires_at: endpoint.previous_secret_expires_at,
+            created_at: endpoint.created_at,
+            updated_at: endpoint.updated_at,
+        }
+    }
+}
+
+/// `GET /api/webhook-endpoints`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEndpointListDto {
+    /// Oldest first.
+    pub endpoints: Vec<WebhookEndpointDto>,
+}
+
+/// An endpoint with its signing secret: the answer to creation and rotation only. Not `Debug`
+/// in clear.
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEndpointWithSecretDto {
+    /// The endpoint.
+    #[serde(flatten)]
+    pub endpoint: WebhookEndpointDto,
+    /// `whsec_…`: store it now, it is not shown again.
+    pub secret: String,
+}
+
+impl From<EndpointWithSecret> for WebhookEndpointWithSecretDto {
+    fn from(created: EndpointWithSecret) -> Self {
+        Self {
+            endpoint: created.endpoint.into(),
+            secret: created.secret.expose().to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for WebhookEndpointWithSecretDto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookEndpointWithSecretDto")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One attempt of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAttemptDto {
+    /// When.
+    pub attempted_at: Timestamp,
+    /// The receiver's status, if it answered.
+    pub status_code: Option<u16>,
+    /// The start of its answer (1 KiB at most).
+    pub response_body: String,
+    /// Why there was no answer.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// A delivery with its attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDeliveryDto {
+    /// `wd_…`.
+    pub id: String,
+    /// The `webhook-id` header of every attempt.
+    pub webhook_id: String,
+    /// The event.
+    #[serde(rename = "type")]
+    pub event: String,
+    /// The message.
+    pub message_sid: String,
+    /// The status the event recorded.
+    pub message_status: String,
+    /// `pending`, `delivered` or `dead`.
+    pub status: String,
+    /// Attempts since it was recorded or last replayed.
+    pub attempt_count: u32,
+    /// When the next attempt is due (pending only).
+    pub next_attempt_at: Option<Timestamp>,
+    /// When the change was committed.
+    pub created_at: Timestamp,
+    /// Newest first.
+    pub attempts: Vec<WebhookAttemptDto>,
+}
+
+impl From<WebhookDelivery> for WebhookDeliveryDto {
+    fn from(delivery: WebhookDelivery) -> Self {
+        Self {
+            id: delivery.id.to_string(),
+            webhook_id: delivery.facts.webhook_id(),
+            event: delivery.facts.event.as_str().to_owned(),
+            message_sid: delivery.facts.sid.to_string(),
+            message_status: delivery.facts.state.status.as_str().to_owned(),
+            status: delivery.status.as_str().to_owned(),
+            attempt_count: delivery.attempt_count,
+            next_attempt_at: delivery.next_attempt_at,
+            created_at: delivery.created_at,
+            attempts: delivery
+                .attempts
+                .into_iter()
+                .map(|attempt| WebhookAttemptDto {
+                    attempted_at: attempt.attempted_at,
+                    status_code: attempt.status_code,
+                    response_body: attempt.response_body,
+                    error: attempt.error,
+                    duration_ms: attempt.duration_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `GET /api/webhook-endpoints/{id}/deliveries`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDeliveryPageDto {
+    /// Newest first.
+    pub deliveries: Vec<WebhookDeliveryDto>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+    /// The next page's full URL.
+    pub links: PageLinksDto,
 }

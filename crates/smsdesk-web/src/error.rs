@@ -17,8 +17,8 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use smsdesk_domain::ports::{ProviderError, RepositoryError};
 use smsdesk_domain::services::{
-    ConfigureIntegrationError, IntegrationField, ManageApiKeysError, RefreshError, RefreshOneError,
-    RefreshRecentError, SendSmsError, WebhookError,
+    ConfigureIntegrationError, IntegrationField, ManageApiKeysError, ManageWebhooksError,
+    RefreshError, RefreshOneError, RefreshRecentError, SendSmsError, WebhookError,
 };
 
 /// The message every plan refusal carries.
@@ -607,6 +607,26 @@ impl From<ManageApiKeysError> for ApiError {
             ),
             ManageApiKeysError::NotFound => Self::not_found("no such API key"),
             ManageApiKeysError::Store(store) => store_error(store),
+        }
+    }
+}
+
+impl From<ManageWebhooksError> for ApiError {
+    fn from(error: ManageWebhooksError) -> Self {
+        match &error {
+            ManageWebhooksError::NotAdmin => Self::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                error.to_string(),
+            ),
+            ManageWebhooksError::InvalidUrl(why) => Self::invalid_field("url", why.to_string()),
+            ManageWebhooksError::InvalidEvents(why) => {
+                Self::invalid_field("events", why.to_string())
+            }
+            ManageWebhooksError::NotFound => {
+                Self::not_found("no such webhook endpoint or delivery")
+            }
+            ManageWebhooksError::Store(store) => store_error(store),
         }
     }
 }

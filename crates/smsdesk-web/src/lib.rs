@@ -58,6 +58,7 @@ mod page;
 mod query;
 mod routes;
 pub mod state;
+mod webhook_endpoints;
 mod webhooks;
 
 use actix_web::web;

@@ -29,11 +29,11 @@ use crate::query::QueryParams;
 use crate::state::WebState;
 use crate::webhooks;
 
-type Query = web::Query<Vec<(String, String)>>;
+pub(crate) type Query = web::Query<Vec<(String, String)>>;
 
 /// Registers every route on `cfg` (inside the edge-wrapped scope).
 pub(crate) fn register(scope: actix_web::Scope) -> actix_web::Scope {
-    scope
+    crate::webhook_endpoints::register(scope)
         .service(endpoint("/healthz", Method::GET, healthz))
         .service(endpoint("/readyz", Method::GET, readyz))
         .service(endpoint("/metrics", Method::GET, metrics))
@@ -192,7 +192,7 @@ fn one_sender(from: Option<&str>, service: Option<&str>) -> Result<Option<Sender
 /// Reads a JSON body only once the caller is known (and allowed): actix runs a handler's
 /// extractors concurrently, so a `web::Json` argument could answer an anonymous caller's broken
 /// body with a 400 before authentication answered 401. Limits and error shapes are `JsonConfig`'s.
-async fn json_body<T: serde::de::DeserializeOwned>(
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<T, actix_web::Error> {
@@ -459,7 +459,7 @@ fn parse_list_query(params: &QueryParams) -> Result<MessageQuery, ApiError> {
 
 /// The next page's full URL: this request's URL with `cursor` set to `next`, every other
 /// parameter kept.
-fn next_page_url(req: &HttpRequest, params: &QueryParams, next: &str) -> String {
+pub(crate) fn next_page_url(req: &HttpRequest, params: &QueryParams, next: &str) -> String {
     let info = req.connection_info();
     let mut url = format!("{}://{}{}?", info.scheme(), info.host(), req.path());
     let mut query = url::form_urlencoded::Serializer::new(String::new());

@@ -10,14 +10,15 @@ use smsdesk_domain::RefreshPolicy;
 use smsdesk_domain::changes::{ChangeNotifier, FanOut, LogPosition};
 use smsdesk_domain::ports::{
     ApiKeyAuthenticator, ApiKeyRepository, CallbackInbox, ChangeLog, Clock, IdempotencyStore,
-    IntegrationRepository, MessageRepository, RefreshLimiter, RepositoryError, SmsProvider,
-    StuckMessages, UnfinishedMessages,
+    IntegrationRepository, MessageRepository, RefreshLimiter, RepositoryError, SecretGenerator,
+    SmsProvider, StuckMessages, UnfinishedMessages, WebhookRepository, WebhookTransport,
 };
 use smsdesk_domain::services::{
-    ApplyStatusCallback, ConfigureIntegration, ManageApiKeys, ReceiveSms, Reconcile,
-    ReconcilePolicy, RefreshStatus, SendSms,
+    ApplyStatusCallback, ConfigureIntegration, DeliverWebhooks, ManageApiKeys, ManageWebhooks,
+    ReceiveSms, Reconcile, ReconcilePolicy, RefreshStatus, SendSms,
 };
 use smsdesk_domain::sweep::{SweepPolicy, TrafficEstimates};
+use smsdesk_domain::webhooks::UrlPolicy;
 
 use crate::auth::KeyCache;
 use crate::consequences::ServiceConsequences;
@@ -118,6 +119,9 @@ pub struct WebConfig {
     /// The demo team's API key, pre-filled on the SMS page's sign-in form. Set only in
     /// development (demo mode); never rendered in production mode.
     pub demo_api_key: Option<String>,
+    /// Where delivery-webhook endpoints may point: https and public addresses only in
+    /// production, anything in development (so the demo and tests can use 127.0.0.1).
+    pub webhook_urls: UrlPolicy,
 }
 
 impl Default for WebConfig {
@@ -132,6 +136,7 @@ impl Default for WebConfig {
             sweep_policy: SweepPolicy::default(),
             reconcile_policy: ReconcilePolicy::default(),
             demo_api_key: None,
+            webhook_urls: UrlPolicy::DEVELOPMENT,
         }
     }
 }
@@ -172,6 +177,12 @@ pub struct WebPorts {
     /// More consumers of committed changes, beside the service's own live events and metrics
     /// (which are always there).
     pub notifiers: Vec<Arc<dyn ChangeNotifier>>,
+    /// Delivery-webhook endpoints and the outbox.
+    pub webhooks: Arc<dyn WebhookRepository>,
+    /// How deliveries are posted.
+    pub webhook_transport: Arc<dyn WebhookTransport>,
+    /// Where endpoints' signing secrets come from.
+    pub secrets: Arc<dyn SecretGenerator>,
 }
 
 /// Everything the handlers share. Cheap to clone (one `Arc`); build one per process and clone it
@@ -199,6 +210,9 @@ struct Inner {
     change_log: Arc<dyn ChangeLog>,
     fleet_doorbell: Option<Arc<dyn FleetDoorbell>>,
     reconcile: Reconcile,
+    webhooks: ManageWebhooks,
+    deliveries: DeliverWebhooks,
+    webhook_doorbell: Arc<tokio::sync::Notify>,
 }
 
 impl WebState {
@@ -208,13 +222,22 @@ impl WebState {
     pub fn new(ports: WebPorts, config: WebConfig) -> Self {
         let metrics = Arc::new(Metrics::new());
         let events = MessageEvents::new();
-        let notifier: Arc<dyn ChangeNotifier> = Arc::new(ports.notifiers.into_iter().fold(
-            FanOut::new().with(Arc::new(ServiceConsequences::new(
-                events.clone(),
-                metrics.clone(),
-            ))),
-            FanOut::with,
-        ));
+        let webhook_doorbell = Arc::new(tokio::sync::Notify::new());
+        let notifier: Arc<dyn ChangeNotifier> = Arc::new(
+            ports.notifiers.into_iter().fold(
+                FanOut::new().with(Arc::new(
+                    ServiceConsequences::new(events.clone(), metrics.clone())
+                        .with_webhook_doorbell(webhook_doorbell.clone()),
+                )),
+                FanOut::with,
+            ),
+        );
+        let webhooks =
+            ManageWebhooks::new(ports.webhooks.clone(), ports.secrets, config.webhook_urls)
+                .with_clock(ports.clock.clone());
+        let deliveries = DeliverWebhooks::new(ports.webhooks, ports.webhook_transport)
+            .with_clock(ports.clock.clone())
+            .with_notifier(notifier.clone());
         let provider: Arc<dyn SmsProvider> =
             Arc::new(MeteredSmsProvider::new(ports.provider, metrics.clone()));
         let traffic = Arc::new(TrafficEstimates::new());
@@ -283,6 +306,9 @@ impl WebState {
                 change_log: ports.change_log,
                 fleet_doorbell: ports.fleet_doorbell,
                 reconcile,
+                webhooks,
+                deliveries,
+                webhook_doorbell,
             }),
         }
     }
@@ -398,6 +424,22 @@ impl WebState {
 
     pub(crate) fn api_keys(&self) -> &ManageApiKeys {
         &self.inner.api_keys
+    }
+
+    pub(crate) fn webhooks(&self) -> &ManageWebhooks {
+        &self.inner.webhooks
+    }
+
+    /// The delivery worker's use case: the app runs [`DeliverWebhooks::deliver_due`] in a loop
+    /// on every replica (`smsdesk::startup`), woken by [`WebState::webhook_doorbell`].
+    pub fn deliver_webhooks(&self) -> &DeliverWebhooks {
+        &self.inner.deliveries
+    }
+
+    /// Rung (one stored permit) by every committed change, so the delivery worker attempts a new
+    /// delivery at once instead of at its next poll.
+    pub fn webhook_doorbell(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.webhook_doorbell.clone()
     }
 
     pub(crate) fn authenticator(&self) -> &Arc<dyn ApiKeyAuthenticator> {

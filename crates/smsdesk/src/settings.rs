@@ -139,6 +139,12 @@ pub struct Settings {
     #[arg(long, env = "SMSDESK_REFRESH_PLAN", value_enum, default_value = "auto")]
     pub refresh_plan: RefreshPlan,
 
+    /// Whether delivery-webhook endpoints may point at loopback, private or link-local
+    /// addresses (the default in development, so the demo and tests can use 127.0.0.1; refused
+    /// by default in production, where endpoints must also use https).
+    #[arg(long, env = "SMSDESK_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: Option<bool>,
+
     /// Seconds between two reconciler runs, which sweep the accounts with unfinished messages
     /// (one replica of a fleet runs it); 0 switches the reconciler off.
     #[arg(long, env = "SMSDESK_RECONCILER_INTERVAL_SECS", default_value_t = 300)]
@@ -325,6 +331,14 @@ impl Settings {
                 RefreshPlan::Window => smsdesk_domain::sweep::PlanMode::Window,
             },
             ..smsdesk_domain::sweep::SweepPolicy::default()
+        }
+    }
+
+    /// Where delivery-webhook endpoints may point.
+    pub fn webhook_urls(&self) -> smsdesk_domain::webhooks::UrlPolicy {
+        smsdesk_domain::webhooks::UrlPolicy {
+            require_https: self.is_production(),
+            allow_private: self.webhook_allow_private.unwrap_or(!self.is_production()),
         }
     }
 

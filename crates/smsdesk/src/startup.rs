@@ -14,11 +14,12 @@ use smsdesk_domain::fleet_share;
 use smsdesk_domain::ports::{Clock, SmsProvider, SystemClock};
 use smsdesk_domain::ports::{Leases, ReplicaRegistry};
 use smsdesk_domain::services::ApplyRetention;
-use smsdesk_store::{Backend, SecretCipher, Store, StoreOptions};
+use smsdesk_store::{Backend, RandomSecrets, SecretCipher, Store, StoreOptions};
 use smsdesk_twilio::{TwilioClient, TwilioConfig};
 use smsdesk_twilio_sim::{SimConfig, SimHandle, SimServer};
 use smsdesk_web::events::FleetDoorbell;
 use smsdesk_web::{Readiness, WebConfig, WebPorts, WebState};
+use smsdesk_webhooks::HttpWebhookTransport;
 
 use crate::demo;
 use crate::settings::Settings;
@@ -79,6 +80,7 @@ pub struct Application {
     heartbeat: tokio::task::JoinHandle<()>,
     live_events: tokio::task::JoinHandle<()>,
     reconciler: Option<tokio::task::JoinHandle<()>>,
+    webhook_worker: tokio::task::JoinHandle<()>,
     /// This process in the fleet's roll call, left on a graceful stop.
     replica: String,
 }
@@ -143,8 +145,11 @@ impl Application {
             reconcile_policy: settings.reconcile_policy().unwrap_or_default(),
             rate_limits: settings.rate_limits(),
             trust_forwarded_headers: settings.trust_forwarded_headers,
+            webhook_urls: settings.webhook_urls(),
             ..WebConfig::default()
         };
+        let webhook_transport = HttpWebhookTransport::new(settings.webhook_urls())
+            .context("building the webhook HTTP client")?;
         let state = WebState::new(
             WebPorts {
                 messages: shared.clone(),
@@ -163,6 +168,9 @@ impl Application {
                 fleet_doorbell: (store.backend() == Backend::Postgres)
                     .then(|| Arc::new(StoreDoorbell(store.clone())) as Arc<dyn FleetDoorbell>),
                 notifiers: Vec::new(),
+                webhooks: shared.clone(),
+                webhook_transport: Arc::new(webhook_transport),
+                secrets: Arc::new(RandomSecrets),
             },
             config,
         );
@@ -207,6 +215,7 @@ impl Application {
             )
         });
         let housekeeping = spawn_housekeeping(state.clone(), jobs, retention);
+        let webhook_worker = spawn_webhook_worker(state.clone());
         let server = HttpServer::new({
             let state = state.clone();
             move || {
@@ -229,6 +238,7 @@ impl Application {
             housekeeping,
             live_events,
             reconciler,
+            webhook_worker,
             heartbeat,
             replica: fleet_replica,
         })
@@ -269,6 +279,8 @@ impl Application {
         self.housekeeping.abort();
         self.heartbeat.abort();
         self.live_events.abort();
+        // An attempt cut short here is claimed again by any replica once its lease ends.
+        self.webhook_worker.abort();
         if let Some(reconciler) = &self.reconciler {
             reconciler.abort();
         }
@@ -422,6 +434,32 @@ const RECONCILER_JOB: &str = "reconciler";
 /// lease running out when it dies.
 ///
 /// [`Reconcile`]: smsdesk_domain::services::Reconcile
+/// How often the delivery worker looks for due deliveries when no local change woke it: the
+/// bound on how late a delivery recorded by another replica, or a retry coming due, is attempted.
+const WEBHOOK_POLL: Duration = Duration::from_millis(250);
+
+/// Every replica's delivery worker: claims due deliveries (the database hands each to one
+/// worker), attempts them, and sleeps until a local change rings or the next poll; a full batch
+/// goes round again at once.
+fn spawn_webhook_worker(state: WebState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let deliveries = state.deliver_webhooks().clone();
+        let doorbell = state.webhook_doorbell();
+        let batch = u64::try_from(deliveries.policy().batch).unwrap_or(u64::MAX);
+        loop {
+            match deliveries.deliver_due().await {
+                Ok(round) if round.attempted >= batch => continue,
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "could not claim webhook deliveries"),
+            }
+            tokio::select! {
+                () = doorbell.notified() => {}
+                () = tokio::time::sleep(WEBHOOK_POLL) => {}
+            }
+        }
+    })
+}
+
 fn spawn_reconciler(
     state: WebState,
     jobs: FleetJobs,

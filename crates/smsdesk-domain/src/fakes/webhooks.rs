@@ -403,3 +403,97 @@ impl WebhookRepository for InMemoryStore {
         Ok(state.listed(id.get(), delivery))
     }
 }
+
+/// One POST a [`RecordingTransport`] took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostedDelivery {
+    /// Where it was posted.
+    pub url: String,
+    /// Its headers, as sent.
+    pub headers: Vec<(&'static str, String)>,
+    /// Its body.
+    pub body: Vec<u8>,
+}
+
+impl PostedDelivery {
+    /// The value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A receiver's answer, scripted: a status, or no answer at all (the error's text).
+pub type ScriptedAnswer = Result<u16, String>;
+
+#[derive(Default)]
+struct TransportState {
+    script: std::collections::VecDeque<ScriptedAnswer>,
+    otherwise: Option<ScriptedAnswer>,
+    posted: Vec<PostedDelivery>,
+}
+
+/// A [`crate::ports::WebhookTransport`] that records every POST and answers from a script (then
+/// 200, or what [`RecordingTransport::answer_otherwise`] set).
+#[derive(Default, Clone)]
+pub struct RecordingTransport {
+    state: std::sync::Arc<std::sync::Mutex<TransportState>>,
+}
+
+impl RecordingTransport {
+    /// Answers 200 to everything until scripted.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next POSTs get these answers, in order.
+    pub fn answer_next(&self, answers: impl IntoIterator<Item = ScriptedAnswer>) {
+        super::lock(&self.state).script.extend(answers);
+    }
+
+    /// Once the script is spent, every POST gets `answer`.
+    pub fn answer_otherwise(&self, answer: ScriptedAnswer) {
+        super::lock(&self.state).otherwise = Some(answer);
+    }
+
+    /// Every POST so far, in order.
+    pub fn posted(&self) -> Vec<PostedDelivery> {
+        super::lock(&self.state).posted.clone()
+    }
+}
+
+#[async_trait]
+impl crate::ports::WebhookTransport for RecordingTransport {
+    async fn post(
+        &self,
+        url: &str,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    ) -> Result<crate::ports::WebhookResponse, crate::ports::WebhookTransportError> {
+        let mut state = super::lock(&self.state);
+        state.posted.push(PostedDelivery {
+            url: url.to_owned(),
+            headers,
+            body,
+        });
+        let answer = state
+            .script
+            .pop_front()
+            .or_else(|| state.otherwise.clone())
+            .unwrap_or(Ok(200));
+        match answer {
+            Ok(status) => Ok(crate::ports::WebhookResponse {
+                status,
+                body: format!("answered {status}").into_bytes(),
+            }),
+            Err(error) => Err(crate::ports::WebhookTransportError(error)),
+        }
+    }
+}
