@@ -9,4 +9,5 @@ mod messages;
 mod openapi;
 mod refresh;
 mod send;
+mod webhook_endpoints;
 mod webhooks;

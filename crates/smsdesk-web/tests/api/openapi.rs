@@ -243,6 +243,118 @@ async fn real_responses_carry_what_the_document_says() {
     }
 }
 
+#[actix_web::test]
+async fn webhook_endpoint_answers_carry_what_the_document_says() {
+    use smsdesk_test_support::world::PRO_ADMIN_KEY;
+    let world = World::new();
+    world
+        .connect_twilio(1, smsdesk_test_support::world::ACCOUNT)
+        .await;
+    let doc = document();
+    let admin = |request: TestRequest| request.insert_header(bearer(PRO_ADMIN_KEY));
+    let created = world
+        .call(
+            admin(TestRequest::post().uri("/api/webhook-endpoints"))
+                .set_json(serde_json::json!({"url": "http://127.0.0.1:9/hooks"})),
+        )
+        .await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    let id = created.json["id"].as_str().unwrap_or_default().to_owned();
+    world.seed_message(1, 1, 5, MessageStatus::Sent).await;
+    world.receiver.answer_next([Ok(503)]);
+    world
+        .state
+        .deliver_webhooks()
+        .deliver_due()
+        .await
+        .expect("a round");
+    let one = format!("/api/webhook-endpoints/{id}");
+    let deliveries = format!("{one}/deliveries?limit=1");
+    let page = world.call(admin(TestRequest::get().uri(&deliveries))).await;
+    let delivery = page.json["deliveries"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let checks = [
+        (created, "/api/webhook-endpoints", "post", 201),
+        (
+            world
+                .call(admin(TestRequest::get().uri("/api/webhook-endpoints")))
+                .await,
+            "/api/webhook-endpoints",
+            "get",
+            200,
+        ),
+        (
+            world
+                .call(
+                    admin(TestRequest::patch().uri(&one))
+                        .set_json(serde_json::json!({"enabled": true})),
+                )
+                .await,
+            "/api/webhook-endpoints/{id}",
+            "patch",
+            200,
+        ),
+        (
+            world
+                .call(admin(
+                    TestRequest::post().uri(&format!("{one}/rotate-secret")),
+                ))
+                .await,
+            "/api/webhook-endpoints/{id}/rotate-secret",
+            "post",
+            200,
+        ),
+        (page, "/api/webhook-endpoints/{id}/deliveries", "get", 200),
+        (
+            world
+                .call(admin(
+                    TestRequest::post().uri(&format!("{one}/deliveries/{delivery}/replay")),
+                ))
+                .await,
+            "/api/webhook-endpoints/{id}/deliveries/{delivery}/replay",
+            "post",
+            202,
+        ),
+        (
+            world
+                .call(
+                    admin(TestRequest::post().uri("/api/webhook-endpoints"))
+                        .set_json(serde_json::json!({"url": "gopher://x"})),
+                )
+                .await,
+            "/api/webhook-endpoints",
+            "post",
+            400,
+        ),
+        (
+            world
+                .call(admin(
+                    TestRequest::get().uri("/api/webhook-endpoints/we_999"),
+                ))
+                .await,
+            "/api/webhook-endpoints/{id}",
+            "get",
+            404,
+        ),
+    ];
+    for (answer, path, method, status) in checks {
+        assert_eq!(
+            answer.status.as_u16(),
+            status,
+            "{method} {path}: {}",
+            answer.text
+        );
+        assert_conforms(
+            &doc,
+            response_schema(&doc, path, method, status),
+            &answer.json,
+            &format!("{method} {path} {status}"),
+        );
+    }
+}
+
 #[test]
 fn the_conformance_check_notices_what_a_body_gets_wrong() {
     let doc = document();
