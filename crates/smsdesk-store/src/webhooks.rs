@@ -155,6 +155,15 @@ const ENDPOINT_COLUMNS: [WebhookEndpoints; 9] = [
     WebhookEndpoints::CreatedAt,
 ];
 
+/// The ids of `team`'s endpoints: the tenant scope of every delivery query.
+fn team_endpoint_ids(team: TeamId) -> SelectStatement {
+    Query::select()
+        .column(WebhookEndpoints::Id)
+        .from(WebhookEndpoints::Table)
+        .and_where(Expr::col(WebhookEndpoints::TeamId).eq(team.get()))
+        .to_owned()
+}
+
 fn select_endpoints(team: TeamId) -> SelectStatement {
     Query::select()
         .columns(ENDPOINT_COLUMNS)
@@ -477,13 +486,7 @@ impl WebhookRepository for Store {
             .from(WebhookDeliveries::Table)
             .and_where(Expr::col(WebhookDeliveries::EndpointId).eq(id.get()))
             .and_where(
-                Expr::col(WebhookDeliveries::EndpointId).in_subquery(
-                    Query::select()
-                        .column(WebhookEndpoints::Id)
-                        .from(WebhookEndpoints::Table)
-                        .and_where(Expr::col(WebhookEndpoints::TeamId).eq(team.get()))
-                        .to_owned(),
-                ),
+                Expr::col(WebhookDeliveries::EndpointId).in_subquery(team_endpoint_ids(team)),
             )
             .to_owned();
         let attempts = Query::delete()
@@ -755,13 +758,7 @@ impl WebhookRepository for Store {
             .and_where(Expr::col(WebhookDeliveries::Id).eq(id.get()))
             .and_where(Expr::col(WebhookDeliveries::EndpointId).eq(endpoint.get()))
             .and_where(
-                Expr::col(WebhookDeliveries::EndpointId).in_subquery(
-                    Query::select()
-                        .column(WebhookEndpoints::Id)
-                        .from(WebhookEndpoints::Table)
-                        .and_where(Expr::col(WebhookEndpoints::TeamId).eq(team.get()))
-                        .to_owned(),
-                ),
+                Expr::col(WebhookDeliveries::EndpointId).in_subquery(team_endpoint_ids(team)),
             )
             .to_owned();
         if execute(&self.db, &replay).await.map_err(repo_err)? == 0 {

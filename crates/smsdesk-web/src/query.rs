@@ -64,6 +64,23 @@ impl QueryParams {
             .map(|(_, v)| v.as_str())
     }
 
+    /// `limit`: a whole number from 1 to `max`, or `default` when absent.
+    pub(crate) fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        match self.get("limit") {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n) && raw.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| {
+                    ApiError::invalid_parameter(
+                        "limit",
+                        format!("limit must be a whole number from 1 to {max}"),
+                    )
+                }),
+        }
+    }
+
     /// The pairs, in the order given.
     pub(crate) fn pairs(&self) -> &[(String, String)] {
         &self.pairs

@@ -431,19 +431,7 @@ fn parse_list_query(params: &QueryParams) -> Result<MessageQuery, ApiError> {
             })
         })
         .transpose()?;
-    let limit = match params.get("limit") {
-        None => DEFAULT_PAGE,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n) && raw.bytes().all(|b| b.is_ascii_digit()))
-            .ok_or_else(|| {
-                ApiError::invalid_parameter(
-                    "limit",
-                    format!("limit must be a whole number from 1 to {MAX_PAGE}"),
-                )
-            })?,
-    };
+    let limit = params.limit(DEFAULT_PAGE, MAX_PAGE)?;
     Ok(MessageQuery {
         direction,
         statuses,

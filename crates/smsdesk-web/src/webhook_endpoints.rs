@@ -186,22 +186,6 @@ async fn rotate_secret(
     ))
 }
 
-fn page_limit(params: &QueryParams) -> Result<usize, ApiError> {
-    match params.get("limit") {
-        None => Ok(DEFAULT_DELIVERIES),
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_DELIVERIES).contains(n) && raw.bytes().all(|b| b.is_ascii_digit()))
-            .ok_or_else(|| {
-                ApiError::invalid_parameter(
-                    "limit",
-                    format!("limit must be a whole number from 1 to {MAX_DELIVERIES}"),
-                )
-            }),
-    }
-}
-
 async fn deliveries(
     state: web::Data<WebState>,
     Authenticated(requester): Authenticated,
@@ -216,7 +200,7 @@ async fn deliveries(
         .get("cursor")
         .map(|raw| delivery_id("cursor", raw))
         .transpose()?;
-    let limit = page_limit(&params)?;
+    let limit = params.limit(DEFAULT_DELIVERIES, MAX_DELIVERIES)?;
     let found = state
         .webhooks()
         .deliveries(admin, id, before, limit)
@@ -252,6 +236,5 @@ async fn replay(
             delivery_id("delivery", &delivery)?,
         )
         .await?;
-    state.webhook_doorbell().notify_one();
     Ok(HttpResponse::Accepted().json(WebhookDeliveryDto::from(replayed)))
 }
