@@ -1,53 +1,52 @@
-//! Listing messages, probes and metrics.
+//! Listing messages (through the typed client), probes and metrics.
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use smsdesk_client::MessageFilter;
 
 use smsdesk_test_support::app::spawn_app;
 
 #[tokio::test]
 async fn the_demo_team_starts_with_messages_listed_newest_first_with_paging() {
     let app = spawn_app().await;
+    let client = app.client();
     for n in 0..3 {
         app.send(&format!("+1415555020{n}"), "paging").await;
     }
-    let first: Value = app
-        .http
-        .get(app.url("/api/messages?limit=2"))
-        .bearer_auth(&app.api_key)
-        .send()
+    let first = client
+        .list_messages(&MessageFilter {
+            limit: Some(2),
+            ..MessageFilter::default()
+        })
         .await
-        .expect("sent")
-        .json()
+        .expect("a page");
+    assert_eq!(first.messages.len(), 2, "{first:?}");
+    assert!(first.next_cursor.is_some(), "a next page");
+    let second = client
+        .next_messages(&first)
         .await
-        .expect("JSON");
-    assert_eq!(
-        first["messages"].as_array().map(Vec::len),
-        Some(2),
-        "{first}"
-    );
-    let cursor = first["nextCursor"].as_str().expect("a next page");
-    let second: Value = app
-        .http
-        .get(app.url(&format!("/api/messages?limit=2&cursor={cursor}")))
-        .bearer_auth(&app.api_key)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
-    let seen: Vec<&str> = first["messages"]
-        .as_array()
-        .into_iter()
-        .chain(second["messages"].as_array())
-        .flatten()
-        .filter_map(|m| m["sid"].as_str())
+        .expect("the next page")
+        .expect("there is one");
+    assert_eq!(second.messages.len(), 2, "the link keeps limit=2");
+    let seen: Vec<&str> = first
+        .messages
+        .iter()
+        .chain(&second.messages)
+        .map(|m| m.sid.as_str())
         .collect();
     let mut unique = seen.clone();
+    unique.sort_unstable();
     unique.dedup();
     assert_eq!(seen.len(), unique.len(), "no message on two pages");
-    assert!(seen.len() >= 4, "demo messages plus ours: {seen:?}");
+    let created: Vec<_> = first
+        .messages
+        .iter()
+        .chain(&second.messages)
+        .map(|m| m.created_at)
+        .collect();
+    assert!(
+        created.windows(2).all(|pair| pair[0] >= pair[1]),
+        "newest first: {created:?}"
+    );
 }
 
 #[tokio::test]

@@ -1,38 +1,49 @@
-//! Sending, status moving at Twilio, single and bulk refresh, cool-downs.
+//! Sending, status moving at Twilio, single and bulk refresh, cool-downs, through the typed
+//! client (the raw wire, headers included, is `errors.rs`' and the reliability suite's).
 
-use reqwest::StatusCode;
-use serde_json::Value;
+use smsdesk_client::{ClientError, OutcomeDto, RefreshResponseDto};
 use smsdesk_domain::MessageStatus;
 
-use smsdesk_test_support::app::{error_code, spawn_app};
+use smsdesk_test_support::app::spawn_app;
+
+fn outcome<'a>(answer: &'a RefreshResponseDto, sid: &str) -> &'a OutcomeDto {
+    answer
+        .outcomes
+        .iter()
+        .find(|o| o.sid == sid)
+        .unwrap_or_else(|| panic!("no outcome for {sid} in {answer:?}"))
+}
+
+fn cooling_down(error: &ClientError) -> u64 {
+    match error {
+        ClientError::Api {
+            status: 429,
+            error,
+            retry_after_seconds: Some(seconds),
+        } if error.code == "cooling_down" => *seconds,
+        other => panic!("expected 429 cooling_down with a retry time, got {other:?}"),
+    }
+}
 
 #[tokio::test]
 async fn a_sent_message_follows_twilio_through_callbacks_and_keeps_its_history() {
     let app = spawn_app().await;
+    let client = app.client();
     let sent = app.send("+14155550123", "Hello").await;
-    let sid = sent["sid"].as_str().expect("sid").to_owned();
+    let sid = sent.sid.clone();
     assert_eq!(
-        sent["status"], "queued",
-        "Twilio's initial status is stored: {sent}"
+        sent.status, "queued",
+        "Twilio's initial status is stored: {sent:?}"
     );
 
     app.twilio_moves(&sid, MessageStatus::Sent, None).await;
     app.twilio_moves(&sid, MessageStatus::Delivered, None).await;
 
-    let message: Value = app
-        .get_message(&app.api_key, &sid)
-        .await
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(message["status"], "delivered", "{message}");
-    let statuses: Vec<&str> = message["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .filter_map(|event| event["status"].as_str())
-        .collect();
+    let message = client.get_message(&sid).await.expect("found");
+    assert_eq!(message.message.status, "delivered", "{message:?}");
+    let statuses: Vec<&str> = message.history.iter().map(|e| e.status.as_str()).collect();
     assert_eq!(statuses, ["queued", "sent", "delivered"]);
+    assert!(message.history.iter().all(|event| event.applied));
 }
 
 #[tokio::test]
@@ -43,37 +54,24 @@ async fn a_single_refresh_learns_what_twilio_knows_and_a_second_within_a_minute_
         .message_without_callbacks(team, MessageStatus::Delivered)
         .await;
 
-    let first = app.refresh_one(&app.api_key, &sid).await;
-    assert_eq!(first.status(), StatusCode::OK);
-    let body: Value = first.json().await.expect("JSON");
-    let outcome = &body["outcomes"][0];
-    assert_eq!(outcome["sid"], sid.as_str());
-    assert_eq!(outcome["previousStatus"], "queued");
-    assert_eq!(outcome["newStatus"], "delivered", "{body}");
+    let client = app.client();
 
-    let message: Value = app
-        .get_message(&app.api_key, &sid)
-        .await
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(message["status"], "delivered");
+    let first = client.refresh_message(&sid).await.expect("refreshed");
+    assert_eq!(first.mode, "single");
+    let learned = outcome(&first, &sid);
+    assert_eq!(learned.previous_status, "queued");
+    assert_eq!(learned.new_status, "delivered", "{first:?}");
+    assert_eq!(learned.outcome, "updated");
 
-    let second = app.refresh_one(&app.api_key, &sid).await;
-    let retry_after: u64 = second
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .expect("a Retry-After header in seconds");
+    let message = client.get_message(&sid).await.expect("found");
+    assert_eq!(message.message.status, "delivered");
+
+    let second = client
+        .refresh_message(&sid)
+        .await
+        .expect_err("a second refresh within the cool-down");
+    let retry_after = cooling_down(&second);
     assert!((1..=60).contains(&retry_after), "retry after {retry_after}");
-    let (status, code, body) = error_code(second).await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(code, "cooling_down", "{body}");
-    assert_eq!(
-        body["error"]["retryAfterSeconds"].as_u64(),
-        Some(retry_after)
-    );
 }
 
 #[tokio::test]
@@ -96,34 +94,20 @@ async fn a_bulk_refresh_reports_every_messages_outcome() {
         .delete_message(&smsdesk_domain::MessageSid::parse(&deleted).expect("valid"))
         .expect("deleted at Twilio");
 
-    let response = app.refresh_recent(&app.api_key, "?hours=24").await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.expect("JSON");
-    let outcome_of = |sid: &str| {
-        body["outcomes"]
-            .as_array()
-            .expect("outcomes")
-            .iter()
-            .find(|o| o["sid"] == sid)
-            .cloned()
-            .unwrap_or_else(|| panic!("no outcome for {sid} in {body}"))
-    };
-    assert_eq!(outcome_of(&delivered)["newStatus"], "delivered");
-    assert_eq!(outcome_of(&undelivered)["newStatus"], "undelivered");
-    assert_eq!(outcome_of(&undelivered)["errorCode"], 30003, "{body}");
-    assert_eq!(outcome_of(&still_queued)["newStatus"], "queued");
-    assert_ne!(outcome_of(&deleted)["outcome"], "updated");
-    let summary = &body["summary"];
-    assert!(summary["updated"].as_u64().unwrap_or(0) >= 2, "{summary}");
-    assert!(
-        summary["twilioCalls"].as_u64().unwrap_or(0) >= 4,
-        "{summary}"
-    );
+    let client = app.client();
+    let body = client.refresh_recent(Some(24)).await.expect("refreshed");
+    assert_eq!((body.mode.as_str(), body.window_hours), ("bulk", Some(24)));
+    assert_eq!(outcome(&body, &delivered).new_status, "delivered");
+    assert_eq!(outcome(&body, &undelivered).new_status, "undelivered");
+    assert_eq!(outcome(&body, &undelivered).error_code, Some(30003));
+    assert_eq!(outcome(&body, &still_queued).new_status, "queued");
+    assert_ne!(outcome(&body, &deleted).outcome, "updated");
+    assert!(body.summary.updated >= 2, "{:?}", body.summary);
+    assert!(body.summary.twilio_calls >= 4, "{:?}", body.summary);
 
-    let again = app.refresh_recent(&app.api_key, "?hours=24").await;
-    let (status, code, _) = error_code(again).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::TOO_MANY_REQUESTS, "cooling_down")
-    );
+    let again = client
+        .refresh_recent(Some(24))
+        .await
+        .expect_err("a second bulk refresh within the cool-down");
+    cooling_down(&again);
 }

@@ -1,6 +1,7 @@
 //! Authentication, plans and tenant isolation.
 
 use reqwest::StatusCode;
+use smsdesk_client::MessageFilter;
 use smsdesk_domain::{MessageStatus, Plan};
 
 use smsdesk_test_support::app::{error_code, spawn_app};
@@ -42,28 +43,23 @@ async fn a_missing_or_invalid_key_is_401_and_changes_nothing() {
 async fn a_free_team_may_not_refresh_on_either_path() {
     let app = spawn_app().await;
     let (team, key) = app.new_team("Free team", Plan::Free).await;
+    let free = app.client_with(&key);
     let sid = app
         .message_without_callbacks(team, MessageStatus::Delivered)
         .await;
     let before = app.snapshot().await;
 
-    for response in [
-        app.refresh_one(&key, &sid).await,
-        app.refresh_recent(&key, "?hours=24").await,
+    for refused in [
+        free.refresh_message(&sid).await.map(|_| ()),
+        free.refresh_recent(Some(24)).await.map(|_| ()),
     ] {
-        let (status, code, body) = error_code(response).await;
+        let error = refused.expect_err("a free team may not refresh");
         assert_eq!(
-            (status, code.as_str()),
-            (StatusCode::FORBIDDEN, "plan_required"),
-            "{body}"
+            (error.status(), error.code()),
+            (Some(403), Some("plan_required")),
+            "{error}"
         );
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("Pro or Enterprise"),
-            "{body}"
-        );
+        assert!(error.to_string().contains("Pro or Enterprise"), "{error}");
     }
     assert_eq!(
         app.snapshot().await,
@@ -81,34 +77,25 @@ async fn another_teams_message_is_404_never_403() {
         .message_without_callbacks(demo, MessageStatus::Sent)
         .await;
     let (_team_b, key_b) = app.new_team("Team B", Plan::Enterprise).await;
+    let team_b = app.client_with(&key_b);
     let before = app.snapshot().await;
 
-    let (status, code, _) = error_code(app.get_message(&key_b, &sid).await).await;
+    let error = team_b.get_message(&sid).await.expect_err("not B's");
     assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::NOT_FOUND, "not_found")
+        (error.status(), error.code()),
+        (Some(404), Some("not_found"))
     );
-    let (status, code, _) = error_code(app.refresh_one(&key_b, &sid).await).await;
+    let error = team_b.refresh_message(&sid).await.expect_err("not B's");
     assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::NOT_FOUND, "not_found")
+        (error.status(), error.code()),
+        (Some(404), Some("not_found"))
     );
 
-    let listed: serde_json::Value = app
-        .http
-        .get(app.url("/api/messages"))
-        .bearer_auth(&key_b)
-        .send()
+    let listed = team_b
+        .list_messages(&MessageFilter::default())
         .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(
-        listed["messages"].as_array().map(Vec::len),
-        Some(0),
-        "{listed}"
-    );
+        .expect("B's own (empty) list");
+    assert!(listed.messages.is_empty(), "{listed:?}");
     assert_eq!(app.snapshot().await, before);
     assert_eq!(app.sim.stats().fetches, 0);
 }

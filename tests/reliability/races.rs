@@ -60,7 +60,7 @@ async fn refreshes_and_callbacks_interleaved_at_random_never_regress_a_message()
 
     for round in 0..MESSAGES {
         let sent = app.send("+14155550123", &format!("race {round}")).await;
-        let sid = sent["sid"].as_str().expect("sid").to_owned();
+        let sid = sent.sid;
         let mut at_twilio = "queued".to_owned();
         let mut seen: Vec<String> = vec![at_twilio.clone()];
         let mut highest = rank("queued").expect("queued is ordered");

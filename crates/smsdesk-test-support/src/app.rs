@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use reqwest::{Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use smsdesk::{Application, Environment, LogFormat, Settings};
+use smsdesk_client::{Client, MessageDto, SendSmsDto};
 use smsdesk_domain::ports::{
     IntegrationRepository, MessageQuery, MessageRepository, NewIntegration, Sender,
 };
@@ -159,22 +160,30 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
-    /// Sends an SMS as the demo team; returns the stored message's JSON.
-    pub async fn send(&self, to: &str, body: &str) -> Value {
-        let response = self
-            .http
-            .post(self.url("/api/integrations/twilio/sms/send"))
-            .bearer_auth(&self.api_key)
-            .json(&json!({ "to": to, "body": body }))
-            .send()
+    /// The typed client, as the demo team's admin.
+    pub fn client(&self) -> Client {
+        self.client_with(&self.api_key)
+    }
+
+    /// The typed client with another API key.
+    pub fn client_with(&self, api_key: &str) -> Client {
+        Client::with_http(self.http.clone(), &self.address, api_key).expect("the service's URL")
+    }
+
+    /// Sends an SMS as the demo team through the typed client; returns the stored message.
+    pub async fn send(&self, to: &str, body: &str) -> MessageDto {
+        let request = SendSmsDto {
+            to: to.to_owned(),
+            body: body.to_owned(),
+            from: None,
+            messaging_service_sid: None,
+            reference: None,
+        };
+        self.client()
+            .send_sms(&request, None)
             .await
-            .expect("request sent");
-        assert_eq!(
-            response.status(),
-            StatusCode::CREATED,
-            "send should succeed"
-        );
-        response.json().await.expect("JSON body")
+            .expect("send should succeed")
+            .message
     }
 
     /// The value of metric `name` (an unlabelled one) as `/metrics` serves it now.

@@ -8,7 +8,8 @@
 //! - `app` (feature `app`): the whole application (`smsdesk::Application` with its SQLite file
 //!   and built-in Twilio simulator) started on port 0 for end-to-end suites, and a client for it;
 //! - `processes` (feature `app`): real `smsdesk` binaries started as replicas of one fleet, to be
-//!   killed with `kill -9`.
+//!   killed with `kill -9`;
+//! - [`receiver`]: a real HTTP receiver of delivery webhooks on loopback, failing on request.
 //!
 //! Other people's tests can use these too: a backend that embeds `smsdesk-web` gets a ready
 //! service to point its own tests at.
@@ -21,4 +22,5 @@ pub mod contract;
 pub mod postgres;
 #[cfg(feature = "app")]
 pub mod processes;
+pub mod receiver;
 pub mod world;

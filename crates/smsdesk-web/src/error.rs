@@ -14,7 +14,7 @@ use std::fmt;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use serde::{Deserialize, Serialize};
+pub use smsdesk_api::{ErrorBody, ErrorDetail};
 use smsdesk_domain::ports::{ProviderError, RepositoryError};
 use smsdesk_domain::services::{
     ConfigureIntegrationError, IntegrationField, ManageApiKeysError, ManageWebhooksError,
@@ -188,32 +188,6 @@ pub struct ApiError {
     twilio_code: Option<u32>,
     /// The method the path does answer, for a 405's `Allow` header.
     allow: Option<String>,
-}
-
-/// The JSON body of every error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// The inside of [`ErrorBody`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorDetail {
-    /// Stable, snake_case, meant for programs (e.g. `invalid_parameter`).
-    pub code: String,
-    /// Meant for people: what went wrong and, for 4xx, how to fix it.
-    pub message: String,
-    /// The query parameter, path segment or JSON field at fault.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub field: Option<String>,
-    /// Seconds to wait before retrying (also sent as `Retry-After`).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub retry_after_seconds: Option<u64>,
-    /// Twilio's error code, when Twilio refused or failed.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub twilio_code: Option<u32>,
 }
 
 impl ApiError {
