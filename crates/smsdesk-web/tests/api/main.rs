@@ -7,6 +7,7 @@ mod integration;
 mod keys;
 mod messages;
 mod openapi;
+mod openapi_types;
 mod refresh;
 mod send;
 mod webhook_endpoints;

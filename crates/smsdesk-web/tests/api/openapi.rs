@@ -11,12 +11,12 @@ use smsdesk_test_support::world::{PRO_MEMBER_KEY, World, bearer};
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
-fn document() -> Value {
+pub(crate) fn document() -> Value {
     serde_json::from_str(smsdesk_web::OPENAPI_DOCUMENT).expect("the document is JSON")
 }
 
 /// Follows a local `$ref` (`#/components/...`) to what it names.
-fn resolve<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
+pub(crate) fn resolve<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
     match node.get("$ref").and_then(Value::as_str) {
         Some(reference) => {
             let pointer = reference
@@ -48,7 +48,7 @@ fn collect_refs<'a>(node: &'a Value, found: &mut Vec<&'a str>) {
 
 /// Where `value` breaks `schema` (a node of the document), as JSON Schema 2020-12 (OpenAPI
 /// 3.1's dialect) sees it; the document's components go along so its `$ref`s resolve.
-fn violations(doc: &Value, schema: &Value, value: &Value) -> Vec<String> {
+pub(crate) fn violations(doc: &Value, schema: &Value, value: &Value) -> Vec<String> {
     let mut root = schema.clone();
     root["components"] = doc["components"].clone();
     let validator = jsonschema::draft202012::new(&root).expect("the schema compiles");
@@ -268,6 +268,23 @@ async fn webhook_endpoint_answers_carry_what_the_document_says() {
         .deliver_due()
         .await
         .expect("a round");
+    // What the receiver got is the document's WebhookEvent, with its headers.
+    let posted = world.receiver.posted();
+    let body: Value = serde_json::from_slice(&posted[0].body).expect("a JSON body");
+    assert_conforms(
+        &doc,
+        &serde_json::json!({"$ref": "#/components/schemas/WebhookEvent"}),
+        &body,
+        "a delivery's body",
+    );
+    for parameter in doc["webhooks"]["messageEvent"]["post"]["parameters"]
+        .as_array()
+        .expect("the headers are documented")
+    {
+        let name = parameter["name"].as_str().unwrap_or_default();
+        let value = Value::from(posted[0].header(name).unwrap_or_default());
+        assert_conforms(&doc, &parameter["schema"], &value, name);
+    }
     let one = format!("/api/webhook-endpoints/{id}");
     let deliveries = format!("{one}/deliveries?limit=1");
     let page = world.call(admin(TestRequest::get().uri(&deliveries))).await;
