@@ -14,3 +14,4 @@ mod races;
 mod resets;
 mod security;
 mod twilio_faults;
+mod webhook_crash;
