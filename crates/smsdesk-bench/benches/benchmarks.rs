@@ -1,4 +1,4 @@
-//! `cargo bench -p smsdesk-bench`: runs workloads 1, 2, 3, 5 and 6 and writes `docs/benchmarks.md`
+//! `cargo bench -p smsdesk-bench`: runs workloads 1, 2, 3, 5, 6 and 7 and writes `docs/benchmarks.md`
 //! (full form), or prints the report of the quick form (`SMSDESK_BENCH_QUICK=1`).
 //!
 //! The order keeps the memory readings clean: the service starts first and its idle memory is
@@ -14,6 +14,7 @@ use smsdesk_bench::fleet::{self, FleetConfig};
 use smsdesk_bench::memory::{self, rss_kib};
 use smsdesk_bench::report::{Machine, Report, load_average};
 use smsdesk_bench::service::{Backend, RunningService};
+use smsdesk_bench::webhooks::{self, WebhookConfig};
 use smsdesk_bench::{POSTGRES_ENV, Size, throughput};
 
 /// Extra messages seeded into the service (a bulk refresh takes at most 100).
@@ -115,6 +116,17 @@ async fn main() -> anyhow::Result<()> {
         )),
     };
 
+    eprintln!("workload 7: delivery webhooks on SQLite");
+    let mut webhook_runs =
+        vec![webhooks::measure(Backend::Sqlite, WebhookConfig::for_size(size)).await?];
+    if let Ok(url) = std::env::var(POSTGRES_ENV)
+        && !url.is_empty()
+    {
+        eprintln!("workload 7: delivery webhooks on PostgreSQL");
+        webhook_runs
+            .push(webhooks::measure(Backend::Postgres(url), WebhookConfig::for_size(size)).await?);
+    }
+
     let report = Report {
         size,
         machine,
@@ -134,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
         load_average_at_end: load_average(),
         limiter,
         fleet,
+        webhooks: webhook_runs,
     };
     let markdown = report.to_markdown();
     println!("{markdown}");

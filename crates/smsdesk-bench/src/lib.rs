@@ -16,6 +16,8 @@
 //! - [`memory`]: workload 5, resident memory, and the edge rate limiter's clean-up;
 //! - [`fleet`]: workload 6, concurrent bulk refreshes spread over three replicas on one
 //!   PostgreSQL database, against the account's cap;
+//! - [`webhooks`]: workload 7, delivery webhooks at a steady rate of status changes: deliveries
+//!   per second and commit-to-first-attempt;
 //! - [`stats`]: percentiles and medians; [`report`]: the machine and the Markdown report.
 //!
 //! [`Size`] picks the full form (for people, minutes) or the quick form (seconds, small sizes,
@@ -31,6 +33,7 @@ pub mod report;
 pub mod service;
 pub mod stats;
 pub mod throughput;
+pub mod webhooks;
 
 /// The environment variable that selects the quick form (`SMSDESK_BENCH_QUICK=1`).
 pub const QUICK_ENV: &str = "SMSDESK_BENCH_QUICK";

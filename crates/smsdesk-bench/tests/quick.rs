@@ -204,3 +204,19 @@ async fn a_quiet_account_is_swept_in_one_request_and_a_busy_one_gets_the_window(
         "the reconciler reads pages of 1,000"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_committed_change_reaches_the_webhook_receiver() {
+    let config = smsdesk_bench::webhooks::WebhookConfig::for_size(Size::Quick);
+    let run = smsdesk_bench::webhooks::measure(Backend::Sqlite, config)
+        .await
+        .expect("the workload runs");
+    assert_eq!(run.refused, 0, "every callback is taken");
+    assert_eq!(run.committed, config.changes());
+    assert_eq!(
+        run.delivered, run.committed,
+        "each committed change is delivered (at least once)"
+    );
+    assert!(run.requests >= run.delivered);
+    assert_eq!(run.latencies.len(), run.delivered);
+}
