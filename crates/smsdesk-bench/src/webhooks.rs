@@ -117,6 +117,13 @@ async fn receive(body: web::Bytes, arrivals: web::Data<Mutex<Arrivals>>) -> Http
     HttpResponse::Ok().finish()
 }
 
+/// One status callback, signed, for one message.
+struct SignedCallback {
+    sid: String,
+    params: Vec<(String, String)>,
+    signature: String,
+}
+
 /// Runs the workload on `backend`.
 ///
 /// # Errors
@@ -166,7 +173,7 @@ async fn run(service: &RunningService, config: WebhookConfig) -> anyhow::Result<
     }
 
     let url = service.url(STATUS_CALLBACK_PATH);
-    let requests: Vec<(String, Vec<(String, String)>, String)> = service
+    let requests: Vec<SignedCallback> = service
         .sids
         .iter()
         .take(config.changes())
@@ -177,7 +184,11 @@ async fn run(service: &RunningService, config: WebhookConfig) -> anyhow::Result<
                 ("MessageStatus".to_owned(), "delivered".to_owned()),
             ];
             let signature = compute_signature(&service.auth_token, &url, &params);
-            (sid.to_string(), params, signature)
+            SignedCallback {
+                sid: sid.to_string(),
+                params,
+                signature,
+            }
         })
         .collect();
 
@@ -185,7 +196,12 @@ async fn run(service: &RunningService, config: WebhookConfig) -> anyhow::Result<
     let interval = Duration::from_secs_f64(1.0 / f64::from(config.rate));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(requests.len());
-    for (n, (sid, params, signature)) in requests.into_iter().enumerate() {
+    for (n, callback) in requests.into_iter().enumerate() {
+        let SignedCallback {
+            sid,
+            params,
+            signature,
+        } = callback;
         // The open-loop schedule: change n is due at n / rate, whatever the answers do.
         let due = started + interval * u32::try_from(n).unwrap_or(u32::MAX);
         tokio::time::sleep_until(due.into()).await;
