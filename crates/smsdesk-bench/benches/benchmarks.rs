@@ -15,7 +15,7 @@ use smsdesk_bench::memory::{self, rss_kib};
 use smsdesk_bench::report::{Machine, Report, load_average};
 use smsdesk_bench::service::{Backend, RunningService};
 use smsdesk_bench::webhooks::{self, WebhookConfig};
-use smsdesk_bench::{POSTGRES_ENV, Size, throughput};
+use smsdesk_bench::{ONLY_ENV, POSTGRES_ENV, Size, throughput};
 
 /// Extra messages seeded into the service (a bulk refresh takes at most 100).
 const SERVICE_MESSAGES: usize = 100;
@@ -23,9 +23,47 @@ const SERVICE_MESSAGES: usize = 100;
 /// Identical loads in a row for the memory readings.
 const MEMORY_ROUNDS: usize = 3;
 
+/// Status callbacks with a new status each, on a service of their own (it needs many messages).
+async fn new_statuses(
+    backend: Backend,
+    size: Size,
+    load_time: Duration,
+) -> anyhow::Result<throughput::Row> {
+    eprintln!("workload 3: new-status callbacks on {}", backend.name());
+    let service = RunningService::start(backend, throughput::new_status_messages(size)).await?;
+    let row = throughput::measure_new_statuses(&service, load_time).await;
+    service.stop().await;
+    row
+}
+
+/// `SMSDESK_BENCH_ONLY=throughput`: workload 3 alone (SQLite, and PostgreSQL when configured),
+/// printed as its table; for measuring one change at a time.
+async fn throughput_only(size: Size) -> anyhow::Result<()> {
+    let load_time = throughput::duration_for(size);
+    let mut rows = vec![throughput::ceiling(load_time).await?];
+    let service = RunningService::start(Backend::Sqlite, SERVICE_MESSAGES).await?;
+    rows.extend(throughput::measure(&service, load_time).await?);
+    service.stop().await;
+    rows.push(new_statuses(Backend::Sqlite, size, load_time).await?);
+    if let Ok(url) = std::env::var(POSTGRES_ENV)
+        && !url.is_empty()
+    {
+        let service =
+            RunningService::start(Backend::Postgres(url.clone()), SERVICE_MESSAGES).await?;
+        rows.extend(throughput::measure(&service, load_time).await?);
+        service.stop().await;
+        rows.push(new_statuses(Backend::Postgres(url), size, load_time).await?);
+    }
+    println!("{}", Report::throughput_table(&rows));
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let size = Size::from_env();
+    if std::env::var(ONLY_ENV).is_ok_and(|only| only == "throughput") {
+        return throughput_only(size).await;
+    }
     let started = chrono::Utc::now();
     let clock = Instant::now();
     let machine = Machine::detect();
@@ -40,7 +78,8 @@ async fn main() -> anyhow::Result<()> {
 
     eprintln!("workload 3: throughput");
     let load_time = throughput::duration_for(size);
-    let mut rows = throughput::measure(&service, load_time).await?;
+    let mut rows = vec![throughput::ceiling(load_time).await?];
+    rows.extend(throughput::measure(&service, load_time).await?);
     // Forget what the simulator kept of the load (one latency per request) before reading.
     service.simulator.reset_stats();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -69,28 +108,21 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("workload 5: edge rate limiter");
     let limiter = memory::edge_limiter(memory::limiter_keys(size)).await;
     service.stop().await;
+    rows.push(new_statuses(Backend::Sqlite, size, load_time).await?);
 
     let postgres_note = match std::env::var(POSTGRES_ENV) {
         Ok(url) if !url.is_empty() => {
             eprintln!("workload 2: endpoint overhead on PostgreSQL");
-            let service = RunningService::start(Backend::Postgres(url), SERVICE_MESSAGES)
+            let service = RunningService::start(Backend::Postgres(url.clone()), SERVICE_MESSAGES)
                 .await
                 .context("starting the service on PostgreSQL")?;
             let measured = endpoint::measure(&service, EndpointConfig::for_size(size)).await;
-            // Status callbacks per second on PostgreSQL, beside the SQLite row of workload 3.
-            eprintln!("workload 3: status callbacks on PostgreSQL");
-            let callbacks = throughput::drive(
-                throughput::CONNECTIONS,
-                load_time,
-                throughput::callback_request(&service),
-            )
-            .await;
+            eprintln!("workload 3: throughput on PostgreSQL");
+            let loaded = throughput::measure(&service, load_time).await;
             service.stop().await;
             endpoints.push(measured?);
-            rows.push(throughput::Row {
-                target: "POST status-callback (signed, duplicate `sent`), PostgreSQL",
-                load: callbacks?,
-            });
+            rows.extend(loaded?);
+            rows.push(new_statuses(Backend::Postgres(url), size, load_time).await?);
             None
         }
         _ => Some(format!(

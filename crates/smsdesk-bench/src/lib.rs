@@ -38,6 +38,10 @@ pub mod webhooks;
 /// The environment variable that selects the quick form (`SMSDESK_BENCH_QUICK=1`).
 pub const QUICK_ENV: &str = "SMSDESK_BENCH_QUICK";
 
+/// The environment variable that runs one workload alone (`SMSDESK_BENCH_ONLY=throughput`) and
+/// prints its table instead of the report.
+pub const ONLY_ENV: &str = "SMSDESK_BENCH_ONLY";
+
 /// The environment variable naming a PostgreSQL server for workload 2
 /// (`postgres://postgres@127.0.0.1:5432/postgres`); a fresh database is created on it and dropped.
 pub const POSTGRES_ENV: &str = "SMSDESK_BENCH_POSTGRES_URL";

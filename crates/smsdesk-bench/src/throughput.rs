@@ -49,9 +49,16 @@ pub struct Load {
     /// Up to five kinds of failed request (status and the start of the body, or the transport
     /// error), each with how often it happened.
     pub error_kinds: Vec<(String, u64)>,
+    /// Every answered request's time, sent to body read.
+    pub latencies: Vec<Duration>,
 }
 
 impl Load {
+    /// The 99th percentile of the request times.
+    pub fn p99(&self) -> Duration {
+        crate::stats::percentile(&self.latencies, 99.0)
+    }
+
     /// Successful requests per second.
     pub fn per_second(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
@@ -73,8 +80,8 @@ impl Load {
 /// One target's throughput beside the bare handler's.
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// What was requested.
-    pub target: &'static str,
+    /// What was requested, and on which database.
+    pub target: String,
     /// Its load.
     pub load: Load,
 }
@@ -121,8 +128,10 @@ pub async fn drive(
             let (ok, errors, counter) = (ok.clone(), errors.clone(), counter.clone());
             let kinds = error_kinds.clone();
             tokio::spawn(async move {
+                let mut latencies = Vec::new();
                 while Instant::now() < deadline {
                     let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let sent = Instant::now();
                     let failure = match make(&client, n).send().await {
                         Ok(response) => {
                             let status = response.status();
@@ -137,6 +146,7 @@ pub async fn drive(
                         }
                         Err(error) => Some(format!("transport: {error}")),
                     };
+                    latencies.push(sent.elapsed());
                     match failure {
                         None => {
                             ok.fetch_add(1, Ordering::Relaxed);
@@ -151,11 +161,13 @@ pub async fn drive(
                         }
                     }
                 }
+                latencies
             })
         })
         .collect();
+    let mut latencies = Vec::new();
     for worker in workers {
-        worker.await?;
+        latencies.extend(worker.await?);
     }
     let elapsed = started.elapsed();
     let cpu = cpu_time()
@@ -174,6 +186,7 @@ pub async fn drive(
         )
         .into_iter()
         .collect(),
+        latencies,
     })
 }
 
@@ -264,25 +277,33 @@ pub fn callback_request(service: &RunningService) -> MakeRequest {
     })
 }
 
-/// Loads the bare handler, then `GET /api/messages`, single refreshes and status callbacks of
-/// `service`, each for `duration` at [`CONNECTIONS`] connections.
+/// Loads the bare handler: the ceiling every other row is compared with.
 ///
 /// # Errors
-/// When a server cannot start or the client cannot be built.
-pub async fn measure(service: &RunningService, duration: Duration) -> anyhow::Result<Vec<Row>> {
+/// When the server cannot start or the client cannot be built.
+pub async fn ceiling(duration: Duration) -> anyhow::Result<Row> {
     let bare = BareServer::start()?;
     let bare_url = format!("http://{}/bare", bare.addr);
-    let bare_load = drive(
+    let load = drive(
         CONNECTIONS,
         duration,
         Arc::new(move |client, _| client.get(&bare_url)),
     )
     .await?;
     bare.stop().await;
-    let mut rows = vec![Row {
-        target: "bare actix-web handler (ceiling)",
-        load: bare_load,
-    }];
+    Ok(Row {
+        target: "bare actix-web handler (ceiling)".to_owned(),
+        load,
+    })
+}
+
+/// Loads `GET /api/messages`, single refreshes and duplicate status callbacks of `service`, each
+/// for `duration` at [`CONNECTIONS`] connections.
+///
+/// # Errors
+/// When the client cannot be built.
+pub async fn measure(service: &RunningService, duration: Duration) -> anyhow::Result<Vec<Row>> {
+    let database = service.backend().name();
     let targets = [
         ("GET /api/messages (first page, 50)", list_request(service)),
         (
@@ -294,9 +315,67 @@ pub async fn measure(service: &RunningService, duration: Duration) -> anyhow::Re
             callback_request(service),
         ),
     ];
+    let mut rows = Vec::new();
     for (target, make) in targets {
         let load = drive(CONNECTIONS, duration, make).await?;
-        rows.push(Row { target, load });
+        rows.push(Row {
+            target: format!("{target}, {database}"),
+            load,
+        });
     }
     Ok(rows)
+}
+
+/// Messages seeded for the new-status callbacks: two new statuses each (`delivered`, then
+/// `read`), more than 64 connections post in 10 s on this machine (full form).
+pub fn new_status_messages(size: Size) -> usize {
+    match size {
+        Size::Full => 12_000,
+        Size::Quick => 1_000,
+    }
+}
+
+/// Loads signed status callbacks that each bring a new status, on a service seeded with
+/// [`new_status_messages`] `sent` messages (see [`new_status_callback_request`]).
+///
+/// # Errors
+/// When the client cannot be built.
+pub async fn measure_new_statuses(
+    service: &RunningService,
+    duration: Duration,
+) -> anyhow::Result<Row> {
+    let load = drive(CONNECTIONS, duration, new_status_callback_request(service)).await?;
+    Ok(Row {
+        target: format!(
+            "POST status-callback (signed, a new status each), {}",
+            service.backend().name()
+        ),
+        load,
+    })
+}
+
+/// Status callbacks that each move a message on: every seeded message to `delivered` in turn,
+/// then every one to `read`; only after both passes do they repeat (as duplicates).
+pub fn new_status_callback_request(service: &RunningService) -> MakeRequest {
+    let url = service.url(STATUS_CALLBACK_PATH);
+    let signed: Vec<(Vec<(String, String)>, String)> = ["delivered", "read"]
+        .into_iter()
+        .flat_map(|status| service.sids.iter().map(move |sid| (sid, status)))
+        .map(|(sid, status)| {
+            let params = vec![
+                ("AccountSid".to_owned(), service.account_sid.to_string()),
+                ("MessageSid".to_owned(), sid.to_string()),
+                ("MessageStatus".to_owned(), status.to_owned()),
+            ];
+            let signature = compute_signature(&service.auth_token, &url, &params);
+            (params, signature)
+        })
+        .collect();
+    Arc::new(move |client, n| {
+        let (params, signature) = &signed[(n as usize).min(signed.len() - 1)];
+        client
+            .post(&url)
+            .header(SIGNATURE_HEADER, signature)
+            .form(params)
+    })
 }

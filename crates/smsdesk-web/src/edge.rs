@@ -216,7 +216,12 @@ pub async fn edge(
             .match_pattern()
             .unwrap_or_else(|| "unmatched".to_owned());
         if let Some(state) = &state {
-            state.metrics().record_request(&route, &method, status);
+            state.metrics().record_request(
+                &route,
+                &method,
+                status,
+                started.elapsed().as_secs_f64(),
+            );
         }
         tracing::info!(
             status,

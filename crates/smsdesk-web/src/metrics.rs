@@ -2,6 +2,8 @@
 //!
 //! - `smsdesk_http_requests_total{route,method,status}`: every answered request, by route pattern
 //!   (`/api/messages/{sid}`, never the concrete SID, so the label set stays small);
+//! - `smsdesk_http_request_duration_seconds{route,status_class}`: how long answering took, by
+//!   route pattern and status class (`2xx` … `5xx`), buckets from 1 ms to 10 s;
 //! - `smsdesk_twilio_calls_total{operation,outcome}` and
 //!   `smsdesk_twilio_call_duration_seconds{operation}`: every call to Twilio;
 //! - `smsdesk_status_transitions_total{from,to}`: statuses moved forward by a refresh;
@@ -49,6 +51,12 @@ struct HttpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteClassLabels {
+    route: String,
+    status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TwilioCallLabels {
     operation: &'static str,
     outcome: &'static str,
@@ -82,6 +90,27 @@ struct OutcomeLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// 1 ms to 10 s, about three buckets per decade: a request answered from memory and one that
+/// waited on Twilio both land in a bucket of their own.
+const REQUEST_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn request_histogram() -> Histogram {
+    Histogram::new(REQUEST_BUCKETS)
+}
+
+/// `2xx`, `4xx`, …: the class of an HTTP status.
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
 fn latency_histogram() -> Histogram {
     // 5 ms to ~40 s: Twilio calls and bulk refreshes both fit.
     Histogram::new(exponential_buckets(0.005, 2.0, 14))
@@ -91,6 +120,7 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
+    http_duration: HistogramFamily<RouteClassLabels>,
     twilio_calls: Family<TwilioCallLabels, Counter>,
     twilio_latency: HistogramFamily<OperationLabels>,
     status_transitions: Family<TransitionLabels, Counter>,
@@ -133,6 +163,13 @@ impl Metrics {
             "http_requests",
             "HTTP requests answered, by route pattern, method and status",
             http_requests.clone(),
+        );
+        let http_duration: HistogramFamily<RouteClassLabels> =
+            Family::new_with_constructor(request_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "How long answering a request took, by route pattern and status class",
+            http_duration.clone(),
         );
         let twilio_calls = Family::<TwilioCallLabels, Counter>::default();
         registry.register(
@@ -249,6 +286,7 @@ impl Metrics {
             reconciler,
             registry,
             http_requests,
+            http_duration,
             twilio_calls,
             twilio_latency,
             status_transitions,
@@ -278,8 +316,8 @@ impl Metrics {
         self.api_key_lookups.inc();
     }
 
-    /// Counts an answered request.
-    pub fn record_request(&self, route: &str, method: &str, status: u16) {
+    /// Counts an answered request and how long answering it took.
+    pub fn record_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
         self.http_requests
             .get_or_create(&HttpLabels {
                 route: route.to_owned(),
@@ -287,6 +325,12 @@ impl Metrics {
                 status,
             })
             .inc();
+        self.http_duration
+            .get_or_create(&RouteClassLabels {
+                route: route.to_owned(),
+                status_class: status_class(status),
+            })
+            .observe(seconds);
     }
 
     /// Counts a call to Twilio and its duration. `operation` is `fetch`, `send` or `list`.

@@ -145,6 +145,15 @@ pub struct Settings {
     #[arg(long, env = "SMSDESK_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: Option<bool>,
 
+    /// HTTP worker threads. Default: one per CPU the process may use.
+    #[arg(long, env = "SMSDESK_HTTP_WORKERS")]
+    pub http_workers: Option<std::num::NonZeroUsize>,
+
+    /// Database connections in the pool. Default: 4 for a SQLite file (one writes at a time),
+    /// for PostgreSQL 4 per HTTP worker, at least 10.
+    #[arg(long, env = "SMSDESK_DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<std::num::NonZeroU32>,
+
     /// Seconds between two reconciler runs, which sweep the accounts with unfinished messages
     /// (one replica of a fleet runs it); 0 switches the reconciler off.
     #[arg(long, env = "SMSDESK_RECONCILER_INTERVAL_SECS", default_value_t = 300)]
@@ -332,6 +341,28 @@ impl Settings {
             },
             ..smsdesk_domain::sweep::SweepPolicy::default()
         }
+    }
+
+    /// HTTP worker threads in force: the setting, else one per CPU available.
+    pub fn http_workers(&self) -> usize {
+        self.http_workers.map_or_else(
+            || std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            std::num::NonZeroUsize::get,
+        )
+    }
+
+    /// The database pool's size in force, `None` for the store's default (SQLite).
+    pub fn database_max_connections(&self) -> Option<u32> {
+        self.database_max_connections
+            .map(std::num::NonZeroU32::get)
+            .or_else(|| {
+                let postgres = !self.database_url().starts_with("sqlite:");
+                postgres.then(|| {
+                    u32::try_from(self.http_workers() * 4)
+                        .unwrap_or(u32::MAX)
+                        .max(10)
+                })
+            })
     }
 
     /// Where delivery-webhook endpoints may point.

@@ -223,7 +223,7 @@ impl Application {
                 App::new().configure(move |cfg| smsdesk_web::configure(cfg, state))
             }
         })
-        .workers(2)
+        .workers(settings.http_workers())
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         .listen(listener)
         .context("starting the HTTP server")?
@@ -537,7 +537,11 @@ pub async fn open_store(settings: &Settings, cipher: SecretCipher) -> anyhow::Re
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating {}", settings.data_dir.display()))?;
     }
-    let store = Store::connect(&url, StoreOptions::new(cipher))
+    let options = StoreOptions {
+        max_connections: settings.database_max_connections(),
+        ..StoreOptions::new(cipher)
+    };
+    let store = Store::connect(&url, options)
         .await
         .context("connecting to the database")?;
     store.migrate().await.context("applying migrations")?;

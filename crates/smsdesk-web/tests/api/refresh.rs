@@ -281,6 +281,11 @@ async fn refreshes_feed_the_metrics() {
         r#"smsdesk_cooldown_rejections_total{scope="message"} 1"#,
         r#"smsdesk_refresh_duration_seconds_count{kind="single"} 2"#,
         r#"route="/api/integrations/twilio/messages/refresh-status",method="POST",status="429"} 1"#,
+        // One answer of each class on the route's duration histogram, in buckets of 1 ms to 10 s.
+        r#"smsdesk_http_request_duration_seconds_count{route="/api/integrations/twilio/messages/refresh-status",status_class="2xx"} 1"#,
+        r#"smsdesk_http_request_duration_seconds_count{route="/api/integrations/twilio/messages/refresh-status",status_class="4xx"} 1"#,
+        r#"smsdesk_http_request_duration_seconds_bucket{le="0.001",route="/api/integrations/twilio/messages/refresh-status",status_class="2xx"}"#,
+        r#"smsdesk_http_request_duration_seconds_bucket{le="10.0",route="/api/integrations/twilio/messages/refresh-status",status_class="2xx"} 1"#,
     ] {
         assert!(
             metrics.text.contains(expected),
