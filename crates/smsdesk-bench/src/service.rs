@@ -160,6 +160,17 @@ impl RunningService {
 
         let handle = app.handle();
         let served = tokio::spawn(app.run_until_stopped());
+        // One request first, as any client makes: until a key has authenticated once, the edge
+        // counts its requests against the address's budget for unverified keys, and a cold
+        // burst of 64 would be measured as 429s.
+        reqwest::Client::new()
+            .get(format!("http://{addr}/api/messages?limit=1"))
+            .bearer_auth(&api_key)
+            .send()
+            .await
+            .context("the warm-up request")?
+            .error_for_status()
+            .context("the warm-up request")?;
         Ok(Self {
             addr,
             api_key,
