@@ -42,6 +42,7 @@ pub enum RefreshPlan {
 pub struct Settings {
     /// Development or production.
     #[arg(
+        global = true,
         long = "env",
         env = "SMSDESK_ENV",
         value_enum,
@@ -50,34 +51,50 @@ pub struct Settings {
     pub environment: Environment,
 
     /// Address and port to listen on (port 0 picks a free one).
-    #[arg(long, env = "SMSDESK_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(
+        global = true,
+        long,
+        env = "SMSDESK_BIND",
+        default_value = "127.0.0.1:8080"
+    )]
     pub bind: SocketAddr,
 
     /// Where the SQLite database and the development encryption key live.
-    #[arg(long, env = "SMSDESK_DATA_DIR", default_value = "data")]
+    #[arg(global = true, long, env = "SMSDESK_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
     /// Database URL: `sqlite://PATH?mode=rwc` or `postgres://USER@HOST/DB`. Default: an SQLite
     /// file in the data directory.
-    #[arg(long, env = "SMSDESK_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        global = true,
+        long,
+        env = "SMSDESK_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 
     /// A file holding the database URL (it may carry a password), the convention of container
     /// platforms' secrets; exclusive with `SMSDESK_DATABASE_URL`.
-    #[arg(long, env = "SMSDESK_DATABASE_URL_FILE")]
+    #[arg(global = true, long, env = "SMSDESK_DATABASE_URL_FILE")]
     pub database_url_file: Option<PathBuf>,
 
     /// The 32-byte AES-256-GCM key for secrets at rest, base64. Required in production; in
     /// development a key is generated into the data directory on first start.
-    #[arg(long, env = "SMSDESK_ENCRYPTION_KEY", hide_env_values = true)]
+    #[arg(
+        global = true,
+        long,
+        env = "SMSDESK_ENCRYPTION_KEY",
+        hide_env_values = true
+    )]
     pub encryption_key: Option<String>,
 
     /// A file holding the encryption key; exclusive with `SMSDESK_ENCRYPTION_KEY`.
-    #[arg(long, env = "SMSDESK_ENCRYPTION_KEY_FILE")]
+    #[arg(global = true, long, env = "SMSDESK_ENCRYPTION_KEY_FILE")]
     pub encryption_key_file: Option<PathBuf>,
 
     /// Earlier keys, comma-separated base64, still accepted for decryption during a rotation.
     #[arg(
+        global = true,
         long,
         env = "SMSDESK_OLD_ENCRYPTION_KEYS",
         hide_env_values = true,
@@ -87,34 +104,50 @@ pub struct Settings {
 
     /// A file holding the earlier keys (comma- or newline-separated); exclusive with
     /// `SMSDESK_OLD_ENCRYPTION_KEYS`.
-    #[arg(long, env = "SMSDESK_OLD_ENCRYPTION_KEYS_FILE")]
+    #[arg(global = true, long, env = "SMSDESK_OLD_ENCRYPTION_KEYS_FILE")]
     pub old_encryption_keys_file: Option<PathBuf>,
 
     /// This service's public URL (scheme, host, optional port), used for Twilio's status
     /// callbacks and to check webhook signatures. Without it, sends ask for no callbacks.
-    #[arg(long, env = "SMSDESK_PUBLIC_BASE_URL")]
+    #[arg(global = true, long, env = "SMSDESK_PUBLIC_BASE_URL")]
     pub public_base_url: Option<String>,
 
     /// Trust `X-Forwarded-Proto` and `X-Forwarded-Host` to rebuild the URL Twilio signed. Turn on
     /// only behind a proxy that sets (and strips client-sent) forwarded headers.
-    #[arg(long, env = "SMSDESK_TRUST_FORWARDED_HEADERS", default_value_t = false)]
+    #[arg(
+        global = true,
+        long,
+        env = "SMSDESK_TRUST_FORWARDED_HEADERS",
+        default_value_t = false
+    )]
     pub trust_forwarded_headers: bool,
 
     /// Twilio's API base URL. When unset, the built-in Twilio simulator is started and used.
-    #[arg(long, env = "SMSDESK_TWILIO_BASE_URL")]
+    #[arg(global = true, long, env = "SMSDESK_TWILIO_BASE_URL")]
     pub twilio_base_url: Option<String>,
 
     /// How fast the built-in simulator moves messages along (1.0: delivered after about 3.5 s;
     /// 0: never on their own). Ignored with a real Twilio.
-    #[arg(long, env = "SMSDESK_SIMULATOR_SPEED", default_value_t = 1.0)]
+    #[arg(
+        global = true,
+        long,
+        env = "SMSDESK_SIMULATOR_SPEED",
+        default_value_t = 1.0
+    )]
     pub simulator_speed: f64,
 
     /// Requests in flight to one Twilio account at most, across all refreshes.
-    #[arg(long, env = "SMSDESK_TWILIO_ACCOUNT_CONCURRENCY", default_value_t = 50)]
+    #[arg(
+        global = true,
+        long,
+        env = "SMSDESK_TWILIO_ACCOUNT_CONCURRENCY",
+        default_value_t = 50
+    )]
     pub twilio_account_concurrency: usize,
 
     /// The longest one request to Twilio may take, in milliseconds (each retry gets its own).
     #[arg(
+        global = true,
         long,
         env = "SMSDESK_TWILIO_REQUEST_TIMEOUT_MS",
         default_value_t = 15_000
@@ -122,94 +155,136 @@ pub struct Settings {
     pub twilio_request_timeout_ms: u64,
 
     /// Provider calls in flight per refresh request at most.
-    #[arg(long, env = "SMSDESK_REFRESH_MAX_IN_FLIGHT", default_value_t = 10)]
+    #[arg(
+        global = true,
+        long,
+        env = "SMSDESK_REFRESH_MAX_IN_FLIGHT",
+        default_value_t = 10
+    )]
     pub refresh_max_in_flight: usize,
 
     /// Seconds between two refreshes of one message.
-    #[arg(long, env = "SMSDESK_MESSAGE_COOLDOWN_SECS", default_value_t = 60)]
+    #[arg(
+        global = true,
+        long,
+        env = "SMSDESK_MESSAGE_COOLDOWN_SECS",
+        default_value_t = 60
+    )]
     pub message_cooldown_secs: u64,
 
     /// Seconds between two bulk refreshes by one user.
-    #[arg(long, env = "SMSDESK_BULK_COOLDOWN_SECS", default_value_t = 60)]
+    #[arg(
+        global = true,
+        long,
+        env = "SMSDESK_BULK_COOLDOWN_SECS",
+        default_value_t = 60
+    )]
     pub bulk_cooldown_secs: u64,
 
     /// How bulk refreshes learn statuses: `auto` (a sweep of the account's Messages list when the
     /// candidates fit in a page or two, else one fetch per message) or `window` (always one
     /// fetch per message).
-    #[arg(long, env = "SMSDESK_REFRESH_PLAN", value_enum, default_value = "auto")]
+    #[arg(
+        global = true,
+        long,
+        env = "SMSDESK_REFRESH_PLAN",
+        value_enum,
+        default_value = "auto"
+    )]
     pub refresh_plan: RefreshPlan,
 
     /// Whether delivery-webhook endpoints may point at loopback, private or link-local
     /// addresses (the default in development, so the demo and tests can use 127.0.0.1; refused
     /// by default in production, where endpoints must also use https).
-    #[arg(long, env = "SMSDESK_WEBHOOK_ALLOW_PRIVATE")]
+    #[arg(global = true, long, env = "SMSDESK_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: Option<bool>,
 
     /// HTTP worker threads. Default: one per CPU the process may use.
-    #[arg(long, env = "SMSDESK_HTTP_WORKERS")]
+    #[arg(global = true, long, env = "SMSDESK_HTTP_WORKERS")]
     pub http_workers: Option<std::num::NonZeroUsize>,
 
     /// Database connections in the pool. Default: 4 for a SQLite file (one writes at a time),
     /// for PostgreSQL 4 per HTTP worker, at least 10.
-    #[arg(long, env = "SMSDESK_DATABASE_MAX_CONNECTIONS")]
+    #[arg(global = true, long, env = "SMSDESK_DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<std::num::NonZeroU32>,
 
     /// Seconds between two reconciler runs, which sweep the accounts with unfinished messages
     /// (one replica of a fleet runs it); 0 switches the reconciler off.
-    #[arg(long, env = "SMSDESK_RECONCILER_INTERVAL_SECS", default_value_t = 300)]
+    #[arg(
+        global = true,
+        long,
+        env = "SMSDESK_RECONCILER_INTERVAL_SECS",
+        default_value_t = 300
+    )]
     pub reconciler_interval_secs: u64,
 
     /// Seconds a message is left to its status callbacks before the reconciler looks for it.
-    #[arg(long, env = "SMSDESK_RECONCILER_MIN_AGE_SECS", default_value_t = 600)]
+    #[arg(
+        global = true,
+        long,
+        env = "SMSDESK_RECONCILER_MIN_AGE_SECS",
+        default_value_t = 600
+    )]
     pub reconciler_min_age_secs: u64,
 
     /// Pages of an account's Messages list (1,000 messages each) one reconciler run may read.
-    #[arg(long, env = "SMSDESK_RECONCILER_MAX_PAGES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(global = true, long, env = "SMSDESK_RECONCILER_MAX_PAGES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub reconciler_max_pages: u32,
 
     /// Sustained requests per minute allowed for one API key at the edge.
-    #[arg(long, env = "SMSDESK_RATE_LIMIT_PER_KEY", default_value_t = NonZeroU32::new(600).unwrap_or(NonZeroU32::MIN))]
+    #[arg(global = true, long, env = "SMSDESK_RATE_LIMIT_PER_KEY", default_value_t = NonZeroU32::new(600).unwrap_or(NonZeroU32::MIN))]
     pub rate_limit_per_key: NonZeroU32,
 
     /// Requests one API key may make in a burst.
-    #[arg(long, env = "SMSDESK_RATE_LIMIT_PER_KEY_BURST", default_value_t = NonZeroU32::new(60).unwrap_or(NonZeroU32::MIN))]
+    #[arg(global = true, long, env = "SMSDESK_RATE_LIMIT_PER_KEY_BURST", default_value_t = NonZeroU32::new(60).unwrap_or(NonZeroU32::MIN))]
     pub rate_limit_per_key_burst: NonZeroU32,
 
     /// Sustained requests per minute allowed for one client IP without an API key (webhooks,
     /// probes, the page).
-    #[arg(long, env = "SMSDESK_RATE_LIMIT_PER_IP", default_value_t = NonZeroU32::new(120).unwrap_or(NonZeroU32::MIN))]
+    #[arg(global = true, long, env = "SMSDESK_RATE_LIMIT_PER_IP", default_value_t = NonZeroU32::new(120).unwrap_or(NonZeroU32::MIN))]
     pub rate_limit_per_ip: NonZeroU32,
 
     /// Requests one client IP may make in a burst without an API key.
-    #[arg(long, env = "SMSDESK_RATE_LIMIT_PER_IP_BURST", default_value_t = NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN))]
+    #[arg(global = true, long, env = "SMSDESK_RATE_LIMIT_PER_IP_BURST", default_value_t = NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN))]
     pub rate_limit_per_ip_burst: NonZeroU32,
 
     /// Sustained requests per minute allowed for one IP on Twilio's webhooks (status callbacks,
     /// inbound SMS), which Twilio sends from few addresses.
-    #[arg(long, env = "SMSDESK_RATE_LIMIT_PER_WEBHOOK_IP", default_value_t = NonZeroU32::new(6000).unwrap_or(NonZeroU32::MIN))]
+    #[arg(global = true, long, env = "SMSDESK_RATE_LIMIT_PER_WEBHOOK_IP", default_value_t = NonZeroU32::new(6000).unwrap_or(NonZeroU32::MIN))]
     pub rate_limit_per_webhook_ip: NonZeroU32,
 
     /// Webhook requests one IP may make in a burst.
-    #[arg(long, env = "SMSDESK_RATE_LIMIT_PER_WEBHOOK_IP_BURST", default_value_t = NonZeroU32::new(600).unwrap_or(NonZeroU32::MIN))]
+    #[arg(global = true, long, env = "SMSDESK_RATE_LIMIT_PER_WEBHOOK_IP_BURST", default_value_t = NonZeroU32::new(600).unwrap_or(NonZeroU32::MIN))]
     pub rate_limit_per_webhook_ip_burst: NonZeroU32,
 
     /// Requests per minute (and burst) one IP may make with API keys that have not
     /// authenticated; every failed authentication is charged here, whatever key it carried.
-    #[arg(long, env = "SMSDESK_RATE_LIMIT_FAILED_AUTH_PER_IP", default_value_t = NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN))]
+    #[arg(global = true, long, env = "SMSDESK_RATE_LIMIT_FAILED_AUTH_PER_IP", default_value_t = NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN))]
     pub rate_limit_failed_auth_per_ip: NonZeroU32,
 
     /// Days after which message bodies are redacted (emptied; the status history stays). Unset:
     /// never. Set it in production to what your data-protection rules require.
-    #[arg(long, env = "SMSDESK_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(global = true, long, env = "SMSDESK_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
     pub retention_days: Option<u32>,
 
     /// With retention, also mask the phone numbers of redacted messages (all but the last two
     /// digits).
-    #[arg(long, env = "SMSDESK_RETENTION_MASK_NUMBERS", default_value_t = false)]
+    #[arg(
+        global = true,
+        long,
+        env = "SMSDESK_RETENTION_MASK_NUMBERS",
+        default_value_t = false
+    )]
     pub retention_mask_numbers: bool,
 
     /// Log line format.
-    #[arg(long, env = "SMSDESK_LOG_FORMAT", value_enum, default_value = "pretty")]
+    #[arg(
+        global = true,
+        long,
+        env = "SMSDESK_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
     pub log_format: LogFormat,
 }
 

@@ -55,3 +55,88 @@ fn an_unusable_setting_is_refused_with_its_name_and_a_failing_exit_code() {
         "says what it refused: {stderr}"
     );
 }
+
+#[test]
+fn settings_work_after_the_subcommand_and_a_log_written_to_a_file_is_plain() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database = dir.path().join("after.db");
+    let log_path = dir.path().join("smsdesk.log");
+    let log = std::fs::File::create(&log_path).expect("the log file");
+    let status = smsdesk()
+        .arg("migrate")
+        .arg("--database-url")
+        .arg(format!("sqlite://{}?mode=rwc", database.display()))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--log-format")
+        .arg("pretty")
+        .env_remove("NO_COLOR")
+        .stdout(log.try_clone().expect("the log file"))
+        .stderr(log)
+        .status()
+        .expect("the binary runs");
+    assert!(status.success(), "options after the subcommand are taken");
+    assert!(
+        database.is_file(),
+        "the database named after the subcommand"
+    );
+    let written = std::fs::read_to_string(&log_path).expect("the log");
+    assert!(!written.trim().is_empty(), "migrate logs what it did");
+    assert!(
+        !written.contains('\u{1b}'),
+        "no colour codes in a file: {written:?}"
+    );
+}
+
+#[test]
+fn every_subcommands_help_lists_the_settings() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["admin", "create-team", "--help"],
+    ] {
+        let output = smsdesk().args(&args).output().expect("the binary runs");
+        let help = String::from_utf8_lossy(&output.stdout);
+        for setting in ["--database-url", "--bind", "--log-format"] {
+            assert!(help.contains(setting), "{args:?} lists {setting}:\n{help}");
+        }
+    }
+}
+
+#[test]
+fn the_example_systemd_unit_verifies() {
+    let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/smsdesk.service");
+    let analyze = std::path::Path::new("/usr/bin/systemd-analyze");
+    if !analyze.is_file() {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED the_example_systemd_unit_verifies: systemd-analyze is not installed (apt install systemd)"
+        );
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs systemd; systemd-analyze is missing"
+        );
+        return;
+    }
+    // The unit as installed, pointing at the binary this build made (verify checks it exists).
+    let text = std::fs::read_to_string(unit).expect("the unit");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let copy = dir.path().join("smsdesk.service");
+    std::fs::write(
+        &copy,
+        text.replace("/usr/local/bin/smsdesk", env!("CARGO_BIN_EXE_smsdesk")),
+    )
+    .expect("written");
+    let output = Command::new(analyze)
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze runs");
+    assert!(
+        output.status.success(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
