@@ -2,16 +2,13 @@
 //! and filters, API keys, and delivery webhooks to a real receiver on loopback (signed, in order
 //! per message, listed with their attempts, surviving a secret rotation).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use smsdesk_client::{
-    ClientError, MessageFilter, SendSmsDto, WebhookEndpointRequestDto, WebhookEventDto,
-};
-use smsdesk_domain::webhooks::{WebhookSecret, verify};
+use smsdesk_client::{ClientError, MessageFilter, SendSmsDto, WebhookEndpointRequestDto};
+use smsdesk_domain::webhooks::WebhookSecret;
 use smsdesk_domain::{MessageStatus, Plan};
 use smsdesk_test_support::app::spawn_app;
-use smsdesk_test_support::receiver::{ReceivedWebhook, WebhookReceiver};
+use smsdesk_test_support::receiver::{WebhookReceiver, statuses_per_message};
 
 fn send_request(to: &str, body: &str, reference: &str) -> SendSmsDto {
     SendSmsDto {
@@ -160,24 +157,6 @@ async fn api_keys_are_created_listed_and_revoked_and_another_team_cannot_touch_t
     assert_eq!(error.status(), Some(404), "{error}");
 }
 
-/// Each message's statuses in the order their first deliveries arrived.
-fn statuses_per_message(received: &[ReceivedWebhook]) -> HashMap<String, Vec<String>> {
-    let mut seen_ids = std::collections::HashSet::new();
-    let mut per_message: HashMap<String, Vec<String>> = HashMap::new();
-    for delivery in received.iter().filter(|d| d.accepted) {
-        if !seen_ids.insert(delivery.id.clone()) {
-            continue;
-        }
-        let event: WebhookEventDto =
-            serde_json::from_slice(&delivery.body).expect("the documented body");
-        per_message
-            .entry(event.data.sid)
-            .or_default()
-            .push(event.data.status);
-    }
-    per_message
-}
-
 #[tokio::test]
 async fn delivery_webhooks_reach_a_real_receiver_signed_in_order_and_listed() {
     let app = spawn_app().await;
@@ -216,14 +195,7 @@ async fn delivery_webhooks_reach_a_real_receiver_signed_in_order_and_listed() {
     );
     for delivery in &received {
         assert!(
-            verify(
-                &secret,
-                &delivery.signature,
-                &delivery.id,
-                delivery.timestamp,
-                &delivery.body,
-                chrono::Utc::now(),
-            ),
+            delivery.verifies(&secret),
             "the signature verifies: {delivery:?}"
         );
     }
@@ -271,17 +243,7 @@ async fn delivery_webhooks_reach_a_real_receiver_signed_in_order_and_listed() {
         .await;
     let last = received.last().expect("one more");
     for (which, key) in [("old", &secret), ("new", &new_secret)] {
-        assert!(
-            verify(
-                key,
-                &last.signature,
-                &last.id,
-                last.timestamp,
-                &last.body,
-                chrono::Utc::now(),
-            ),
-            "the {which} secret verifies"
-        );
+        assert!(last.verifies(key), "the {which} secret verifies");
     }
     assert!(String::from_utf8_lossy(&last.body).contains(&failed.sid));
 

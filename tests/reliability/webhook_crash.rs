@@ -4,18 +4,18 @@
 //! once the receiver is up, delivers every one of them, each message's in order, signed with the
 //! endpoint's secret.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use smsdesk_client::{SendSmsDto, WebhookEndpointRequestDto, WebhookEventDto};
+use smsdesk_client::{SendSmsDto, WebhookEndpointRequestDto};
 use smsdesk_domain::Plan;
 use smsdesk_domain::services::STATUS_CALLBACK_PATH;
-use smsdesk_domain::webhooks::{WebhookSecret, verify};
+use smsdesk_domain::webhooks::WebhookSecret;
 use smsdesk_test_support::app::{callback_params, credentials, fresh_postgres, post_webhook, sign};
 use smsdesk_test_support::processes::{FleetSpec, ReplicaProcess, smsdesk_binary};
-use smsdesk_test_support::receiver::{WebhookReceiver, reserve_port};
+use smsdesk_test_support::receiver::{WebhookReceiver, reserve_port, statuses_per_message};
 use smsdesk_twilio_sim::{SimConfig, SimServer};
 
 /// Messages sent; each then moves to `sent` and `delivered` by callback: three changes each.
@@ -131,29 +131,14 @@ async fn kill_9_with_deliveries_pending_loses_none_after_a_restart() {
         })
         .await;
 
-    let mut per_message: HashMap<String, Vec<String>> = HashMap::new();
-    let mut ids = HashSet::new();
     for delivery in &received {
         assert!(
-            verify(
-                &secret,
-                &delivery.signature,
-                &delivery.id,
-                delivery.timestamp,
-                &delivery.body,
-                chrono::Utc::now(),
-            ),
+            delivery.verifies(&secret),
             "signed with the endpoint's secret: {delivery:?}"
         );
-        if ids.insert(delivery.id.clone()) {
-            let event: WebhookEventDto =
-                serde_json::from_slice(&delivery.body).expect("the documented body");
-            per_message
-                .entry(event.data.sid)
-                .or_default()
-                .push(event.data.status);
-        }
     }
+    let ids: HashSet<&str> = received.iter().map(|d| d.id.as_str()).collect();
+    let per_message = statuses_per_message(&received);
     for sid in &sids {
         assert_eq!(
             per_message.get(sid).map(Vec::as_slice),
@@ -170,7 +155,7 @@ async fn kill_9_with_deliveries_pending_loses_none_after_a_restart() {
     assert_eq!(after.deliveries.len(), expected);
     for delivery in &after.deliveries {
         assert!(
-            ids.contains(&delivery.webhook_id),
+            ids.contains(delivery.webhook_id.as_str()),
             "{} arrived",
             delivery.webhook_id
         );

@@ -3,6 +3,7 @@
 //! few requests with 500, and can be started on a port chosen in advance so a test can let the
 //! service fail against a closed port first and open it later.
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use smsdesk_api::WebhookEventDto;
+use smsdesk_domain::webhooks::{WebhookSecret, verify};
 
 /// One POST as the receiver saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +27,42 @@ pub struct ReceivedWebhook {
     pub body: Vec<u8>,
     /// Whether the receiver answered 2xx (false for a request it was told to fail).
     pub accepted: bool,
+}
+
+impl ReceivedWebhook {
+    /// Whether its `webhook-signature` verifies with `secret` now (Standard Webhooks).
+    pub fn verifies(&self, secret: &WebhookSecret) -> bool {
+        verify(
+            secret,
+            &self.signature,
+            &self.id,
+            self.timestamp,
+            &self.body,
+            chrono::Utc::now(),
+        )
+    }
+
+    /// Its body, read as the documented event (panics if it is not).
+    pub fn event(&self) -> WebhookEventDto {
+        serde_json::from_slice(&self.body).expect("the documented body")
+    }
+}
+
+/// Each message's statuses in the order their first accepted deliveries arrived (a retry or
+/// a second delivery of one `webhook-id` counts once).
+pub fn statuses_per_message(received: &[ReceivedWebhook]) -> HashMap<String, Vec<String>> {
+    let mut seen_ids = HashSet::new();
+    let mut per_message: HashMap<String, Vec<String>> = HashMap::new();
+    for delivery in received.iter().filter(|d| d.accepted) {
+        if seen_ids.insert(delivery.id.as_str()) {
+            let event = delivery.event();
+            per_message
+                .entry(event.data.sid)
+                .or_default()
+                .push(event.data.status);
+        }
+    }
+    per_message
 }
 
 #[derive(Default)]
