@@ -7,7 +7,9 @@ use std::time::Duration;
 use smsdesk_client::{ClientError, MessageFilter, SendSmsDto, WebhookEndpointRequestDto};
 use smsdesk_domain::webhooks::WebhookSecret;
 use smsdesk_domain::{MessageStatus, Plan};
-use smsdesk_test_support::app::spawn_app;
+use smsdesk_test_support::app::{
+    RECEIVE_PATH, credentials, error_code, post_webhook, sign, spawn_app,
+};
 use smsdesk_test_support::receiver::{WebhookReceiver, statuses_per_message};
 
 fn send_request(to: &str, body: &str, reference: &str) -> SendSmsDto {
@@ -275,4 +277,162 @@ async fn delivery_webhooks_reach_a_real_receiver_signed_in_order_and_listed() {
             .endpoints
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn the_summary_counts_the_window_by_status_and_the_party_filter_finds_both_directions() {
+    let app = spawn_app().await;
+    let client = app.client();
+    // The demo team starts with a few messages of its own: count what this test adds.
+    let before = client.delivery_summary(Some(1)).await.expect("summary");
+    let customer = "+14155550180";
+    let mut sids = Vec::new();
+    for n in 0..4 {
+        let sent = client
+            .send_sms(
+                &send_request(customer, &format!("note {n}"), "summary"),
+                None,
+            )
+            .await
+            .expect("sent");
+        sids.push(sent.message.sid);
+    }
+    client
+        .send_sms(
+            &send_request("+14155550181", "someone else", "summary"),
+            None,
+        )
+        .await
+        .expect("sent");
+    app.twilio_moves(&sids[0], MessageStatus::Delivered, None)
+        .await;
+    app.twilio_moves(&sids[1], MessageStatus::Delivered, None)
+        .await;
+    app.twilio_moves(&sids[2], MessageStatus::Undelivered, Some(30_003))
+        .await;
+    // The customer writes back: an inbound message from the same number.
+    let team = app.demo_team().await;
+    let (account, token) = credentials(&app, team).await;
+    let inbound = vec![
+        ("AccountSid".to_owned(), account),
+        (
+            "MessageSid".to_owned(),
+            "SMfeedfacefeedfacefeedfacefeedface".to_owned(),
+        ),
+        ("From".to_owned(), customer.to_owned()),
+        ("To".to_owned(), "+15005550006".to_owned()),
+        ("Body".to_owned(), "thanks".to_owned()),
+    ];
+    let signature = sign(&app, RECEIVE_PATH, &token, &inbound);
+    let received = post_webhook(&app, RECEIVE_PATH, &inbound, Some(&signature)).await;
+    assert!(received.status().is_success(), "{}", received.status());
+
+    let summary = client.delivery_summary(Some(1)).await.expect("summary");
+    assert_eq!(summary.window_hours, 1);
+    assert_eq!(
+        summary.total - before.total,
+        6,
+        "{before:?} then {summary:?}"
+    );
+    assert_eq!(
+        (
+            summary.delivered - before.delivered,
+            summary.settled - before.settled
+        ),
+        (2, 3)
+    );
+    let rate = summary.delivery_rate.expect("settled messages");
+    let expected = summary.delivered as f64 / summary.settled as f64;
+    assert!((rate - expected).abs() < 1e-9, "{rate}");
+    let added = |status: &str| {
+        let count = |summary: &smsdesk_client::DeliverySummaryDto| {
+            summary
+                .counts
+                .iter()
+                .find(|c| c.status == status)
+                .map_or(0, |c| c.count)
+        };
+        count(&summary) - count(&before)
+    };
+    assert_eq!(
+        ["queued", "delivered", "undelivered", "received"].map(added),
+        [2, 2, 1, 1]
+    );
+    let order: Vec<&str> = summary.counts.iter().map(|c| c.status.as_str()).collect();
+    let mut ranked = order.clone();
+    ranked.sort_by_key(|status| {
+        smsdesk_domain::status::KNOWN_STATUSES
+            .iter()
+            .position(|known| known.as_str() == *status)
+    });
+    assert_eq!(order, ranked, "the counts come in rank order");
+    let default_window = client.delivery_summary(None).await.expect("summary");
+    assert_eq!(default_window.window_hours, 24);
+
+    // The history explains each error code it carries.
+    let detail = client.get_message(&sids[2]).await.expect("found");
+    let last = detail.history.last().expect("history");
+    assert_eq!(last.status, "undelivered");
+    assert_eq!(last.error_code, Some(30_003));
+    assert!(
+        last.error_reason
+            .as_deref()
+            .is_some_and(|reason| reason.contains("Unreachable")),
+        "{last:?}"
+    );
+
+    let conversation = client
+        .list_messages(&MessageFilter {
+            party: Some(customer.into()),
+            ..MessageFilter::default()
+        })
+        .await
+        .expect("listed");
+    let directions: Vec<&str> = conversation
+        .messages
+        .iter()
+        .map(|m| m.direction.as_str())
+        .collect();
+    assert_eq!(
+        directions,
+        [
+            "inbound",
+            "outbound-api",
+            "outbound-api",
+            "outbound-api",
+            "outbound-api"
+        ]
+    );
+
+    for (hours, why) in [(0, "below the window"), (721, "above 30 days")] {
+        let refused = client.delivery_summary(Some(hours)).await.expect_err(why);
+        assert!(
+            matches!(&refused, ClientError::Api { status: 400, error, .. }
+                if error.code == "invalid_parameter" && error.field.as_deref() == Some("hours")),
+            "{why}: {refused:?}"
+        );
+    }
+    let key = app.api_key.clone();
+    for (query, code) in [
+        ("hours=abc", "invalid_parameter"),
+        ("hours=1&hours=2", "invalid_parameter"),
+        ("days=1", "unknown_parameter"),
+    ] {
+        let response = app
+            .http
+            .get(app.url(&format!("/api/messages/summary?{query}")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("answered");
+        let (status, found, _) = error_code(response).await;
+        assert_eq!((status.as_u16(), found.as_str()), (400, code), "{query}");
+    }
+    let unsigned = app
+        .http
+        .get(app.url("/api/messages/summary"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(unsigned.status(), 401);
 }

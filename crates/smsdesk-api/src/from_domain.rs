@@ -8,6 +8,7 @@ use smsdesk_domain::services::{
     EndpointRequest, EndpointWithSecret, FailureReason, IntegrationSettings, MessageOutcome,
     OutcomeKind, RefreshAnswer, SkipReason,
 };
+use smsdesk_domain::summary::DeliverySummary;
 use smsdesk_domain::webhooks::{WebhookDelivery, WebhookEndpoint};
 use smsdesk_domain::{DeliveryError, Message, StatusEvent};
 
@@ -50,11 +51,36 @@ impl From<StatusEvent> for StatusEventDto {
         let observation = event.observation;
         Self {
             status: observation.state.status.as_str().to_owned(),
+            error_reason: observation
+                .state
+                .error_code
+                .map(|code| DeliveryError::explain(code).reason.to_owned()),
             error_code: observation.state.error_code,
             error_message: observation.state.error_message,
             source: observation.source.as_str().to_owned(),
             observed_at: observation.observed_at,
             applied: event.applied,
+        }
+    }
+}
+
+impl From<DeliverySummary> for DeliverySummaryDto {
+    fn from(summary: DeliverySummary) -> Self {
+        Self {
+            window_hours: summary.window.as_hours(),
+            since: summary.since,
+            total: summary.total(),
+            delivered: summary.delivered(),
+            settled: summary.settled(),
+            delivery_rate: summary.delivery_rate(),
+            counts: summary
+                .counts
+                .into_iter()
+                .map(|c| StatusCountDto {
+                    status: c.status.as_str().to_owned(),
+                    count: c.count,
+                })
+                .collect(),
         }
     }
 }

@@ -81,6 +81,8 @@ pub struct StatusEventDto {
     pub error_code: Option<u32>,
     /// The observed error text.
     pub error_message: Option<String>,
+    /// What `error_code` means, in one sentence; `null` exactly when `error_code` is `null`.
+    pub error_reason: Option<String>,
     /// `send`, `poll`, `callback`, `inbound`, `sweep` or `timeout`.
     pub source: String,
     /// When it was observed.
@@ -98,6 +100,36 @@ pub struct MessageWithHistoryDto {
     pub message: MessageDto,
     /// Every observation, oldest first.
     pub history: Vec<StatusEventDto>,
+}
+
+/// How many messages are in one status (in [`DeliverySummaryDto`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusCountDto {
+    /// The status.
+    pub status: String,
+    /// How many of the team's messages created in the window have it now.
+    pub count: u64,
+}
+
+/// The team's delivery summary over a window (`GET /api/messages/summary`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliverySummaryDto {
+    /// The window, in hours.
+    pub window_hours: u32,
+    /// Its start: messages created at or after this time are counted.
+    pub since: Timestamp,
+    /// Every message counted.
+    pub total: u64,
+    /// Delivered or read.
+    pub delivered: u64,
+    /// Settled outbound deliveries: delivered, read, undelivered or failed.
+    pub settled: u64,
+    /// `delivered / settled`, from 0 to 1; `null` when nothing is settled yet.
+    pub delivery_rate: Option<f64>,
+    /// One entry per status that has messages, in the statuses' rank order.
+    pub counts: Vec<StatusCountDto>,
 }
 
 /// A page of messages (`GET /api/messages`).

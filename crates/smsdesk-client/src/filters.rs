@@ -18,6 +18,8 @@ pub struct MessageFilter {
     pub to: Option<String>,
     /// Sender, exactly.
     pub from: Option<String>,
+    /// Either party: messages to or from this address, whichever the direction.
+    pub party: Option<String>,
     /// Page size (1 to 200; default 50).
     pub limit: Option<usize>,
     /// A previous page's `nextCursor`.
@@ -35,6 +37,7 @@ impl MessageFilter {
             ("reference", self.reference.clone()),
             ("to", self.to.clone()),
             ("from", self.from.clone()),
+            ("party", self.party.clone()),
             ("limit", self.limit.map(|limit| limit.to_string())),
             ("cursor", self.cursor.clone()),
         ];

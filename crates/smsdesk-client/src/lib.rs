@@ -183,6 +183,25 @@ impl Client {
         self.follow(page.links.next.as_deref()).await
     }
 
+    /// `GET /api/messages/summary?hours=`: the team's messages created in the last `hours`
+    /// (`None`: the service's default, 24), counted by status, with the delivery rate.
+    ///
+    /// # Errors
+    /// [`ClientError::Api`] `invalid_parameter` for hours outside 1 to 720, or a transport error.
+    pub async fn delivery_summary(
+        &self,
+        hours: Option<u32>,
+    ) -> Result<DeliverySummaryDto, ClientError> {
+        let query: Vec<(&str, String)> = hours
+            .map(|hours| ("hours", hours.to_string()))
+            .into_iter()
+            .collect();
+        let builder = self
+            .request(Method::GET, &["api", "messages", "summary"])
+            .query(&query);
+        decode(answered(builder).await?).await
+    }
+
     /// `GET /api/messages/{sid}`: one message with its status history, oldest first.
     ///
     /// # Errors

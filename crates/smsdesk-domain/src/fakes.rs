@@ -41,6 +41,7 @@ use crate::ports::{
 use crate::refresh_rules::CooldownClaim;
 use crate::retention::RetentionPolicy;
 use crate::status::{Direction, MessageStatus};
+use crate::summary::StatusCount;
 
 mod webhooks;
 pub use webhooks::{CountingSecrets, PostedDelivery, RecordingTransport, ScriptedAnswer};
@@ -305,6 +306,32 @@ impl MessageRepository for InMemoryStore {
             messages: found,
             next,
         })
+    }
+
+    async fn status_counts(
+        &self,
+        team: TeamId,
+        created_since: Timestamp,
+    ) -> Result<Vec<StatusCount>, RepositoryError> {
+        let state = self.guard()?;
+        let mut counts: Vec<StatusCount> = Vec::new();
+        for message in state
+            .messages
+            .values()
+            .filter(|m| m.team_id == team && m.created_at >= created_since)
+        {
+            match counts
+                .iter_mut()
+                .find(|c| c.status == message.delivery.status)
+            {
+                Some(entry) => entry.count += 1,
+                None => counts.push(StatusCount {
+                    status: message.delivery.status.clone(),
+                    count: 1,
+                }),
+            }
+        }
+        Ok(counts)
     }
 }
 

@@ -16,6 +16,7 @@
 //! - [`refresh_rules`]: the bulk window, limits and cool-down arithmetic;
 //! - [`sweep`]: reading an account's Messages list, and the rule that picks a bulk refresh's plan;
 //! - [`retention`]: when message bodies are redacted and numbers masked;
+//! - [`summary`]: a team's counts by status over a window, and its delivery rate;
 //! - [`ports`]: the traits adapters implement (repositories, limiter, SMS provider, clock);
 //! - [`services`]: the use cases, starting with [`services::RefreshStatus`];
 //! - [`changes`]: the one path every committed change takes ([`changes::ChangeNotifier`]);
@@ -51,6 +52,7 @@ pub mod retention;
 pub mod rules;
 pub mod services;
 pub mod status;
+pub mod summary;
 pub mod sweep;
 pub mod webhooks;
 

@@ -100,6 +100,8 @@ pub struct MessageQuery {
     pub to: Option<Address>,
     /// Only messages from this address.
     pub from: Option<Address>,
+    /// Only messages to or from this address (the other party, whichever the direction).
+    pub party: Option<Address>,
     /// Continue after this position (from a previous page's `next`).
     pub after: Option<MessageCursor>,
     /// Page size; adapters cap it at 200.
@@ -122,6 +124,10 @@ impl MessageQuery {
                 .is_none_or(|r| message.reference.as_ref() == Some(r))
             && self.to.as_ref().is_none_or(|to| message.to == *to)
             && self.from.as_ref().is_none_or(|from| message.from == *from)
+            && self
+                .party
+                .as_ref()
+                .is_none_or(|party| message.to == *party || message.from == *party)
             && self.after.as_ref().is_none_or(|cursor| {
                 (message.created_at, &message.sid) < (cursor.created_at, &cursor.sid)
             })
@@ -210,6 +216,17 @@ pub trait MessageRepository: Send + Sync {
     /// [`RepositoryError::Unavailable`] when the store cannot be reached.
     async fn list(&self, team: TeamId, query: MessageQuery)
     -> Result<MessagePage, RepositoryError>;
+
+    /// How many of the team's messages created at or after `created_since` are in each status
+    /// now, one entry per status that has any (for [`crate::summary`]).
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn status_counts(
+        &self,
+        team: TeamId,
+        created_since: Timestamp,
+    ) -> Result<Vec<crate::summary::StatusCount>, RepositoryError>;
 }
 
 /// A team with outbound messages that are not final yet, as the reconciler looks for them.

@@ -15,6 +15,7 @@ use smsdesk_domain::ports::{
 };
 use smsdesk_domain::retention::RetentionPolicy;
 use smsdesk_domain::status::KNOWN_STATUSES;
+use smsdesk_domain::summary::StatusCount;
 use smsdesk_domain::{
     AccountSid, Address, DeliveryState, Direction, Message, MessageReference, MessageSid,
     MessageStatus, NewMessage, ObservationSource, StatusEvent, StatusObservation, TeamId,
@@ -445,6 +446,13 @@ fn list_query(team: TeamId, query: &MessageQuery) -> SelectStatement {
     if let Some(from) = &query.from {
         select.and_where(Expr::col(SmsMessages::FromAddress).eq(from.as_str()));
     }
+    if let Some(party) = &query.party {
+        select.and_where(
+            Expr::col(SmsMessages::ToAddress)
+                .eq(party.as_str())
+                .or(Expr::col(SmsMessages::FromAddress).eq(party.as_str())),
+        );
+    }
     if let Some(after) = &query.after {
         let at = stored_time(after.created_at);
         select.and_where(
@@ -829,6 +837,32 @@ impl MessageRepository for Store {
             None
         };
         Ok(MessagePage { messages, next })
+    }
+
+    async fn status_counts(
+        &self,
+        team: TeamId,
+        created_since: Timestamp,
+    ) -> Result<Vec<StatusCount>, RepositoryError> {
+        // One grouped read over the list index's prefix (`team_id, created_at`).
+        let query = Query::select()
+            .column(SmsMessages::Status)
+            .expr_as(Expr::col(SmsMessages::Id).count(), "messages")
+            .from(SmsMessages::Table)
+            .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
+            .and_where(Expr::col(SmsMessages::CreatedAt).gte(stored_time(created_since)))
+            .group_by_col(SmsMessages::Status)
+            .to_owned();
+        let rows = self.db.query_all(&query).await.map_err(repo_err)?;
+        rows.iter()
+            .map(|row| {
+                let count = get::<i64>(row, "messages")?;
+                Ok(StatusCount {
+                    status: MessageStatus::parse(&get::<String>(row, "status")?),
+                    count: u64::try_from(count).map_err(|err| corrupt("messages", err))?,
+                })
+            })
+            .collect()
     }
 }
 

@@ -91,11 +91,13 @@ impl Store {
         connect
             .acquire_timeout(options.acquire_timeout)
             .connect_timeout(options.acquire_timeout)
-            // A ping before every acquire (sqlx's default, kept on purpose): without it, each
-            // pooled connection the server dropped fails one request before it is replaced
-            // (`db_faults::connections_killed_between_requests_are_replaced_without_a_restart`
-            // saw 4 of 5 fail); pinging only idle ones was faster but broke that guarantee.
-            .test_before_acquire(true)
+            // A ping before every acquire on PostgreSQL (sqlx's default, kept on purpose):
+            // without it, each pooled connection the server dropped fails one request before it
+            // is replaced (`db_faults::connections_killed_between_requests_are_replaced_without_a_restart`
+            // saw 4 of 5 fail). A SQLite connection is a file handle no server can drop, and its
+            // ping is one more hand-off to the connection's thread and back per query, so SQLite
+            // skips it.
+            .test_before_acquire(backend == Backend::Postgres)
             .sqlx_logging(false);
         match backend {
             Backend::Sqlite if url.contains(":memory:") || url.contains("mode=memory") => {

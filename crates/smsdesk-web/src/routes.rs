@@ -13,6 +13,7 @@ use smsdesk_domain::services::{
     ConfigureIntegration, IntegrationSettings, ManageApiKeys, RefreshTarget, STATUS_CALLBACK_PATH,
     SendRequest,
 };
+use smsdesk_domain::summary::{MAX_SUMMARY_HOURS, SummaryWindow};
 use smsdesk_domain::{
     Address, Direction, MessageReference, MessageSid, MessageStatus, MessagingServiceSid,
     PhoneNumber, RefreshWindow,
@@ -20,9 +21,9 @@ use smsdesk_domain::{
 
 use crate::auth::Authenticated;
 use crate::dto::{
-    ApiKeyDto, ApiKeyListDto, CreateApiKeyDto, IntegrationDto, IntegrationViewDto, IssuedApiKeyDto,
-    MessageDto, MessagePageDto, MessageWithHistoryDto, PageLinksDto, RefreshResponseDto,
-    SendSmsDto, StatusEventDto,
+    ApiKeyDto, ApiKeyListDto, CreateApiKeyDto, DeliverySummaryDto, IntegrationDto,
+    IntegrationViewDto, IssuedApiKeyDto, MessageDto, MessagePageDto, MessageWithHistoryDto,
+    PageLinksDto, RefreshResponseDto, SendSmsDto, StatusEventDto,
 };
 use crate::error::{ApiError, ErrorCode, store_error};
 use crate::query::QueryParams;
@@ -77,6 +78,11 @@ pub(crate) fn register(scope: actix_web::Scope) -> actix_web::Scope {
         )
         .service(endpoint("/api/keys/{id}", Method::DELETE, revoke_api_key))
         .service(endpoint("/api/messages", Method::GET, list_messages))
+        .service(endpoint(
+            "/api/messages/summary",
+            Method::GET,
+            message_summary,
+        ))
         .service(endpoint("/api/messages/{sid}", Method::GET, get_message))
         .default_service(web::to(not_found))
 }
@@ -353,8 +359,11 @@ pub(crate) fn decode_cursor(raw: &str) -> Option<MessageCursor> {
     })
 }
 
+/// The window `GET /api/messages/summary` covers without `hours`.
+const DEFAULT_SUMMARY_HOURS: u32 = 24;
+
 /// The query keys `GET /api/messages` accepts; `status` may be repeated (any of them).
-const LIST_PARAMETERS: [&str; 9] = [
+const LIST_PARAMETERS: [&str; 10] = [
     "direction",
     "status",
     "since",
@@ -362,6 +371,7 @@ const LIST_PARAMETERS: [&str; 9] = [
     "reference",
     "to",
     "from",
+    "party",
     "cursor",
     "limit",
 ];
@@ -385,7 +395,7 @@ fn parse_time(
         .transpose()
 }
 
-/// A `to` or `from` filter. A leading `+` sent unencoded arrives as a space (form encoding), so
+/// A `to`, `from` or `party` filter. A leading `+` sent unencoded arrives as a space (form encoding), so
 /// that is named rather than silently matching nothing.
 fn parse_address_filter(params: &QueryParams, key: &str) -> Result<Option<Address>, ApiError> {
     params
@@ -440,6 +450,7 @@ fn parse_list_query(params: &QueryParams) -> Result<MessageQuery, ApiError> {
         reference,
         to: parse_address_filter(params, "to")?,
         from: parse_address_filter(params, "from")?,
+        party: parse_address_filter(params, "party")?,
         after,
         limit,
     })
@@ -482,6 +493,35 @@ async fn list_messages(
         next_cursor,
         messages: page.messages.into_iter().map(MessageDto::from).collect(),
     }))
+}
+
+/// Reads `hours` (default 24) into a summary window.
+fn summary_window(params: &QueryParams) -> Result<SummaryWindow, ApiError> {
+    let invalid = |detail: String| ApiError::invalid_parameter("hours", detail);
+    let hours = match params.get("hours") {
+        None => DEFAULT_SUMMARY_HOURS,
+        Some(raw) => raw.parse::<u32>().map_err(|_| {
+            invalid(format!(
+                "hours must be a whole number from 1 to {MAX_SUMMARY_HOURS}"
+            ))
+        })?,
+    };
+    SummaryWindow::hours(hours).map_err(|e| invalid(e.to_string()))
+}
+
+async fn message_summary(
+    state: web::Data<WebState>,
+    Authenticated(requester): Authenticated,
+    query: Query,
+) -> Result<HttpResponse, ApiError> {
+    let params = QueryParams::new(query.into_inner(), &["hours"])?;
+    let window = summary_window(&params)?;
+    let summary = state
+        .summaries()
+        .summary(requester.team_id, window)
+        .await
+        .map_err(|e| store_error(&e))?;
+    Ok(HttpResponse::Ok().json(DeliverySummaryDto::from(summary)))
 }
 
 async fn get_message(

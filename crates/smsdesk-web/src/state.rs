@@ -17,6 +17,7 @@ use smsdesk_domain::services::{
     ApplyStatusCallback, ConfigureIntegration, DeliverWebhooks, ManageApiKeys, ManageWebhooks,
     ReceiveSms, Reconcile, ReconcilePolicy, RefreshStatus, SendSms,
 };
+use smsdesk_domain::summary::SummarizeDelivery;
 use smsdesk_domain::sweep::{SweepPolicy, TrafficEstimates};
 use smsdesk_domain::webhooks::UrlPolicy;
 
@@ -203,6 +204,7 @@ struct Inner {
     receive: ReceiveSms,
     configure: ConfigureIntegration,
     api_keys: ManageApiKeys,
+    summaries: SummarizeDelivery,
     metrics: Arc<Metrics>,
     rate_limiter: Arc<EdgeRateLimiter>,
     key_cache: Arc<KeyCache>,
@@ -287,6 +289,7 @@ impl WebState {
         let api_keys = ManageApiKeys::new(ports.api_keys, ports.clock.clone());
         let rate_limiter = Arc::new(EdgeRateLimiter::new(config.rate_limits));
         let key_cache = Arc::new(KeyCache::new(ports.clock.clone()));
+        let summaries = SummarizeDelivery::new(ports.messages.clone(), ports.clock.clone());
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -299,6 +302,7 @@ impl WebState {
                 receive,
                 configure,
                 api_keys,
+                summaries,
                 metrics,
                 rate_limiter,
                 key_cache,
@@ -424,6 +428,10 @@ impl WebState {
 
     pub(crate) fn api_keys(&self) -> &ManageApiKeys {
         &self.inner.api_keys
+    }
+
+    pub(crate) fn summaries(&self) -> &SummarizeDelivery {
+        &self.inner.summaries
     }
 
     pub(crate) fn webhooks(&self) -> &ManageWebhooks {

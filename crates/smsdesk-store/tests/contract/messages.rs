@@ -11,4 +11,5 @@ crate::on_both_databases!(
     bulk_candidates_are_the_windows_outbound_unfinished_messages_newest_first_at_most_100,
     listing_filters_and_pages_without_gaps_or_repeats,
     references_are_stored_and_every_list_filter_combines,
+    status_counts_cover_the_teams_messages_created_in_the_window_by_current_status,
 );

@@ -604,6 +604,10 @@ pub async fn references_are_stored_and_every_list_filter_combines(subject: &dyn 
         if n > 6 {
             message.from = Address::parse("+15005550006").expect("valid");
         }
+        if n == 5 {
+            // The number others are sent to writes in once: `party` finds it both ways.
+            message.from = Address::parse("+14155550111").expect("valid");
+        }
         stored(store, message).await;
     }
     // Another team's message with the same reference is never listed for team A.
@@ -659,6 +663,23 @@ pub async fn references_are_stored_and_every_list_filter_combines(subject: &dyn 
         ),
         (
             MessageQuery {
+                party: Some(Address::parse("+14155550111").expect("valid")),
+                ..MessageQuery::default()
+            },
+            vec![sid(8), sid(6), sid(5), sid(4), sid(2)],
+            "party: to or from",
+        ),
+        (
+            MessageQuery {
+                party: Some(Address::parse("+14155550111").expect("valid")),
+                from: Some(Address::parse("+15005550006").expect("valid")),
+                ..MessageQuery::default()
+            },
+            vec![sid(8)],
+            "party and from together",
+        ),
+        (
+            MessageQuery {
                 statuses: vec![MessageStatus::Failed, MessageStatus::Undelivered],
                 ..MessageQuery::default()
             },
@@ -679,6 +700,103 @@ pub async fn references_are_stored_and_every_list_filter_combines(subject: &dyn 
     for (query, expected, why) in cases {
         assert_eq!(listed(query).await, expected, "{why}");
     }
+}
+
+pub async fn status_counts_cover_the_teams_messages_created_in_the_window_by_current_status(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    let b = team(subject, "B").await;
+    let statuses = [
+        MessageStatus::Delivered,
+        MessageStatus::Delivered,
+        MessageStatus::Failed,
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Unknown("carrier_hold".into()),
+    ];
+    for (n, status) in (1_u32..).zip(statuses) {
+        stored(
+            store,
+            new_message(a, n, Direction::OutboundApi, status, at(i64::from(n))),
+        )
+        .await;
+    }
+    stored(
+        store,
+        new_message(a, 7, Direction::Inbound, MessageStatus::Received, at(7)),
+    )
+    .await;
+    // Another team's messages in the same window are never counted for A.
+    for n in 20..23 {
+        stored(
+            store,
+            new_message(b, n, Direction::OutboundApi, MessageStatus::Failed, at(5)),
+        )
+        .await;
+    }
+    // The current status counts, not the first: message 4 moves on from `sent`.
+    let written = store
+        .apply_observations(
+            a,
+            vec![ObservationWrite {
+                sid: sid(4),
+                observation: observation(
+                    MessageStatus::Undelivered,
+                    ObservationSource::Callback,
+                    at(9),
+                ),
+                change: Some(StateChange {
+                    expected_status: MessageStatus::Sent,
+                    expected_updated_at: None,
+                    next: DeliveryState::new(MessageStatus::Undelivered),
+                }),
+            }],
+        )
+        .await
+        .expect("writable");
+    assert_eq!(written.len(), 1);
+
+    let counted = |since: i64| async move {
+        let mut counts: Vec<(String, u64)> = store
+            .status_counts(a, at(since))
+            .await
+            .expect("readable")
+            .into_iter()
+            .map(|c| (c.status.as_str().to_owned(), c.count))
+            .collect();
+        counts.sort();
+        counts
+    };
+    let pairs = |list: &[(&str, u64)]| {
+        list.iter()
+            .map(|(status, count)| ((*status).to_owned(), *count))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        counted(0).await,
+        pairs(&[
+            ("carrier_hold", 1),
+            ("delivered", 3),
+            ("failed", 1),
+            ("received", 1),
+            ("undelivered", 1),
+        ]),
+        "every message of A, by its status now"
+    );
+    assert_eq!(
+        counted(3).await,
+        pairs(&[
+            ("carrier_hold", 1),
+            ("delivered", 1),
+            ("failed", 1),
+            ("received", 1),
+            ("undelivered", 1),
+        ]),
+        "created at or after the start only"
+    );
+    assert_eq!(counted(8).await, pairs(&[]), "nothing created since");
 }
 
 pub async fn of_two_writers_enriching_the_same_status_from_one_read_exactly_one_wins(

@@ -40,6 +40,7 @@ use smsdesk_domain::ports::{
 };
 use smsdesk_domain::retention::RetentionPolicy;
 use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
+use smsdesk_domain::summary::StatusCount;
 use smsdesk_domain::{
     AccountSid, Address, ApiKeySid, CooldownClaim, DeliveryState, Direction, Message, MessageSid,
     MessageStatus, MessagingServiceSid, NewMessage, ObservationSource, PhoneNumber, StatusEvent,
@@ -177,6 +178,14 @@ impl MessageRepository for PortSet {
         query: MessageQuery,
     ) -> Result<MessagePage, RepositoryError> {
         self.messages.list(team, query).await
+    }
+
+    async fn status_counts(
+        &self,
+        team: TeamId,
+        created_since: Timestamp,
+    ) -> Result<Vec<StatusCount>, RepositoryError> {
+        self.messages.status_counts(team, created_since).await
     }
 }
 

@@ -146,6 +146,7 @@ fn event(full: bool) -> StatusEventDto {
         status: "failed".into(),
         error_code: full.then_some(30008),
         error_message: full.then(|| "Unknown error".to_owned()),
+        error_reason: full.then(|| "Unknown error.".to_owned()),
         source: "callback".into(),
         observed_at: at(1_780_000_000),
         applied: true,
@@ -312,6 +313,29 @@ fn every_shared_type_names_exactly_what_the_document_names_and_conforms() {
         links: links(full),
     };
     found.extend(check_both("MessagePage", page));
+    let summary = |full: bool| DeliverySummaryDto {
+        window_hours: 24,
+        since: at(1_780_000_000),
+        total: if full { 3 } else { 0 },
+        delivered: u64::from(full),
+        settled: if full { 2 } else { 0 },
+        delivery_rate: full.then_some(0.5),
+        counts: if full {
+            vec![
+                StatusCountDto {
+                    status: "delivered".into(),
+                    count: 1,
+                },
+                StatusCountDto {
+                    status: "failed".into(),
+                    count: 2,
+                },
+            ]
+        } else {
+            Vec::new()
+        },
+    };
+    found.extend(check_both("DeliverySummary", summary));
     found.extend(check("RefreshOutcome", &outcome(true), &outcomes()));
     let single = RefreshResponseDto {
         mode: "single".into(),
