@@ -32,3 +32,7 @@ ci:
 # Benchmark 4 (1M messages over 1,000 teams; set SMSDESK_BENCH_POSTGRES_URL for PostgreSQL too).
 bench-scale:
     cargo bench -p smsdesk-store --bench scale
+
+# Replace the vendored Swagger UI behind GET /docs (latest, or a version: `just update-swagger-ui 5.35.0`).
+update-swagger-ui version="latest":
+    crates/smsdesk-web/assets/vendor/update-swagger-ui.sh {{version}}

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::actions::InputSource as _;
-use fantoccini::key::Key;
+pub use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -55,6 +55,18 @@ pub struct HttpAnswer {
     pub status: u16,
     /// The body as text.
     pub body: String,
+    /// Every header, names in lower case.
+    pub headers: Vec<(String, String)>,
+}
+
+impl HttpAnswer {
+    /// The first value of header `name` (any case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
 }
 
 /// Sends one request to the service at `addr` and waits for the whole answer, from a test that
@@ -84,8 +96,22 @@ pub fn http(
         }
         let answer = request.send().await.expect("the request is answered");
         let status = answer.status().as_u16();
+        let headers = answer
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
         let body = answer.text().await.expect("the answer's body");
-        HttpAnswer { status, body }
+        HttpAnswer {
+            status,
+            body,
+            headers,
+        }
     })
 }
 
@@ -266,16 +292,21 @@ impl Browser {
 
     /// Presses Tab in whatever has the focus.
     pub fn press_tab(&self) {
+        self.press(Key::Tab);
+    }
+
+    /// Presses and releases `key` (Enter, Escape, ...) in whatever has the focus.
+    pub fn press(&self, key: Key) {
         let actions = fantoccini::actions::KeyActions::new("keyboard".to_owned())
             .then(fantoccini::actions::KeyAction::Down {
-                value: char::from(Key::Tab),
+                value: char::from(key),
             })
             .then(fantoccini::actions::KeyAction::Up {
-                value: char::from(Key::Tab),
+                value: char::from(key),
             });
         self.runtime
             .block_on(self.client().perform_actions(actions))
-            .unwrap_or_else(|e| panic!("pressing Tab: {e}"));
+            .unwrap_or_else(|e| panic!("pressing {key:?}: {e}"));
     }
 
     /// Polls until `script` returns something other than null/false; returns it.

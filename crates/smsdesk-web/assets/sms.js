@@ -1,4 +1,5 @@
-// smsdesk SMS page: sign-in, message list, refresh (single and bulk), send, live updates.
+// smsdesk SMS page: sign-in, message list, refresh (single and bulk), send, live updates, a
+// message's detail with its status history, and the delivery summary chart.
 // Plain JS, no dependencies. Every timer, interval and request belongs to the signed-in session
 // and is released when the session ends (sign-out, page hide), so nothing outlives its use.
 'use strict';
@@ -11,6 +12,9 @@
   const INLINE_ERROR_MS = 6000;
   const RELATIVE_TICK_MS = 30000;
   const RECONNECT_MAX_MS = 60000;
+  // Live changes re-read the summary (and an open detail) at most this often.
+  const LIVE_RELOAD_MS = 1000;
+  const SVG_NS = 'http://www.w3.org/2000/svg';
 
   const body = document.body;
   const TERMINAL = new Set((body.dataset.terminal || '').split(' ').filter(Boolean));
@@ -24,6 +28,10 @@
     sent: 'info', sending: 'info', receiving: 'info',
     failed: 'bad', undelivered: 'bad', canceled: 'bad',
     partially_delivered: 'warn',
+  };
+  const SOURCES = {
+    send: 'Sent', poll: 'Refresh', callback: 'Status callback', inbound: 'Inbound webhook',
+    sweep: 'Sweep of Twilio\'s list', timeout: 'Timeout',
   };
   const DIRECTIONS = {
     'inbound': 'Inbound', 'outbound-api': 'Outbound',
@@ -41,6 +49,11 @@
     bulkResult: $('bulk-result'), filterStatus: $('filter-status'),
     filterDirection: $('filter-direction'), autoRefresh: $('auto-refresh'), reload: $('reload'),
     list: $('messages'), listError: $('list-error'), empty: $('empty'), loadMore: $('load-more'),
+    filterParty: $('filter-party'), filters: $('filters'),
+    summaryWindow: $('summary-window'), summaryRate: $('summary-rate'),
+    summaryChart: $('summary-chart'), summaryError: $('summary-error'),
+    detail: $('detail'), detailTitle: $('detail-title'), detailBody: $('detail-body'),
+    detailClose: $('detail-close'),
   };
 
   /** The signed-in session; everything it starts is recorded here so `end` can stop it. */
@@ -76,6 +89,15 @@
       streamLive: false,
       // The id of the last live event received, sent back as Last-Event-ID on reconnect.
       lastEventId: null,
+      // Delivery summary: a pending throttled re-read, and the generation of the newest read.
+      summaryTimer: null,
+      summaryGeneration: 0,
+      lastSummary: null,
+      // Message detail: the SID shown, what had focus before it opened, its newest read.
+      detailSid: null,
+      detailOpener: null,
+      detailTimer: null,
+      detailGeneration: 0,
     };
   }
 
@@ -110,6 +132,7 @@
     s.intervals.clear();
     s.cooldowns.clear();
     s.rows.clear();
+    if (el.detail.open) el.detail.close();
   }
 
   async function api(s, method, path, payload) {
@@ -197,7 +220,19 @@
       row.button = button;
       state.append(button);
     }
-    state.append(inlineError);
+    const history = make('button', 'history secondary', 'History');
+    history.type = 'button';
+    history.setAttribute('aria-label', `Show details and status history of message ${message.sid}`);
+    history.setAttribute('aria-haspopup', 'dialog');
+    history.addEventListener('click', () => openDetail(s, row.message.sid, history));
+    state.append(history, inlineError);
+    // A click anywhere else on the row opens the detail too (text selection excepted).
+    li.addEventListener('click', (event) => {
+      // The path as dispatched: a button's own handler may have replaced the node clicked.
+      const onControl = event.composedPath().some((node) => node instanceof Element && node.matches('button, a'));
+      if (onControl || String(window.getSelection() || '')) return;
+      openDetail(s, row.message.sid, history);
+    });
     paint(s, row, false);
     return row;
   }
@@ -271,7 +306,9 @@
   function matchesFilters(message) {
     const status = el.filterStatus.value;
     const direction = el.filterDirection.value;
-    return (!status || message.status === status) && (!direction || message.direction === direction);
+    const party = el.filterParty.value.trim();
+    return (!status || message.status === status) && (!direction || message.direction === direction)
+      && (!party || message.to === party || message.from === party);
   }
 
   /** Adds or updates rows; new ones go to the top (`atTop`) or the bottom (paging). */
@@ -466,6 +503,7 @@
     const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (el.filterStatus.value) params.set('status', el.filterStatus.value);
     if (el.filterDirection.value) params.set('direction', el.filterDirection.value);
+    if (el.filterParty.value.trim()) params.set('party', el.filterParty.value.trim());
     if (cursor) params.set('cursor', cursor);
     return '/api/messages?' + params;
   }
@@ -514,11 +552,23 @@
   }
 
   async function reload(s) {
+    el.filterParty.removeAttribute('aria-invalid');
+    el.filterParty.dataset.applied = el.filterParty.value.trim();
     try {
       await loadFirstPage(s, true);
     } catch (error) {
       if (session !== s || error.name === 'AbortError') return;
       if (error.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
+      if (error.field === 'party') {
+        // The list shown no longer matches the filters: clear it rather than mislead.
+        el.filterParty.setAttribute('aria-invalid', 'true');
+        el.list.textContent = '';
+        s.rows.clear();
+        el.loadMore.hidden = true;
+        el.empty.hidden = true;
+        el.listError.textContent = `Number: ${error.message}`;
+        return;
+      }
       el.listError.textContent = describeFailure(error, 'The list');
     }
   }
@@ -551,7 +601,7 @@
   }
 
   function startPolling(s) {
-    if (s.poll === null) s.poll = every(s, () => merge(s), FALLBACK_POLL_MS);
+    if (s.poll === null) s.poll = every(s, () => { merge(s); scheduleSummary(s); }, FALLBACK_POLL_MS);
   }
 
   function handleEvent(s, name, data) {
@@ -569,8 +619,12 @@
       let change;
       try { change = JSON.parse(data); } catch (_) { return; }
       if (!applyChange(s, change) && change.change === 'created') fetchCreated(s, change.sid);
+      scheduleSummary(s);
+      if (s.detailSid === change.sid) scheduleDetail(s);
     } else if (name === 'resync') {
       merge(s);
+      scheduleSummary(s);
+      if (s.detailSid) scheduleDetail(s);
     }
   }
 
@@ -626,6 +680,180 @@
     s.reconnectDelay = Math.min(s.reconnectDelay * 2, RECONNECT_MAX_MS);
   }
 
+  // ---- delivery summary ---------------------------------------------------------------------
+
+  /** Re-reads the summary soon, once however many changes arrive meanwhile. */
+  function scheduleSummary(s) {
+    if (s.summaryTimer !== null) return;
+    s.summaryTimer = later(s, () => { s.summaryTimer = null; loadSummary(s); }, LIVE_RELOAD_MS);
+  }
+
+  async function loadSummary(s) {
+    const generation = ++s.summaryGeneration;
+    try {
+      const summary = await api(s, 'GET', `/api/messages/summary?hours=${encodeURIComponent(el.summaryWindow.value)}`);
+      if (session !== s || generation !== s.summaryGeneration) return;
+      s.lastSummary = summary;
+      drawSummary(summary);
+      el.summaryError.textContent = '';
+    } catch (error) {
+      if (session !== s || generation !== s.summaryGeneration || error.name === 'AbortError') return;
+      if (error.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
+      el.summaryError.textContent = describeFailure(error, 'The summary');
+    }
+  }
+
+  function svg(tag, attributes, text) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, String(value));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function windowLabel(hours) {
+    const option = [...el.summaryWindow.options].find((o) => Number(o.value) === hours);
+    return option ? option.textContent.toLowerCase() : `last ${hours} h`;
+  }
+
+  /** The rate as a sentence and the counts as horizontal bars (inline SVG). */
+  function drawSummary(summary) {
+    el.summaryRate.textContent = '';
+    el.summaryRate.dataset.rate = summary.deliveryRate === null ? '' : String(summary.deliveryRate);
+    if (summary.deliveryRate === null) {
+      el.summaryRate.append(`No settled deliveries in the ${windowLabel(summary.windowHours)}`);
+    } else {
+      const percent = Math.round(summary.deliveryRate * 1000) / 10;
+      el.summaryRate.append(`${percent} % delivered`, ' ',
+        make('span', 'rate-detail', `(${summary.delivered} of ${summary.settled} settled, ${summary.total} message${summary.total === 1 ? '' : 's'} in the ${windowLabel(summary.windowHours)})`));
+    }
+    el.summaryChart.textContent = '';
+    if (!summary.counts.length) {
+      el.summaryChart.append(make('p', 'hint', 'No messages in this window.'));
+      return;
+    }
+    // Drawn in CSS pixels of the space there is (redrawn on resize), so the labels keep their
+    // size from a phone to a desktop.
+    const rowHeight = 26;
+    const width = Math.round(Math.min(640, Math.max(260, el.summaryRate.clientWidth || 520)));
+    const labelWidth = width < 420 ? 104 : 150;
+    const valueWidth = 48;
+    const barRoom = width - labelWidth - valueWidth;
+    const most = Math.max(...summary.counts.map((c) => c.count));
+    const chart = svg('svg', {
+      class: 'chart', width, height: summary.counts.length * rowHeight,
+      viewBox: `0 0 ${width} ${summary.counts.length * rowHeight}`,
+      role: 'img', 'aria-labelledby': 'summary-chart-title',
+    });
+    chart.append(svg('title', { id: 'summary-chart-title' },
+      'Messages by status: ' + summary.counts.map((c) => `${c.status.replace(/_/g, ' ')} ${c.count}`).join(', ')));
+    summary.counts.forEach((entry, index) => {
+      const y = index * rowHeight;
+      const label = entry.status.replace(/_/g, ' ');
+      const bar = Math.max(2, Math.round(barRoom * entry.count / most));
+      const group = svg('g', { class: 'bar', 'data-status': entry.status, 'data-count': entry.count, 'data-tone': TONES[entry.status] || 'wait' });
+      group.append(
+        svg('text', { x: labelWidth - 8, y: y + rowHeight / 2, 'text-anchor': 'end', 'dominant-baseline': 'middle' }, label),
+        svg('rect', { x: labelWidth, y: y + 4, width: bar, height: rowHeight - 8, rx: 3 }),
+        svg('text', { class: 'value', x: labelWidth + bar + 6, y: y + rowHeight / 2, 'dominant-baseline': 'middle' }, String(entry.count)),
+      );
+      chart.append(group);
+    });
+    el.summaryChart.append(chart);
+  }
+
+  // ---- message detail -----------------------------------------------------------------------
+
+  function openDetail(s, sid, opener) {
+    s.detailSid = sid;
+    s.detailOpener = opener || null;
+    el.detailTitle.textContent = `Message ${sid}`;
+    el.detailBody.textContent = '';
+    el.detailBody.append(make('p', 'hint', 'Loading…'));
+    if (!el.detail.open) el.detail.showModal();
+    el.detailClose.focus();
+    loadDetail(s);
+  }
+
+  function scheduleDetail(s) {
+    if (s.detailTimer !== null) return;
+    s.detailTimer = later(s, () => { s.detailTimer = null; if (s.detailSid) loadDetail(s); }, LIVE_RELOAD_MS);
+  }
+
+  async function loadDetail(s) {
+    const sid = s.detailSid;
+    const generation = ++s.detailGeneration;
+    try {
+      const message = await api(s, 'GET', `/api/messages/${encodeURIComponent(sid)}`);
+      if (session !== s || generation !== s.detailGeneration || s.detailSid !== sid) return;
+      renderDetail(message);
+    } catch (error) {
+      if (session !== s || generation !== s.detailGeneration || error.name === 'AbortError') return;
+      if (error.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
+      el.detailBody.textContent = '';
+      el.detailBody.append(make('p', 'error', describeFailure(error, 'This message')));
+    }
+  }
+
+  function fact(list, term, value) {
+    if (value === null || value === undefined || value === '') return;
+    list.append(make('dt', '', term), make('dd', '', String(value)));
+  }
+
+  function renderDetail(m) {
+    el.detailTitle.textContent = `${DIRECTIONS[m.direction] || m.direction}: ${m.from} → ${m.to}`;
+    el.detail.dataset.sid = m.sid;
+    const facts = make('dl', 'facts');
+    const badge = make('span', 'badge', m.status.replace(/_/g, ' '));
+    badge.dataset.tone = TONES[m.status] || 'wait';
+    facts.append(make('dt', '', 'Status'));
+    const statusValue = make('dd');
+    statusValue.append(badge);
+    facts.append(statusValue);
+    fact(facts, 'Message SID', m.sid);
+    fact(facts, 'Body', m.redactedAt ? 'redacted' : m.body);
+    fact(facts, 'Reference', m.reference);
+    fact(facts, 'Created', exactTime(m.createdAt));
+    if (m.lastRefreshedAt) fact(facts, 'Last asked Twilio', exactTime(m.lastRefreshedAt));
+    if (m.errorCode) fact(facts, 'Error', `${m.errorCode}: ${m.errorReason || m.errorMessage || ''}`);
+    if (m.numSegments) fact(facts, 'Segments', m.numSegments);
+    if (m.price) fact(facts, 'Price', `${m.price} ${m.priceUnit || ''}`.trim());
+    if (m.statusReason === 'deliveryUnknown') fact(facts, 'Delivery', 'unknown: Twilio never reported a final status');
+
+    const heading = make('h3', 'timeline-title', 'Status history');
+    heading.id = 'timeline-title';
+    const timeline = make('ol', 'timeline');
+    timeline.setAttribute('aria-labelledby', 'timeline-title');
+    for (const event of m.history) {
+      const item = make('li');
+      item.dataset.applied = String(event.applied);
+      item.dataset.source = event.source;
+      item.dataset.status = event.status;
+      const when = make('time', 'when', exactTime(event.observedAt));
+      when.dateTime = event.observedAt;
+      const what = make('div', 'what');
+      const status = make('span', 'badge', event.status.replace(/_/g, ' '));
+      status.dataset.tone = TONES[event.status] || 'wait';
+      what.append(
+        status,
+        make('span', 'source', SOURCES[event.source] || event.source),
+        make('span', 'verdict', event.applied ? 'applied' : 'ignored: a duplicate or older than the status shown'),
+      );
+      item.append(when, what);
+      if (event.errorCode || event.errorMessage) {
+        const words = [event.errorReason, event.errorMessage && event.errorMessage !== event.errorReason ? `(Twilio: ${event.errorMessage})` : null]
+          .filter(Boolean).join(' ');
+        item.append(make('p', 'reason', `Error ${event.errorCode || ''}${words ? ': ' + words : ''}`.replace('Error :', 'Error:')));
+      }
+      timeline.append(item);
+    }
+    el.detailBody.textContent = '';
+    el.detailBody.append(facts, heading, timeline);
+  }
+
+  function closeDetail() {
+    if (el.detail.open) el.detail.close();
+  }
+
   // ---- session ----------------------------------------------------------------------------
 
   async function signIn(key) {
@@ -654,6 +882,7 @@
       for (const time of el.list.querySelectorAll('time')) time.textContent = relativeTime(time.dateTime);
     }, RELATIVE_TICK_MS);
     if (el.autoRefresh.checked) setAutoRefresh(s, true);
+    loadSummary(s);
     stream(s);
   }
 
@@ -672,6 +901,8 @@
     el.signInError.textContent = reason || '';
     el.bulkResult.textContent = '';
     el.sendResult.textContent = '';
+    el.summaryRate.textContent = '';
+    el.summaryChart.textContent = '';
     showSignIn();
   }
 
@@ -703,6 +934,7 @@
       const message = await api(s, 'POST', '/api/integrations/twilio/sms/send', { to, body: text });
       if (session !== s) return;
       if (matchesFilters(message)) upsert(s, [message], true);
+      scheduleSummary(s);
       showResult(el.sendResult, `Sent to ${message.to}: ${message.status}.`, false);
       el.sendBody.value = '';
     } catch (error) {
@@ -742,6 +974,28 @@
     select.addEventListener('change', () => { if (session) reload(session); });
   }
   el.reload.addEventListener('click', () => { if (session) reload(session); });
+  // The number filter applies on Enter, on clearing, or when it loses focus with a new value;
+  // not on every key, and once however many of those events one edit fires.
+  const applyParty = () => {
+    if (session && el.filterParty.value.trim() !== (el.filterParty.dataset.applied || '')) reload(session);
+  };
+  el.filters.addEventListener('submit', (event) => { event.preventDefault(); applyParty(); });
+  for (const name of ['change', 'search']) el.filterParty.addEventListener(name, applyParty);
+  el.summaryWindow.addEventListener('change', () => { if (session) loadSummary(session); });
+  window.addEventListener('resize', () => { if (session && session.lastSummary) drawSummary(session.lastSummary); });
+  el.detailClose.addEventListener('click', closeDetail);
+  // Closing by Escape or the button: forget the message and give focus back to its row.
+  el.detail.addEventListener('close', () => {
+    const s = session;
+    if (!s) return;
+    const opener = s.detailOpener;
+    s.detailSid = null;
+    s.detailOpener = null;
+    s.detailGeneration++;
+    if (opener && opener.isConnected) opener.focus();
+  });
+  // A click on the backdrop (outside the dialog's box) closes it as well.
+  el.detail.addEventListener('click', (event) => { if (event.target === el.detail) closeDetail(); });
   el.loadMore.addEventListener('click', () => { if (session) loadMore(session); });
   el.autoRefresh.addEventListener('change', () => { if (session) setAutoRefresh(session, el.autoRefresh.checked); });
 

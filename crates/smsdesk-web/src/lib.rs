@@ -16,7 +16,8 @@
 //! - [`consequences`]: the service's [`ChangeNotifier`](smsdesk_domain::changes::ChangeNotifier):
 //!   live events and metrics for every change the domain commits (handlers publish nothing);
 //! - [`events`]: live message events, streamed to the SMS page as Server-Sent Events;
-//! - `page`: the SMS page (`GET /sms`), its assets compiled in from `assets/`;
+//! - `page`: the SMS page (`GET /sms`) and the API reference (`GET /docs`), their assets
+//!   compiled in from `assets/`;
 //! - `routes`: the handlers; `query`: strict query-string parsing;
 //! - `webhooks`: Twilio's status callbacks and inbound SMS, authenticated by `X-Twilio-Signature`
 //!   (with the integration's auth token over the public URL) instead of an API key.

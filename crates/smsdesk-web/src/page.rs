@@ -1,5 +1,8 @@
 //! The SMS page (`GET /sms`): one HTML document, one stylesheet and one script, compiled into the
-//! binary from `assets/` so the service needs no front-end server, build step or CDN.
+//! binary from `assets/` so the service needs no front-end server, build step or CDN. Beside it,
+//! the API reference (`GET /docs`): the OpenAPI document rendered by the Swagger UI vendored in
+//! `assets/vendor/swagger-ui` (version and licence in its `VERSION`; updated by
+//! `assets/vendor/update-swagger-ui.sh`), under the same Content-Security-Policy.
 //!
 //! The server fills a few values into the HTML, so the page and the API never disagree: the
 //! statuses (and which are final), the cool-downs of the refresh policy, and, in demo mode only,
@@ -25,6 +28,26 @@ const PAGE_HTML: &str = include_str!("../assets/sms.html");
 const PAGE_CSS: &str = include_str!("../assets/sms.css");
 const PAGE_JS: &str = include_str!("../assets/sms.js");
 
+const DOCS_HTML: &str = include_str!("../assets/docs.html");
+const DOCS_CSS: &str = include_str!("../assets/docs.css");
+const DOCS_JS: &str = include_str!("../assets/docs.js");
+const SWAGGER_UI_JS: &str = include_str!("../assets/vendor/swagger-ui/swagger-ui-bundle.js");
+const SWAGGER_UI_CSS: &str = include_str!("../assets/vendor/swagger-ui/swagger-ui.css");
+/// `package`, `version`, `licence`, `integrity` and `source` of the vendored Swagger UI, one
+/// `key: value` per line, written by the update script.
+pub(crate) const SWAGGER_UI_VERSION_FILE: &str =
+    include_str!("../assets/vendor/swagger-ui/VERSION");
+
+/// The vendored Swagger UI's version, from its `VERSION` file.
+#[must_use]
+pub(crate) fn swagger_ui_version() -> &'static str {
+    SWAGGER_UI_VERSION_FILE
+        .lines()
+        .find_map(|line| line.strip_prefix("version: "))
+        .unwrap_or("unknown")
+        .trim()
+}
+
 /// Scripts and styles only from this origin, no inline code, no framing: even a message body
 /// that slipped past the page's escaping could not run.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -38,6 +61,11 @@ pub(crate) fn register(cfg: &mut web::ServiceConfig) {
     cfg.service(get("/sms", page))
         .service(get("/sms/app.css", stylesheet))
         .service(get("/sms/app.js", script))
+        .service(get("/docs", docs_page))
+        .service(get("/docs/docs.css", docs_stylesheet))
+        .service(get("/docs/docs.js", docs_script))
+        .service(get("/docs/swagger-ui.css", swagger_ui_stylesheet))
+        .service(get("/docs/swagger-ui-bundle.js", swagger_ui_script))
         .service(get("/api/messages/events", events::message_events));
 }
 
@@ -152,9 +180,75 @@ async fn script() -> HttpResponse {
     )
 }
 
+async fn docs_page() -> HttpResponse {
+    with_page_headers(
+        HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .body(DOCS_HTML.replace("{{SWAGGER_UI_VERSION}}", swagger_ui_version())),
+    )
+}
+
+/// One of the page's own small files: revalidated on every load, so an upgrade shows at once.
+fn own_asset(content_type: &'static str, body: &'static str) -> HttpResponse {
+    with_page_headers(
+        HttpResponse::Ok()
+            .content_type(content_type)
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .body(body),
+    )
+}
+
+/// A vendored file: linked with its version in the query (`?v=5.35.0`), so a browser may keep
+/// it for a year and an upgrade is a new URL.
+fn vendored_asset(content_type: &'static str, body: &'static str) -> HttpResponse {
+    with_page_headers(
+        HttpResponse::Ok()
+            .content_type(content_type)
+            .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
+            .body(body),
+    )
+}
+
+async fn docs_stylesheet() -> HttpResponse {
+    own_asset("text/css; charset=utf-8", DOCS_CSS)
+}
+
+async fn docs_script() -> HttpResponse {
+    own_asset("text/javascript; charset=utf-8", DOCS_JS)
+}
+
+async fn swagger_ui_stylesheet() -> HttpResponse {
+    vendored_asset("text/css; charset=utf-8", SWAGGER_UI_CSS)
+}
+
+async fn swagger_ui_script() -> HttpResponse {
+    vendored_asset("text/javascript; charset=utf-8", SWAGGER_UI_JS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vendored_viewer_names_its_version_licence_and_integrity() {
+        let version = swagger_ui_version();
+        assert!(
+            version.split('.').count() == 3
+                && version.split('.').all(|part| part.parse::<u32>().is_ok()),
+            "a semantic version, not {version:?}"
+        );
+        for key in [
+            "package: swagger-ui-dist",
+            "licence: Apache-2.0",
+            "integrity: sha512-",
+        ] {
+            assert!(SWAGGER_UI_VERSION_FILE.contains(key), "VERSION lacks {key}");
+        }
+        assert!(DOCS_HTML.contains("?v={{SWAGGER_UI_VERSION}}"));
+        assert!(!DOCS_HTML.contains("<script>") && !DOCS_HTML.contains("https://"));
+    }
 
     #[test]
     fn html_escaping_covers_every_character_that_could_break_out() {

@@ -1,11 +1,14 @@
-//! The SMS page in a real browser: Debian's headless Chromium driven over WebDriver
-//! (`chromedriver`) against the service on 127.0.0.1:0 over the in-memory fakes.
+//! The SMS page and the API reference (`/docs`) in a real browser: Debian's headless Chromium
+//! driven over WebDriver (`chromedriver`) against the service on 127.0.0.1:0 over the in-memory
+//! fakes.
 //!
 //! Without `chromium` and `chromedriver` the tests print `SKIPPED: …` and pass, unless
 //! `SMSDESK_REQUIRE_BROWSER=1` (set by CI), where they fail. Nothing here sleeps to wait for
 //! something: every wait polls the DOM (or the server) for a condition with a bounded timeout.
-//! Screenshots go to `target/sms-page.png`, `target/sms-page-list.png` and
-//! `target/sms-page-360.png`.
+//! Screenshots go to `target/`: `sms-page.png`, `sms-page-list.png`, `sms-page-360.png`, the
+//! delivery summary and a message's history at desktop and phone width (`sms-summary.png`,
+//! `sms-summary-360.png`, `sms-detail.png`, `sms-detail-360.png`; copies are in
+//! `docs/screenshots/`) and `api-reference.png`.
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -659,4 +662,430 @@ fn a_message_redacted_by_retention_says_so_on_the_page() {
         json!("+*********06 → +*********00"),
         "numbers masked"
     );
+}
+
+/// Refreshes `sid` through the API, as another client of the team would.
+fn refresh_over_http(addr: SocketAddr, sid: &MessageSid) {
+    let answer = http(
+        addr,
+        "POST",
+        &format!("/api/integrations/twilio/messages/refresh-status?messageSid={sid}"),
+        &[("Authorization", &format!("Bearer {PRO_KEY}"))],
+        None,
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+/// The chart's bars as `status:count`, top to bottom.
+fn bars(browser: &Browser) -> Vec<String> {
+    let found = browser.js(
+        "return [...document.querySelectorAll('#summary-chart g.bar')].map(g => `${g.dataset.status}:${g.dataset.count}`);",
+        json!([]),
+    );
+    serde_json::from_value(found).unwrap_or_default()
+}
+
+fn wait_for_bars(browser: &Browser, what: &str, expected: &[&str]) {
+    wait_for(what, || (bars(browser) == expected).then_some(()));
+}
+
+/// The open dialog's timeline as `source/status/applied` per observation, oldest first.
+fn timeline(browser: &Browser) -> Vec<String> {
+    let found = browser.js(
+        "if (!document.getElementById('detail').open) return [];
+         return [...document.querySelectorAll('#detail .timeline li')]
+           .map(li => `${li.dataset.source}/${li.dataset.status}/${li.dataset.applied}`);",
+        json!([]),
+    );
+    serde_json::from_value(found).unwrap_or_default()
+}
+
+#[test]
+fn a_messages_history_opens_as_a_timeline_and_the_summary_charts_the_window_live() {
+    use smsdesk_domain::ports::{MessageRepository as _, ObservationWrite, StateChange};
+    use smsdesk_domain::{ObservationSource, StatusObservation};
+    use smsdesk_test_support::browser::Key;
+
+    let Some((chromium, driver)) = browser_tools() else {
+        return;
+    };
+    let (world, addr, runtime) = start(WebConfig {
+        demo_api_key: Some(PRO_KEY.to_owned()),
+        ..WebConfig::default()
+    });
+    let (delivered, failed, queued) = runtime.block_on(async {
+        let delivered = world
+            .seed(
+                1,
+                300,
+                20,
+                Direction::OutboundApi,
+                DeliveryState::new(MessageStatus::Sent),
+            )
+            .await;
+        let failed = world
+            .seed(
+                1,
+                301,
+                180,
+                Direction::OutboundApi,
+                World::failed(30003, "Unreachable destination handset"),
+            )
+            .await;
+        world
+            .seed(
+                1,
+                302,
+                10,
+                Direction::Inbound,
+                DeliveryState::new(MessageStatus::Received),
+            )
+            .await;
+        let queued = world
+            .seed(
+                1,
+                303,
+                5,
+                Direction::OutboundApi,
+                DeliveryState::new(MessageStatus::Queued),
+            )
+            .await;
+        // Message 300's history: a refresh found it delivered, then a late `sent` callback
+        // arrived and was recorded but ignored.
+        let at = |minutes: i64| chrono::Utc::now() - chrono::Duration::minutes(minutes);
+        let observed = |status, source, minutes| StatusObservation {
+            state: DeliveryState::new(status),
+            source,
+            observed_at: at(minutes),
+        };
+        let team = smsdesk_test_support::world::team(1);
+        world
+            .store
+            .apply_observations(
+                team,
+                vec![ObservationWrite {
+                    sid: delivered.clone(),
+                    observation: observed(MessageStatus::Delivered, ObservationSource::Poll, 15),
+                    change: Some(StateChange {
+                        expected_status: MessageStatus::Sent,
+                        expected_updated_at: None,
+                        next: DeliveryState::new(MessageStatus::Delivered),
+                    }),
+                }],
+            )
+            .await
+            .expect("applied");
+        world
+            .store
+            .apply_observations(
+                team,
+                vec![ObservationWrite {
+                    sid: delivered.clone(),
+                    observation: observed(MessageStatus::Sent, ObservationSource::Callback, 14),
+                    change: None,
+                }],
+            )
+            .await
+            .expect("recorded");
+        world
+            .provider
+            .set_state(&delivered, DeliveryState::new(MessageStatus::Delivered));
+        (delivered, failed, queued)
+    });
+
+    let browser = Browser::launch(&chromium, &driver);
+    sign_in_with_demo_key(&browser, addr);
+
+    // The summary of the last 24 hours: one message in each of four statuses, in rank order.
+    wait_for_bars(
+        &browser,
+        "the summary chart",
+        &["queued:1", "delivered:1", "undelivered:1", "received:1"],
+    );
+    assert!(
+        browser
+            .text_of("#summary-rate")
+            .starts_with("50 % delivered (1 of 2 settled, 4 messages"),
+        "{}",
+        browser.text_of("#summary-rate")
+    );
+    let chart_name = browser.text_of("#summary-chart svg > title");
+    assert!(chart_name.contains("undelivered 1"), "{chart_name}");
+    browser.screenshot("sms-summary.png");
+
+    // A row's detail by click: every observation, its source, applied or ignored.
+    browser.click(&format!("#messages li[data-sid='{delivered}'] p.body"));
+    wait_for("the detail's timeline", || {
+        (timeline(&browser)
+            == [
+                "send/sent/true",
+                "poll/delivered/true",
+                "callback/sent/false",
+            ])
+        .then_some(())
+    });
+    let verdicts = browser.text_of("#detail .timeline li[data-applied='false'] .verdict");
+    assert!(verdicts.starts_with("ignored"), "{verdicts}");
+    assert_eq!(
+        browser.text_of("#detail .timeline li[data-source='poll'] .source"),
+        "Refresh"
+    );
+    assert_eq!(
+        browser.js("return document.activeElement.id;", json!([])),
+        "detail-close",
+        "focus moves into the dialog"
+    );
+    browser.screenshot("sms-detail.png");
+    browser.press(Key::Escape);
+    browser.wait_js(
+        "Escape to close the dialog",
+        "return !document.getElementById('detail').open;",
+        json!([]),
+    );
+    let refocused = browser.js(
+        "return document.activeElement.closest('li.msg')?.dataset.sid ?? null;",
+        json!([]),
+    );
+    assert_eq!(
+        refocused,
+        json!(delivered.to_string()),
+        "focus goes back to its row"
+    );
+
+    // By keyboard: the failed message's History button, Enter; the error is explained.
+    browser.js(
+        &format!("{ROW}.querySelector('button.history').focus();"),
+        json!([failed.to_string()]),
+    );
+    browser.press(Key::Enter);
+    wait_for("the failed message's timeline", || {
+        (timeline(&browser) == ["send/undelivered/true"]).then_some(())
+    });
+    let reason = browser.text_of("#detail .timeline .reason");
+    assert!(
+        reason.contains("30003") && reason.contains("Unreachable"),
+        "{reason}"
+    );
+    browser.click("#detail-close");
+
+    // Live: with the queued message's detail open, another client refreshes it; the timeline
+    // and the chart follow without a reload.
+    browser.js("window.notReloaded = true;", json!([]));
+    browser.click(&format!("#messages li[data-sid='{queued}'] p.body"));
+    wait_for("the queued message's timeline", || {
+        (timeline(&browser) == ["send/queued/true"]).then_some(())
+    });
+    world
+        .provider
+        .set_state(&queued, DeliveryState::new(MessageStatus::Delivered));
+    refresh_over_http(addr, &queued);
+    wait_for("the new observation in the open timeline", || {
+        (timeline(&browser) == ["send/queued/true", "poll/delivered/true"]).then_some(())
+    });
+    wait_for_bars(
+        &browser,
+        "the chart after the change",
+        &["delivered:2", "undelivered:1", "received:1"],
+    );
+    assert!(
+        browser
+            .text_of("#summary-rate")
+            .starts_with("66.7 % delivered (2 of 3")
+    );
+    assert_eq!(
+        browser.js("return window.notReloaded === true;", json!([])),
+        true
+    );
+    browser.press(Key::Escape);
+
+    // Another window: the last hour leaves out the message failed three hours ago.
+    browser.js(
+        "const w = document.getElementById('summary-window'); w.value = '1'; w.dispatchEvent(new Event('change'));",
+        json!([]),
+    );
+    wait_for_bars(
+        &browser,
+        "the last hour's chart",
+        &["delivered:2", "received:1"],
+    );
+    assert!(
+        browser
+            .text_of("#summary-rate")
+            .starts_with("100 % delivered (2 of 2 settled, 3 messages in the last hour)"),
+        "{}",
+        browser.text_of("#summary-rate")
+    );
+
+    // The number filter: a conversation with one number, whichever the direction.
+    browser.type_into("#send-to", "+14155550177");
+    browser.type_into("#send-body", "Only this one goes to 0177");
+    browser.click("#send-button");
+    browser.wait_js(
+        "the send",
+        "return document.getElementById('send-result').textContent.startsWith('Sent to +14155550177');",
+        json!([]),
+    );
+    // A new message is counted at once, without a reload.
+    wait_for_bars(
+        &browser,
+        "the sent message in the chart",
+        &["queued:1", "delivered:2", "received:1"],
+    );
+    let listed = |browser: &Browser| -> Vec<String> {
+        serde_json::from_value(browser.js(
+            "return [...document.querySelectorAll('#messages li.msg .parties')].map(p => p.textContent);",
+            json!([]),
+        ))
+        .unwrap_or_default()
+    };
+    browser.type_into("#filter-party", "+14155550177");
+    browser.press(Key::Enter);
+    wait_for("only the conversation with +14155550177", || {
+        (listed(&browser) == ["+15005550006 → +14155550177"]).then_some(())
+    });
+    browser.type_into("#filter-party", "+14155550100");
+    browser.press(Key::Enter);
+    wait_for("both directions with +14155550100", || {
+        let shown = listed(&browser);
+        (shown.len() == 4
+            && shown.contains(&"+14155550100 → +15005550006".to_owned())
+            && shown.contains(&"+15005550006 → +14155550100".to_owned()))
+        .then_some(())
+    });
+    // A number the API refuses: named next to the filter, and no stale list beside it.
+    browser.js(
+        "const p = document.getElementById('filter-party'); p.value = '9'.repeat(300); p.dispatchEvent(new Event('change'));",
+        json!([]),
+    );
+    browser.wait_js(
+        "the refused number",
+        "return document.getElementById('filter-party').getAttribute('aria-invalid') === 'true'
+           && document.getElementById('list-error').textContent.startsWith('Number:')
+           && document.querySelectorAll('#messages li.msg').length === 0;",
+        json!([]),
+    );
+    browser.type_into("#filter-party", "");
+    browser.press(Key::Enter);
+    wait_for("every message again", || {
+        (listed(&browser).len() == 5).then_some(())
+    });
+
+    // At phone width: the chart scales and the dialog fits.
+    browser.emulate_phone();
+    browser.wait_js(
+        "the phone layout",
+        "return document.documentElement.clientWidth === 360;",
+        json!([]),
+    );
+    let chart_width = browser.js(
+        "return document.querySelector('#summary-chart svg').getBoundingClientRect().width;",
+        json!([]),
+    );
+    assert!(
+        chart_width
+            .as_f64()
+            .is_some_and(|w| w > 200.0 && w <= 340.0),
+        "the chart is redrawn for the phone's width: {chart_width}"
+    );
+    let label_size = browser.js(
+        "const svg = document.querySelector('#summary-chart svg');
+         const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+         return parseFloat(getComputedStyle(svg.querySelector('text')).fontSize) * scale;",
+        json!([]),
+    );
+    assert!(
+        label_size.as_f64().is_some_and(|px| px >= 12.0),
+        "labels stay readable: {label_size} px"
+    );
+    browser.js("window.scrollTo(0, 0);", json!([]));
+    browser.screenshot("sms-summary-360.png");
+    browser.click(&format!("#messages li[data-sid='{delivered}'] p.body"));
+    wait_for("the timeline at phone width", || {
+        (timeline(&browser).len() == 3).then_some(())
+    });
+    let dialog_fits = browser.js(
+        "const r = document.getElementById('detail').getBoundingClientRect(); return r.left >= 0 && r.right <= 360;",
+        json!([]),
+    );
+    assert_eq!(dialog_fits, true, "the dialog fits a phone's width");
+    browser.screenshot("sms-detail-360.png");
+}
+
+#[test]
+fn the_api_reference_renders_every_path_under_the_pages_policy() {
+    let Some((chromium, driver)) = browser_tools() else {
+        return;
+    };
+    let (_world, addr, _runtime) = start(WebConfig::default());
+    let page = http(addr, "GET", "/docs", &[], None);
+    assert_eq!(page.status, 200);
+    let policy = page.header("content-security-policy").unwrap_or_default();
+    assert!(
+        policy.contains("script-src 'self'") && policy.contains("style-src 'self'"),
+        "{policy}"
+    );
+
+    let browser = Browser::launch(&chromium, &driver);
+    browser.open(&format!("http://{addr}/docs"));
+    // Every path of the document, and every webhook it describes (the viewer lists a webhook
+    // by its name), as the viewer lists their operations.
+    let document: serde_json::Value =
+        serde_json::from_str(smsdesk_web::OPENAPI_DOCUMENT).expect("the document is JSON");
+    let mut expected: Vec<String> = ["paths", "webhooks"]
+        .iter()
+        .flat_map(|section| document[section].as_object().expect(section).keys())
+        .cloned()
+        .collect();
+    assert!(expected.len() > 25, "{expected:?}");
+    expected.sort();
+    let rendered = || -> Vec<String> {
+        let mut found: Vec<String> = serde_json::from_value(browser.js(
+            "return [...new Set([...document.querySelectorAll('.opblock-summary-path')].map(p => p.dataset.path))];",
+            json!([]),
+        ))
+        .unwrap_or_default();
+        found.sort();
+        found
+    };
+    // The viewer renders the whole document at once, so the first non-empty list is complete.
+    wait_for("the viewer to render operations", || {
+        (!rendered().is_empty()).then_some(())
+    });
+    assert_eq!(
+        rendered(),
+        expected,
+        "every path of the document is rendered"
+    );
+    let title = browser.text_of("#reference .title");
+    assert!(title.contains("smsdesk"), "{title}");
+
+    // Opening an operation renders its parameters and examples; nothing breaks the policy.
+    browser.js(
+        "window.violations = [];
+         document.addEventListener('securitypolicyviolation',
+           (e) => window.violations.push(`${e.violatedDirective} ${e.blockedURI}`));",
+        json!([]),
+    );
+    browser.click("#operations-messages-getDeliverySummary .opblock-summary-control");
+    browser.wait_js(
+        "the operation to open",
+        "return document.querySelector('#operations-messages-getDeliverySummary .parameters') !== null;",
+        json!([]),
+    );
+    browser.screenshot("api-reference.png");
+    assert_eq!(
+        browser.js("return window.violations;", json!([])),
+        json!([]),
+        "the viewer runs under the page's Content-Security-Policy"
+    );
+    let styled = browser.js(
+        "return getComputedStyle(document.querySelector('.opblock')).borderRadius;",
+        json!([]),
+    );
+    assert_eq!(styled, "4px", "the vendored stylesheet applies");
+    let back = browser.js(
+        "return [...document.querySelectorAll('.docs-bar a')].map(a => a.getAttribute('href'));",
+        json!([]),
+    );
+    assert_eq!(back, json!(["/sms", "/api/openapi.json"]));
 }
