@@ -179,7 +179,7 @@ impl Store {
             .returning_col(Teams::Id)
             .to_owned();
         let row = self
-            .db
+            .writer()
             .query_one(&insert)
             .await
             .map_err(store_err)?
@@ -203,7 +203,7 @@ impl Store {
             .value(Teams::Plan, plan.as_str())
             .and_where(Expr::col(Teams::Id).eq(team.get()))
             .to_owned();
-        match execute(&self.db, &update).await.map_err(store_err)? {
+        match execute(self.writer(), &update).await.map_err(store_err)? {
             0 => Err(StoreError::NotFound(format!("team {team}"))),
             _ => Ok(()),
         }
@@ -273,7 +273,7 @@ impl Store {
             .returning_col(Users::Id)
             .to_owned();
         let row = self
-            .db
+            .writer()
             .query_one(&insert)
             .await
             .map_err(|err| match store_err(err) {
@@ -364,7 +364,7 @@ impl Store {
                 label.as_ref().map(|l| l.as_str().to_owned()).into(),
             ])
             .to_owned();
-        execute(&self.db, &insert).await?;
+        execute(self.writer(), &insert).await?;
         Ok(IssuedKey {
             summary: ApiKeySummary {
                 id,
@@ -433,7 +433,7 @@ impl Store {
             .and_where(Expr::col(ApiKeys::Prefix).eq(prefix))
             .and_where(Expr::col(ApiKeys::RevokedAt).is_null())
             .to_owned();
-        if execute(&self.db, &update).await.map_err(store_err)? > 0 {
+        if execute(self.writer(), &update).await.map_err(store_err)? > 0 {
             return Ok(());
         }
         let exists = Query::select()
@@ -503,7 +503,7 @@ impl Store {
                     Expr::col(TwilioIntegrations::ApiKeySecretEncrypted).eq(secret.as_str()),
                 );
             }
-            execute(&self.db, &update).await.map_err(store_err)?;
+            execute(self.writer(), &update).await.map_err(store_err)?;
         }
         tracing::info!(
             scanned = report.scanned,
@@ -625,7 +625,7 @@ impl ApiKeyRepository for Store {
             .and_where(Expr::col(ApiKeys::RevokedAt).is_null())
             .and_where(Expr::col(ApiKeys::UserId).in_subquery(team_users))
             .to_owned();
-        execute(&self.db, &update).await.map_err(repo_err)?;
+        execute(self.writer(), &update).await.map_err(repo_err)?;
         Ok(self.team_keys(team, Some(id)).await?.pop())
     }
 }
@@ -702,7 +702,7 @@ impl ApiKeyAuthenticator for Store {
                 .and_where(Expr::col(ApiKeys::Id).eq(id("key_id")?))
                 .to_owned();
             // Best effort: a busy database must not turn a valid key into a failed request.
-            if let Err(error) = execute(&self.db, &touch).await {
+            if let Err(error) = execute(self.writer(), &touch).await {
                 tracing::warn!(%error, "could not record an API key's last use");
             }
         }

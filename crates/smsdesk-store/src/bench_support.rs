@@ -27,7 +27,7 @@ impl Store {
         &self,
         messages: &[NewMessage],
     ) -> Result<(), StoreError> {
-        let tx = self.db.begin().await.map_err(store_err)?;
+        let tx = self.writer().begin().await.map_err(store_err)?;
         for chunk in messages.chunks(ROWS_PER_STATEMENT) {
             let mut insert = Query::insert();
             insert
@@ -52,7 +52,10 @@ impl Store {
             Backend::Sqlite => "ANALYZE",
             Backend::Postgres => "VACUUM ANALYZE sms_messages",
         };
-        self.db.execute_unprepared(sql).await.map_err(store_err)?;
+        self.writer()
+            .execute_unprepared(sql)
+            .await
+            .map_err(store_err)?;
         Ok(())
     }
 
@@ -69,7 +72,10 @@ impl Store {
             .table(SmsMessages::Table)
             .to_owned();
         let sql = self.db_backend().build(&drop).sql;
-        self.db.execute_unprepared(&sql).await.map_err(store_err)?;
+        self.writer()
+            .execute_unprepared(&sql)
+            .await
+            .map_err(store_err)?;
         self.refresh_statistics_for_benchmarks().await
     }
 }

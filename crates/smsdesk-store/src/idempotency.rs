@@ -60,7 +60,7 @@ impl IdempotencyStore for Store {
                     .to_owned(),
             )
             .to_owned();
-        if execute(&self.db, &take).await.map_err(repo_err)? > 0 {
+        if execute(self.writer(), &take).await.map_err(repo_err)? > 0 {
             return Ok(IdempotencyClaim::Claimed);
         }
         let held = Query::select()
@@ -99,7 +99,7 @@ impl IdempotencyStore for Store {
             .and_where(Expr::col(IdempotencyKeys::TeamId).eq(team.get()))
             .and_where(Expr::col(IdempotencyKeys::Key).eq(key.as_str()))
             .to_owned();
-        execute(&self.db, &done).await.map_err(repo_err)?;
+        execute(self.writer(), &done).await.map_err(repo_err)?;
         Ok(())
     }
 
@@ -110,7 +110,7 @@ impl IdempotencyStore for Store {
             .and_where(Expr::col(IdempotencyKeys::Key).eq(key.as_str()))
             .and_where(Expr::col(IdempotencyKeys::MessageSid).is_null())
             .to_owned();
-        execute(&self.db, &give_back).await.map_err(repo_err)?;
+        execute(self.writer(), &give_back).await.map_err(repo_err)?;
         Ok(())
     }
 }

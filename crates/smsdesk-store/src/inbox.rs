@@ -105,7 +105,7 @@ impl CallbackInbox for Store {
                 .to_owned(),
             )
             .to_owned();
-        execute(&self.db, &insert).await.map_err(repo_err)?;
+        execute(self.writer(), &insert).await.map_err(repo_err)?;
         tracing::debug!(%sid, %team, status = %state.status.as_str(), "callback parked");
         Ok(())
     }
@@ -124,7 +124,7 @@ impl CallbackInbox for Store {
                     std::iter::once(ParkedCallbacks::Id).chain(PARKED_OBSERVATION_COLUMNS),
                 ))
                 .to_owned();
-        let rows = self.db.query_all(&take).await.map_err(repo_err)?;
+        let rows = self.writer().query_all(&take).await.map_err(repo_err)?;
         let mut taken = rows
             .iter()
             .map(parked_from_row)
@@ -142,6 +142,6 @@ impl CallbackInbox for Store {
             .from_table(ParkedCallbacks::Table)
             .and_where(Expr::col(ParkedCallbacks::ObservedAt).lt(stored_time(cutoff)))
             .to_owned();
-        execute(&self.db, &discard).await.map_err(repo_err)
+        execute(self.writer(), &discard).await.map_err(repo_err)
     }
 }

@@ -182,7 +182,7 @@ impl IntegrationRepository for Store {
             )
             .to_owned();
         // A unique violation here can only be the account SID: the team's own row is updated.
-        execute(&self.db, &insert)
+        execute(self.writer(), &insert)
             .await
             .map_err(|err| match repo_err(err) {
                 RepositoryError::Duplicate(_) => RepositoryError::Duplicate(format!(

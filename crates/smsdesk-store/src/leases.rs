@@ -41,7 +41,7 @@ impl Leases for Store {
                     .to_owned(),
             )
             .to_owned();
-        Ok(execute(&self.db, &take).await.map_err(repo_err)? > 0)
+        Ok(execute(self.writer(), &take).await.map_err(repo_err)? > 0)
     }
 
     async fn release(&self, name: &str, holder: &str) -> Result<(), RepositoryError> {
@@ -50,7 +50,7 @@ impl Leases for Store {
             .and_where(Expr::col(LeaseRows::Name).eq(name))
             .and_where(Expr::col(LeaseRows::Holder).eq(holder))
             .to_owned();
-        execute(&self.db, &give_back).await.map_err(repo_err)?;
+        execute(self.writer(), &give_back).await.map_err(repo_err)?;
         Ok(())
     }
 }
@@ -75,7 +75,7 @@ impl ReplicaRegistry for Store {
                     .to_owned(),
             )
             .to_owned();
-        execute(&self.db, &check_in).await.map_err(repo_err)?;
+        execute(self.writer(), &check_in).await.map_err(repo_err)?;
         // Rows of replicas long gone are removed here too, so the table stays the size of the
         // fleet.
         let forget = Query::delete()
@@ -84,7 +84,7 @@ impl ReplicaRegistry for Store {
                 Expr::col(Replicas::AliveUntil).lt(stored_time(now - chrono::Duration::hours(1))),
             )
             .to_owned();
-        execute(&self.db, &forget).await.map_err(repo_err)?;
+        execute(self.writer(), &forget).await.map_err(repo_err)?;
         let live = Query::select()
             .expr_as(Expr::col(Replicas::Id).count(), "live")
             .from(Replicas::Table)
@@ -107,7 +107,7 @@ impl ReplicaRegistry for Store {
             .from_table(Replicas::Table)
             .and_where(Expr::col(Replicas::Id).eq(replica))
             .to_owned();
-        execute(&self.db, &leave).await.map_err(repo_err)?;
+        execute(self.writer(), &leave).await.map_err(repo_err)?;
         Ok(())
     }
 }

@@ -83,7 +83,7 @@ impl RefreshLimiter for Store {
             .returning_col(SmsMessages::Sid)
             .to_owned();
         let granted: Vec<String> = self
-            .db
+            .writer()
             .query_all(&claim)
             .await
             .map_err(repo_err)?
@@ -155,7 +155,7 @@ impl RefreshLimiter for Store {
                     .to_owned(),
             )
             .to_owned();
-        if execute(&self.db, &claim).await.map_err(repo_err)? > 0 {
+        if execute(self.writer(), &claim).await.map_err(repo_err)? > 0 {
             return Ok(CooldownClaim::Granted);
         }
         let query = Query::select()

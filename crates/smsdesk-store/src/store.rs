@@ -1,4 +1,10 @@
-//! The [`Store`]: one connection pool, the secret cipher, and the helpers every repository uses.
+//! The [`Store`]: its connection pools, the secret cipher, and the helpers every repository uses.
+//!
+//! A SQLite file gets two pools: readers (`query_only`, several connections, reading in
+//! parallel under WAL) and one writer connection every write goes through. Writers then queue in
+//! the pool, in order and without sleeping, instead of contending for SQLite's write lock on its
+//! busy timeout (which retries by sleeping), and a read never waits for a write. PostgreSQL and an
+//! in-memory SQLite database use one pool for both.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +28,8 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct StoreOptions {
     /// Encrypts and decrypts integration secrets.
     pub cipher: Arc<SecretCipher>,
-    /// Pool size. PostgreSQL default 10; a SQLite file default 4 (writers queue on the busy
-    /// timeout); `sqlite::memory:` always uses one shared connection.
+    /// Pool size. PostgreSQL default 10; a SQLite file default 4 readers (plus its one writer);
+    /// `sqlite::memory:` always uses one shared connection.
     pub max_connections: Option<u32>,
     /// How long a caller waits for a pooled connection before the store counts as unavailable.
     pub acquire_timeout: Duration,
@@ -54,7 +60,10 @@ pub enum Backend {
 /// the cipher are shared).
 #[derive(Clone)]
 pub struct Store {
+    /// Reads. On a SQLite file, `query_only` connections: a write sent here fails loudly.
     pub(crate) db: DatabaseConnection,
+    /// Writes (and transactions that write): one connection on a SQLite file, else `db`.
+    writer: DatabaseConnection,
     pub(crate) cipher: Arc<SecretCipher>,
     backend: Backend,
 }
@@ -87,47 +96,65 @@ impl Store {
             let scheme = url.split(':').next().unwrap_or_default();
             return Err(StoreError::UnsupportedUrl(format!("scheme '{scheme}'")));
         };
-        let mut connect = ConnectOptions::new(url.to_owned());
-        connect
-            .acquire_timeout(options.acquire_timeout)
-            .connect_timeout(options.acquire_timeout)
-            // A ping before every acquire on PostgreSQL (sqlx's default, kept on purpose):
-            // without it, each pooled connection the server dropped fails one request before it
-            // is replaced (`db_faults::connections_killed_between_requests_are_replaced_without_a_restart`
-            // saw 4 of 5 fail). A SQLite connection is a file handle no server can drop, and its
-            // ping is one more hand-off to the connection's thread and back per query, so SQLite
-            // skips it.
-            .test_before_acquire(backend == Backend::Postgres)
-            .sqlx_logging(false);
-        match backend {
+        let base = |max_connections: u32| {
+            let mut connect = ConnectOptions::new(url.to_owned());
+            connect
+                .acquire_timeout(options.acquire_timeout)
+                .connect_timeout(options.acquire_timeout)
+                .max_connections(max_connections)
+                // A ping before every acquire on PostgreSQL (sqlx's default, kept on purpose):
+                // without it, each pooled connection the server dropped fails one request before
+                // it is replaced (`db_faults::connections_killed_between_requests_are_replaced_without_a_restart`
+                // saw 4 of 5 fail). A SQLite connection is a file handle no server can drop, and
+                // its ping is one more hand-off to the connection's thread and back per query,
+                // so SQLite skips it.
+                .test_before_acquire(backend == Backend::Postgres)
+                .sqlx_logging(false);
+            connect
+        };
+        let connect = |connect: ConnectOptions| async move {
+            Database::connect(connect)
+                .await
+                .map_err(|err| StoreError::Unavailable(err.to_string()))
+        };
+        let (db, writer) = match backend {
             Backend::Sqlite if url.contains(":memory:") || url.contains("mode=memory") => {
                 // Each connection to an in-memory database is its own database: keep exactly one,
-                // forever.
-                connect
-                    .max_connections(1)
+                // forever, for reads and writes alike.
+                let mut options = base(1);
+                options
                     .min_connections(1)
                     .idle_timeout(None::<Duration>)
                     .max_lifetime(None::<Duration>);
+                let db = connect(options).await?;
+                (db.clone(), db)
             }
             Backend::Sqlite => {
-                connect
-                    .max_connections(options.max_connections.unwrap_or(4))
-                    .map_sqlx_sqlite_opts(|opts| {
-                        opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                            .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                            .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                            .foreign_keys(true)
-                    });
+                // The writer first: it creates the file and puts it in WAL mode, which lasts.
+                let mut writer = base(1);
+                writer.map_sqlx_sqlite_opts(|opts| {
+                    opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                        .foreign_keys(true)
+                });
+                let writer = connect(writer).await?;
+                let mut readers = base(options.max_connections.unwrap_or(4));
+                readers.map_sqlx_sqlite_opts(|opts| {
+                    opts.busy_timeout(SQLITE_BUSY_TIMEOUT)
+                        .foreign_keys(true)
+                        .pragma("query_only", "ON")
+                });
+                (connect(readers).await?, writer)
             }
             Backend::Postgres => {
-                connect.max_connections(options.max_connections.unwrap_or(10));
+                let db = connect(base(options.max_connections.unwrap_or(10))).await?;
+                (db.clone(), db)
             }
-        }
-        let db = Database::connect(connect)
-            .await
-            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        };
         Ok(Self {
             db,
+            writer,
             cipher: options.cipher,
             backend,
         })
@@ -138,7 +165,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Migration`] naming the failure.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Migrator::up(&self.db, None)
+        Migrator::up(&self.writer, None)
             .await
             .map_err(|err| StoreError::Migration(err.to_string()))
     }
@@ -159,6 +186,8 @@ impl Store {
     /// # Errors
     /// [`StoreError::Unavailable`] if closing failed.
     pub async fn close(self) -> Result<(), StoreError> {
+        // Shared pools (PostgreSQL, memory) close once; closing a clone again is harmless.
+        self.writer.close().await.map_err(store_err)?;
         self.db.close().await.map_err(store_err)
     }
 
@@ -182,7 +211,12 @@ impl Store {
             },
             ..TransactionOptions::default()
         };
-        self.db.begin_with_options(options).await
+        self.writer.begin_with_options(options).await
+    }
+
+    /// The connection every write goes through (see the module's documentation).
+    pub(crate) fn writer(&self) -> &DatabaseConnection {
+        &self.writer
     }
 }
 

@@ -407,7 +407,7 @@ impl WebhookRepository for Store {
             .returning_col(WebhookEndpoints::Id)
             .to_owned();
         let row = self
-            .db
+            .writer()
             .query_one(&insert)
             .await
             .map_err(repo_err)?
@@ -472,7 +472,7 @@ impl WebhookRepository for Store {
                 update.value(WebhookEndpoints::DisabledReason, Option::<String>::None);
             }
         }
-        if execute(&self.db, &update).await.map_err(repo_err)? == 0 {
+        if execute(self.writer(), &update).await.map_err(repo_err)? == 0 {
             return Ok(None);
         }
         self.find_endpoint(team, id).await
@@ -532,7 +532,7 @@ impl WebhookRepository for Store {
             .and_where(Expr::col(WebhookEndpoints::Id).eq(id.get()))
             .and_where(Expr::col(WebhookEndpoints::TeamId).eq(team.get()))
             .to_owned();
-        if execute(&self.db, &update).await.map_err(repo_err)? == 0 {
+        if execute(self.writer(), &update).await.map_err(repo_err)? == 0 {
             return Ok(None);
         }
         self.find_endpoint(team, id).await
@@ -561,7 +561,7 @@ impl WebhookRepository for Store {
             ],
         );
         let ids = self
-            .db
+            .writer()
             .query_all_raw(claim)
             .await
             .map_err(repo_err)?
@@ -761,7 +761,7 @@ impl WebhookRepository for Store {
                 Expr::col(WebhookDeliveries::EndpointId).in_subquery(team_endpoint_ids(team)),
             )
             .to_owned();
-        if execute(&self.db, &replay).await.map_err(repo_err)? == 0 {
+        if execute(self.writer(), &replay).await.map_err(repo_err)? == 0 {
             return Ok(None);
         }
         let mut found = self.deliveries_by_id(&[id.get()]).await?;
