@@ -511,3 +511,42 @@ async fn a_chunked_body_is_cut_off_at_the_limit() {
     );
     assert_eq!(app.sim.stats().creates, creates_before, "nothing was sent");
 }
+
+/// Webhook integrations are reused for a few seconds (`INTEGRATION_FRESH_FOR`); a token replaced
+/// through this replica's API must not be among them.
+#[tokio::test]
+async fn a_replaced_auth_token_takes_effect_for_webhooks_at_once() {
+    let app = spawn_app().await;
+    let team = app.demo_team().await;
+    let (account, old_token) = credentials(&app, team).await;
+    let sid = app
+        .message_without_callbacks(team, MessageStatus::Queued)
+        .await;
+    assert_eq!(
+        signed_callback(&app, &account, &old_token, &sid, "sending").await,
+        StatusCode::OK,
+        "the old token verifies, and its integration is now remembered"
+    );
+    let new_token = "f".repeat(32);
+    app.client()
+        .configure_twilio(&smsdesk_client::IntegrationDto {
+            account_sid: account.clone(),
+            auth_token: new_token.clone(),
+            api_key_sid: None,
+            api_key_secret: None,
+            from_number: Some("+15005550006".to_owned()),
+            messaging_service_sid: None,
+        })
+        .await
+        .expect("the token is replaced");
+    assert_eq!(
+        signed_callback(&app, &account, &old_token, &sid, "sent").await,
+        StatusCode::FORBIDDEN,
+        "the replaced token is refused at once"
+    );
+    assert_eq!(
+        signed_callback(&app, &account, &new_token, &sid, "sent").await,
+        StatusCode::OK,
+        "the new token is accepted at once"
+    );
+}

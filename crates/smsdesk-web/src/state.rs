@@ -285,7 +285,8 @@ impl WebState {
         .with_notifier(notifier.clone());
         let receive =
             ReceiveSms::new(ports.messages.clone(), ports.clock.clone()).with_notifier(notifier);
-        let configure = ConfigureIntegration::new(ports.integrations);
+        // Through the callbacks' integration port, so a replaced token is forgotten there.
+        let configure = ConfigureIntegration::new(callbacks.integrations());
         let api_keys = ManageApiKeys::new(ports.api_keys, ports.clock.clone());
         let rate_limiter = Arc::new(EdgeRateLimiter::new(config.rate_limits));
         let key_cache = Arc::new(KeyCache::new(ports.clock.clone()));

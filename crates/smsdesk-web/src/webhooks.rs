@@ -154,24 +154,27 @@ async fn verified_integration(
 ) -> Result<TwilioIntegration, ApiError> {
     let account = AccountSid::parse(required(params, "AccountSid")?)
         .map_err(|e| ApiError::invalid_field("AccountSid", e.to_string()))?;
-    let integration = match state.callbacks().integration_for(&account).await {
-        Ok(integration) => Some(integration),
-        Err(WebhookError::UnknownAccount) => None,
-        Err(error) => return Err(error.into()),
-    };
     let url = public_url(req, state.config());
     let presented = req
         .headers()
         .get(smsdesk_twilio::signature::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
-    let auth_token = integration
-        .as_ref()
-        .map_or(DECOY_AUTH_TOKEN, |i| i.auth_token.expose_secret());
-    let signature_matches =
-        smsdesk_twilio::signature::validate_form(auth_token, &url, params, presented.unwrap_or(""))
-            .is_ok();
+    // Unknown accounts are checked against a decoy token, so both refusals take alike long.
+    let verifies = |integration: Option<&TwilioIntegration>| {
+        let auth_token = integration.map_or(DECOY_AUTH_TOKEN, |i| i.auth_token.expose_secret());
+        presented.is_some_and(|signature| {
+            smsdesk_twilio::signature::validate_form(auth_token, &url, params, signature).is_ok()
+        })
+    };
+    let callbacks = state.callbacks();
+    let mut integration = known(callbacks.integration_for(&account).await)?;
+    if integration.is_some() && !verifies(integration.as_ref()) {
+        // The copy may predate a rotated auth token: read it again before refusing.
+        integration = known(callbacks.integration_for_fresh(&account).await)?;
+    }
+    let signature_matches = verifies(integration.as_ref());
     match integration {
-        Some(integration) if presented.is_some() && signature_matches => {
+        Some(integration) if signature_matches => {
             tracing::Span::current().record("team_id", integration.team_id.get());
             Ok(integration)
         }
@@ -188,6 +191,17 @@ async fn verified_integration(
             tracing::warn!(account_sid = %account, "Twilio webhook refused: no integration has this account");
             Err(signature_refused())
         }
+    }
+}
+
+/// An integration lookup with "no such account" as `None`.
+fn known(
+    lookup: Result<TwilioIntegration, WebhookError>,
+) -> Result<Option<TwilioIntegration>, ApiError> {
+    match lookup {
+        Ok(integration) => Ok(Some(integration)),
+        Err(WebhookError::UnknownAccount) => Ok(None),
+        Err(error) => Err(error.into()),
     }
 }
 

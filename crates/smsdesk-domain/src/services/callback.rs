@@ -5,6 +5,14 @@
 //! ([`ApplyStatusCallback::integration_for`]), checks Twilio's signature with that integration's
 //! auth token, and only then calls these. So everything here may trust its input's origin.
 //!
+//! **The integration is reused for a few seconds.** Every webhook needs its account's
+//! integration (one query and an AES-GCM decryption), and Twilio posts many per message, so an
+//! integration read is reused for [`INTEGRATION_FRESH_FOR`]. A token that does not verify is no
+//! reason to trust the copy: the caller asks again with
+//! [`ApplyStatusCallback::integration_for_fresh`], so a rotated auth token is accepted at once,
+//! and an old one stops verifying within that time on every replica (the same bound as an API
+//! key's revocation). Unknown accounts are never remembered, so nobody can fill the memory.
+//!
 //! Status callbacks go through the same forward-only rule as refresh polls ([`super::apply`]):
 //! Twilio does not promise order, so a late `sent` after `delivered` is recorded and ignored.
 //! Twilio retries callbacks, so a second callback with the same (SID, status) is a duplicate and is
@@ -22,7 +30,8 @@
 //! Every change committed here is handed to the [`ChangeNotifier`]; what each callback did is
 //! reported as [`Activity`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::apply::{Stored, store_observations};
@@ -32,8 +41,8 @@ use crate::message::{
     DeliveryState, Message, NewMessage, ObservationSource, StatusObservation, Timestamp,
 };
 use crate::ports::{
-    CallbackInbox, Clock, IntegrationRepository, MessageRepository, RepositoryError,
-    TwilioIntegration,
+    CallbackInbox, Clock, IntegrationRepository, MessageRepository, NewIntegration,
+    RepositoryError, TwilioIntegration,
 };
 use crate::rules::{StaleReason, StatusDecision};
 use crate::status::{Direction, MessageStatus};
@@ -124,11 +133,115 @@ impl From<RepositoryError> for WebhookError {
     }
 }
 
+/// How long an integration read for a webhook is reused (see the module's documentation).
+pub const INTEGRATION_FRESH_FOR: Duration = Duration::from_secs(4);
+
+/// The integration port with webhook lookups remembered for [`INTEGRATION_FRESH_FOR`]:
+/// [`ApplyStatusCallback`] reads through it, and [`ApplyStatusCallback::integrations`] hands the
+/// same instance to [`super::ConfigureIntegration`], whose writes through it forget what the
+/// team's old integration was, so on this replica a replaced token stops verifying at once.
+pub struct RecentIntegrations {
+    inner: Arc<dyn IntegrationRepository>,
+    clock: Arc<dyn Clock>,
+    entries: Mutex<HashMap<AccountSid, (TwilioIntegration, Timestamp)>>,
+}
+
+/// Past this many accounts, a new entry first drops the expired ones, so the map stays bounded
+/// by the accounts that post webhooks within [`INTEGRATION_FRESH_FOR`].
+const INTEGRATION_CACHE_PRUNE_AT: usize = 1024;
+
+impl RecentIntegrations {
+    /// Remembers lookups of `inner` by `clock`.
+    pub fn new(inner: Arc<dyn IntegrationRepository>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner,
+            clock,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<AccountSid, (TwilioIntegration, Timestamp)>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether an entry read at `read_at` is still fresh at `now`. A read in the future (the
+    /// clock stepped back) is stale: an old token must never look fresh because the clock moved.
+    fn fresh(read_at: Timestamp, now: Timestamp) -> bool {
+        (now - read_at)
+            .to_std()
+            .is_ok_and(|age| age < INTEGRATION_FRESH_FOR)
+    }
+
+    /// The account's integration as read within [`INTEGRATION_FRESH_FOR`], if it was.
+    fn remembered(&self, account: &AccountSid) -> Option<TwilioIntegration> {
+        let now = self.clock.now();
+        self.lock()
+            .get(account)
+            .filter(|(_, read_at)| Self::fresh(*read_at, now))
+            .map(|(integration, _)| integration.clone())
+    }
+
+    /// Reads the account's integration from the port now, and remembers a found one.
+    ///
+    /// # Errors
+    /// As [`IntegrationRepository::for_account`].
+    pub async fn for_account_now(
+        &self,
+        account: &AccountSid,
+    ) -> Result<Option<TwilioIntegration>, RepositoryError> {
+        let found = self.inner.for_account(account).await?;
+        let now = self.clock.now();
+        let mut entries = self.lock();
+        match &found {
+            Some(integration) => {
+                if entries.len() >= INTEGRATION_CACHE_PRUNE_AT {
+                    entries.retain(|_, (_, read_at)| Self::fresh(*read_at, now));
+                }
+                entries.insert(account.clone(), (integration.clone(), now));
+            }
+            None => {
+                entries.remove(account);
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[async_trait::async_trait]
+impl IntegrationRepository for RecentIntegrations {
+    async fn for_team(&self, team: TeamId) -> Result<Option<TwilioIntegration>, RepositoryError> {
+        self.inner.for_team(team).await
+    }
+
+    async fn for_account(
+        &self,
+        account: &AccountSid,
+    ) -> Result<Option<TwilioIntegration>, RepositoryError> {
+        match self.remembered(account) {
+            Some(integration) => Ok(Some(integration)),
+            None => self.for_account_now(account).await,
+        }
+    }
+
+    async fn upsert(
+        &self,
+        team: TeamId,
+        integration: NewIntegration,
+    ) -> Result<TwilioIntegration, RepositoryError> {
+        let stored = self.inner.upsert(team, integration).await;
+        // Whatever happened, nothing remembered for this team may outlive the write.
+        self.lock().retain(|_, (known, _)| known.team_id != team);
+        stored
+    }
+}
+
 /// Applies Twilio's status callbacks. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct ApplyStatusCallback {
     messages: Arc<dyn MessageRepository>,
-    integrations: Arc<dyn IntegrationRepository>,
+    integrations: Arc<RecentIntegrations>,
     inbox: Arc<dyn CallbackInbox>,
     clock: Arc<dyn Clock>,
     notifier: Arc<dyn ChangeNotifier>,
@@ -144,7 +257,7 @@ impl ApplyStatusCallback {
     ) -> Self {
         Self {
             messages,
-            integrations,
+            integrations: Arc::new(RecentIntegrations::new(integrations, clock.clone())),
             inbox,
             clock,
             notifier: Arc::new(IgnoreChanges),
@@ -159,7 +272,8 @@ impl ApplyStatusCallback {
     }
 
     /// The integration a webhook from `account` belongs to: its auth token checks the signature
-    /// and its team owns the message.
+    /// and its team owns the message. May be a copy read up to [`INTEGRATION_FRESH_FOR`] ago;
+    /// when its token does not verify, ask [`ApplyStatusCallback::integration_for_fresh`].
     ///
     /// # Errors
     /// [`WebhookError::UnknownAccount`] when no team has this account;
@@ -173,6 +287,28 @@ impl ApplyStatusCallback {
             .await
             .map_err(WebhookError::from)?
             .ok_or(WebhookError::UnknownAccount)
+    }
+
+    /// As [`ApplyStatusCallback::integration_for`], read from the store now (and remembered).
+    ///
+    /// # Errors
+    /// As [`ApplyStatusCallback::integration_for`].
+    pub async fn integration_for_fresh(
+        &self,
+        account: &AccountSid,
+    ) -> Result<TwilioIntegration, WebhookError> {
+        self.integrations
+            .for_account_now(account)
+            .await
+            .map_err(WebhookError::from)?
+            .ok_or(WebhookError::UnknownAccount)
+    }
+
+    /// The integration port this use case reads through. Give it to
+    /// [`super::ConfigureIntegration`], so a replaced integration is forgotten here at once.
+    #[must_use]
+    pub fn integrations(&self) -> Arc<dyn IntegrationRepository> {
+        self.integrations.clone()
     }
 
     /// Applies one callback for a message of `team`.
@@ -465,5 +601,133 @@ impl ReceiveSms {
         self.notifier
             .activity(&Activity::InboundTaken(outcome.clone()));
         Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use secrecy::{ExposeSecret, SecretString};
+
+    use super::*;
+    use crate::fakes::{InMemoryStore, ManualClock};
+    use crate::ids::PhoneNumber;
+    use crate::ports::Sender;
+
+    /// The in-memory store, counting account lookups.
+    struct Counting {
+        store: InMemoryStore,
+        lookups: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl IntegrationRepository for Counting {
+        async fn for_team(
+            &self,
+            team: TeamId,
+        ) -> Result<Option<TwilioIntegration>, RepositoryError> {
+            self.store.for_team(team).await
+        }
+
+        async fn for_account(
+            &self,
+            account: &AccountSid,
+        ) -> Result<Option<TwilioIntegration>, RepositoryError> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            self.store.for_account(account).await
+        }
+
+        async fn upsert(
+            &self,
+            team: TeamId,
+            integration: NewIntegration,
+        ) -> Result<TwilioIntegration, RepositoryError> {
+            self.store.upsert(team, integration).await
+        }
+    }
+
+    fn account() -> AccountSid {
+        AccountSid::parse("AC00000000000000000000000000000001").unwrap()
+    }
+
+    fn integration(token: &str) -> NewIntegration {
+        NewIntegration {
+            account_sid: account(),
+            auth_token: SecretString::from(token),
+            api_key: None,
+            sender: Sender::Number(PhoneNumber::parse("+15005550006").unwrap()),
+        }
+    }
+
+    async fn world() -> (ApplyStatusCallback, Arc<Counting>, ManualClock) {
+        let counting = Arc::new(Counting {
+            store: InMemoryStore::new(),
+            lookups: AtomicUsize::new(0),
+        });
+        let team = TeamId::new(1).unwrap();
+        counting.upsert(team, integration("first")).await.unwrap();
+        let clock = ManualClock::new(chrono::Utc::now());
+        let callbacks = ApplyStatusCallback::new(
+            Arc::new(InMemoryStore::new()),
+            counting.clone(),
+            Arc::new(InMemoryStore::new()),
+            Arc::new(clock.clone()),
+        );
+        (callbacks, counting, clock)
+    }
+
+    async fn token(callbacks: &ApplyStatusCallback) -> String {
+        let found = callbacks.integration_for(&account()).await.unwrap();
+        found.auth_token.expose_secret().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_webhooks_integration_is_read_once_for_a_few_seconds_then_again() {
+        let (callbacks, counting, clock) = world().await;
+        for _ in 0..5 {
+            assert_eq!(token(&callbacks).await, "first");
+        }
+        assert_eq!(counting.lookups.load(Ordering::SeqCst), 1);
+        clock.advance(INTEGRATION_FRESH_FOR);
+        token(&callbacks).await;
+        assert_eq!(counting.lookups.load(Ordering::SeqCst), 2, "expired");
+        // A clock stepped back never makes an old copy fresh.
+        clock.set(clock.now() - chrono::Duration::hours(1));
+        token(&callbacks).await;
+        assert_eq!(counting.lookups.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_token_replaced_elsewhere_is_read_fresh_and_one_replaced_here_is_forgotten() {
+        let (callbacks, counting, _clock) = world().await;
+        assert_eq!(token(&callbacks).await, "first");
+        // Replaced by another replica: this one still holds the copy until asked fresh.
+        let team = TeamId::new(1).unwrap();
+        counting.upsert(team, integration("second")).await.unwrap();
+        assert_eq!(token(&callbacks).await, "first");
+        let fresh = callbacks.integration_for_fresh(&account()).await.unwrap();
+        assert_eq!(fresh.auth_token.expose_secret(), "second");
+        assert_eq!(token(&callbacks).await, "second", "the fresh read is kept");
+        // Replaced through this use case's port: forgotten at once.
+        callbacks
+            .integrations()
+            .upsert(team, integration("third"))
+            .await
+            .unwrap();
+        assert_eq!(token(&callbacks).await, "third");
+    }
+
+    #[tokio::test]
+    async fn unknown_accounts_are_never_remembered() {
+        let (callbacks, counting, _clock) = world().await;
+        let stranger = AccountSid::parse("AC99999999999999999999999999999999").unwrap();
+        for _ in 0..3 {
+            assert!(matches!(
+                callbacks.integration_for(&stranger).await,
+                Err(WebhookError::UnknownAccount)
+            ));
+        }
+        assert_eq!(counting.lookups.load(Ordering::SeqCst), 3);
     }
 }

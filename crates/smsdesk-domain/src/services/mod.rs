@@ -17,8 +17,8 @@ pub mod webhooks;
 pub use crate::access::TeamAdmin;
 pub use api_keys::{ManageApiKeys, ManageApiKeysError};
 pub use callback::{
-    ApplyStatusCallback, CallbackOutcome, InboundSms, ReceiveOutcome, ReceiveSms, StatusCallback,
-    WebhookError,
+    ApplyStatusCallback, CallbackOutcome, INTEGRATION_FRESH_FOR, InboundSms, ReceiveOutcome,
+    ReceiveSms, RecentIntegrations, StatusCallback, WebhookError,
 };
 pub use integration::{
     ConfigureIntegration, ConfigureIntegrationError, IntegrationField, IntegrationSettings,
