@@ -11,6 +11,7 @@
 //! - [`rules`]: the forward-only status rule every source of status goes through;
 //! - [`delivery_error`]: Twilio error codes explained and classed (temporary or permanent);
 //! - [`idempotency`]: the rules of an `Idempotency-Key` on a send;
+//! - [`freshness`]: how long a cached credential is trusted, the same bound for every cache;
 //! - [`access`]: plans, roles, the requester of a use case and the team-admin rule;
 //! - [`api_keys`]: API key ids, labels and summaries;
 //! - [`refresh_rules`]: the bulk window, limits and cool-down arithmetic;
@@ -43,6 +44,7 @@ pub mod changes;
 pub mod delivery_error;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
+pub mod freshness;
 pub mod idempotency;
 pub mod ids;
 pub mod message;

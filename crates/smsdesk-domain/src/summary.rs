@@ -7,7 +7,6 @@
 //! as a drop in delivery.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::ports::{Clock, MessageRepository, RepositoryError};
 use crate::{MessageStatus, TeamId, Timestamp};
@@ -46,8 +45,7 @@ impl SummaryWindow {
     /// The earliest creation time inside the window ending at `now`.
     #[must_use]
     pub fn start(self, now: Timestamp) -> Timestamp {
-        let length = Duration::from_secs(u64::from(self.0) * 3600);
-        now - chrono::Duration::from_std(length).unwrap_or(chrono::Duration::MAX)
+        now - chrono::Duration::hours(i64::from(self.0))
     }
 }
 

@@ -219,7 +219,7 @@ impl Store {
             .from(Teams::Table)
             .and_where(Expr::col(Teams::Id).eq(team.get()))
             .to_owned();
-        let row = self.db.query_one(&query).await.map_err(store_err)?;
+        let row = self.reader.query_one(&query).await.map_err(store_err)?;
         row.as_ref().map(team_from_row).transpose()
     }
 
@@ -233,7 +233,7 @@ impl Store {
             .from(Teams::Table)
             .order_by(Teams::Id, Order::Asc)
             .to_owned();
-        let rows = self.db.query_all(&query).await.map_err(store_err)?;
+        let rows = self.reader.query_all(&query).await.map_err(store_err)?;
         rows.iter().map(team_from_row).collect()
     }
 
@@ -305,7 +305,7 @@ impl Store {
             .and_where(Expr::col(Users::TeamId).eq(team.get()))
             .order_by(Users::Id, Order::Asc)
             .to_owned();
-        let rows = self.db.query_all(&query).await.map_err(store_err)?;
+        let rows = self.reader.query_all(&query).await.map_err(store_err)?;
         rows.iter().map(user_from_row).collect()
     }
 
@@ -321,7 +321,7 @@ impl Store {
             .and_where(Expr::col(Users::Id).eq(user.get()))
             .to_owned();
         if self
-            .db
+            .reader
             .query_one(&exists)
             .await
             .map_err(store_err)?
@@ -407,7 +407,7 @@ impl Store {
         if let Some(id) = id {
             query.and_where(Expr::col((ApiKeys::Table, ApiKeys::Prefix)).eq(id.as_str()));
         }
-        let rows = self.db.query_all(&query).await.map_err(repo_err)?;
+        let rows = self.reader.query_all(&query).await.map_err(repo_err)?;
         rows.iter().map(key_from_row).collect()
     }
 
@@ -441,7 +441,7 @@ impl Store {
             .from(ApiKeys::Table)
             .and_where(Expr::col(ApiKeys::Prefix).eq(prefix))
             .to_owned();
-        match self.db.query_one(&exists).await.map_err(store_err)? {
+        match self.reader.query_one(&exists).await.map_err(store_err)? {
             Some(_) => Ok(()),
             None => Err(StoreError::NotFound(format!("API key {prefix}"))),
         }
@@ -465,7 +465,7 @@ impl Store {
             .from(TwilioIntegrations::Table)
             .order_by(TwilioIntegrations::Id, Order::Asc)
             .to_owned();
-        let rows = self.db.query_all(&query).await.map_err(store_err)?;
+        let rows = self.reader.query_all(&query).await.map_err(store_err)?;
         let mut report = ReencryptReport::default();
         for row in rows {
             let id: i64 = get(&row, "id")?;
@@ -593,7 +593,7 @@ impl ApiKeyRepository for Store {
             .and_where(Expr::col(Users::TeamId).eq(team.get()))
             .to_owned();
         if self
-            .db
+            .reader
             .query_one(&member)
             .await
             .map_err(repo_err)?
@@ -660,7 +660,7 @@ impl ApiKeyAuthenticator for Store {
             )
             .and_where(Expr::col((ApiKeys::Table, ApiKeys::Prefix)).eq(prefix))
             .to_owned();
-        let Some(row) = self.db.query_one(&query).await.map_err(repo_err)? else {
+        let Some(row) = self.reader.query_one(&query).await.map_err(repo_err)? else {
             return Ok(None);
         };
         let read = |column: &str| {

@@ -95,7 +95,12 @@ impl ChangeLog for Store {
             final_rows(self.backend())
         );
         let statement = Statement::from_string(self.db_backend(), sql);
-        match self.db.query_one_raw(statement).await.map_err(repo_err)? {
+        match self
+            .reader
+            .query_one_raw(statement)
+            .await
+            .map_err(repo_err)?
+        {
             Some(row) => position_from_row(&row),
             None => Ok(LogPosition::START),
         }
@@ -116,7 +121,7 @@ impl ChangeLog for Store {
         );
         let statement =
             Statement::from_sql_and_values(self.db_backend(), sql, [id.into(), team.get().into()]);
-        self.db
+        self.reader
             .query_one_raw(statement)
             .await
             .map_err(repo_err)?
@@ -131,7 +136,7 @@ impl ChangeLog for Store {
         limit: usize,
     ) -> Result<Vec<LoggedChange>, RepositoryError> {
         let statement = self.read_after_statement(after, team, limit);
-        self.db
+        self.reader
             .query_all_raw(statement)
             .await
             .map_err(repo_err)?
@@ -215,7 +220,7 @@ impl Store {
         if self.backend() != Backend::Postgres {
             return Ok(());
         }
-        self.db
+        self.reader
             .execute_unprepared(&format!("SELECT pg_notify('{CHANGES_CHANNEL}', '')"))
             .await
             .map(|_| ())
@@ -239,7 +244,7 @@ impl Store {
             return Ok(());
         }
         let unavailable = |err: sea_orm::sqlx::Error| RepositoryError::Unavailable(err.to_string());
-        let mut listener = PgListener::connect_with(self.db.get_postgres_connection_pool())
+        let mut listener = PgListener::connect_with(self.reader.get_postgres_connection_pool())
             .await
             .map_err(unavailable)?;
         listener

@@ -75,7 +75,7 @@ pub async fn decrypt_account_sids(
             .order_by(SmsMessages::Id, Order::Asc)
             .limit(u64::try_from(batch_size).unwrap_or(u64::MAX))
             .to_owned();
-        let rows = store.db.query_all(&query).await.map_err(store_err)?;
+        let rows = store.reader.query_all(&query).await.map_err(store_err)?;
         let Some(last) = rows.last() else {
             break;
         };

@@ -69,7 +69,7 @@ impl IdempotencyStore for Store {
             .and_where(Expr::col(IdempotencyKeys::TeamId).eq(team.get()))
             .and_where(Expr::col(IdempotencyKeys::Key).eq(key.as_str()))
             .to_owned();
-        let Some(row) = self.db.query_one(&held).await.map_err(repo_err)? else {
+        let Some(row) = self.reader.query_one(&held).await.map_err(repo_err)? else {
             // Released between the two statements: the next attempt claims it.
             return Ok(IdempotencyClaim::InProgress);
         };

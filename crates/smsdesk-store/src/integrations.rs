@@ -106,7 +106,7 @@ impl IntegrationRepository for Store {
         let query = select_integrations()
             .and_where(Expr::col(TwilioIntegrations::TeamId).eq(team.get()))
             .to_owned();
-        let row = self.db.query_one(&query).await.map_err(repo_err)?;
+        let row = self.reader.query_one(&query).await.map_err(repo_err)?;
         row.map(|row| integration_from_row(&row, &self.cipher))
             .transpose()
     }
@@ -118,7 +118,7 @@ impl IntegrationRepository for Store {
         let query = select_integrations()
             .and_where(Expr::col(TwilioIntegrations::AccountSid).eq(account.as_str()))
             .to_owned();
-        let row = self.db.query_one(&query).await.map_err(repo_err)?;
+        let row = self.reader.query_one(&query).await.map_err(repo_err)?;
         row.map(|row| integration_from_row(&row, &self.cipher))
             .transpose()
     }

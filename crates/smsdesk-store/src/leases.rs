@@ -91,7 +91,7 @@ impl ReplicaRegistry for Store {
             .and_where(Expr::col(Replicas::AliveUntil).gt(now))
             .to_owned();
         let row = self
-            .db
+            .reader
             .query_one(&live)
             .await
             .map_err(repo_err)?

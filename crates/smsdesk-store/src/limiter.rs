@@ -105,7 +105,7 @@ impl RefreshLimiter for Store {
                 .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
                 .and_where(Expr::col(SmsMessages::Sid).is_in(refused.iter().copied()))
                 .to_owned();
-            for row in self.db.query_all(&query).await.map_err(repo_err)? {
+            for row in self.reader.query_all(&query).await.map_err(repo_err)? {
                 let sid: String = row.try_get("", "sid").map_err(|err| corrupt("sid", err))?;
                 let last: Option<Timestamp> = row
                     .try_get("", "last_refreshed_at")
@@ -164,7 +164,7 @@ impl RefreshLimiter for Store {
             .and_where(Expr::col(BulkRefreshClaims::TeamId).eq(team.get()))
             .and_where(Expr::col(BulkRefreshClaims::UserId).eq(user.get()))
             .to_owned();
-        let last = match self.db.query_one(&query).await.map_err(repo_err)? {
+        let last = match self.reader.query_one(&query).await.map_err(repo_err)? {
             Some(row) => Some(
                 row.try_get::<Timestamp>("", "last_claimed_at")
                     .map_err(|err| corrupt("last_claimed_at", err))?,

@@ -477,7 +477,7 @@ impl Store {
         page: SelectStatement,
     ) -> Result<Vec<Message>, RepositoryError> {
         let row = self
-            .db
+            .reader
             .query_one(&aggregated_page(page))
             .await
             .map_err(repo_err)?
@@ -588,7 +588,7 @@ impl Store {
             sql: format!("{prefix}{}", query.sql),
             ..query
         };
-        let tx = self.db.begin().await.map_err(store_err)?;
+        let tx = self.reader.begin().await.map_err(store_err)?;
         if self.backend() == Backend::Postgres {
             tx.execute_unprepared("SET LOCAL enable_seqscan = off")
                 .await
@@ -688,7 +688,7 @@ impl MessageRepository for Store {
             .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
             .and_where(Expr::col(SmsMessages::Sid).eq(sid.as_str()))
             .to_owned();
-        let row = self.db.query_one(&query).await.map_err(repo_err)?;
+        let row = self.reader.query_one(&query).await.map_err(repo_err)?;
         row.map(|row| message_from_row(&row, &self.cipher))
             .transpose()
     }
@@ -703,7 +703,7 @@ impl MessageRepository for Store {
             return Ok(Vec::new());
         }
         let query = refresh_candidates_query(team, created_since, limit);
-        let rows = self.db.query_all(&query).await.map_err(repo_err)?;
+        let rows = self.reader.query_all(&query).await.map_err(repo_err)?;
         rows.iter()
             .map(|row| message_from_row(row, &self.cipher))
             .collect()
@@ -806,7 +806,7 @@ impl MessageRepository for Store {
                 Order::Asc,
             )
             .to_owned();
-        let rows = self.db.query_all(&query).await.map_err(repo_err)?;
+        let rows = self.reader.query_all(&query).await.map_err(repo_err)?;
         rows.iter().map(event_from_row).collect()
     }
 
@@ -820,7 +820,7 @@ impl MessageRepository for Store {
         let mut messages = match self.backend() {
             Backend::Sqlite => self.aggregated_list(select).await?,
             Backend::Postgres => {
-                let rows = self.db.query_all(&select).await.map_err(repo_err)?;
+                let rows = self.reader.query_all(&select).await.map_err(repo_err)?;
                 rows.iter()
                     .map(|row| message_from_row(row, &self.cipher))
                     .collect::<Result<Vec<_>, _>>()?
@@ -853,7 +853,7 @@ impl MessageRepository for Store {
             .and_where(Expr::col(SmsMessages::CreatedAt).gte(stored_time(created_since)))
             .group_by_col(SmsMessages::Status)
             .to_owned();
-        let rows = self.db.query_all(&query).await.map_err(repo_err)?;
+        let rows = self.reader.query_all(&query).await.map_err(repo_err)?;
         rows.iter()
             .map(|row| {
                 let count = get::<i64>(row, "messages")?;
@@ -892,7 +892,7 @@ impl UnfinishedMessages for Store {
             .order_by(SmsMessages::TeamId, Order::Asc)
             .limit(u64::try_from(limit).unwrap_or(u64::MAX))
             .to_owned();
-        let rows = self.db.query_all(&query).await.map_err(repo_err)?;
+        let rows = self.reader.query_all(&query).await.map_err(repo_err)?;
         rows.iter()
             .map(|row| {
                 Ok(UnfinishedTeam {
@@ -917,7 +917,7 @@ impl UnfinishedMessages for Store {
                 .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
                 .and_where(Expr::col(SmsMessages::Sid).is_in(chunk.iter().map(MessageSid::as_str)))
                 .to_owned();
-            for row in self.db.query_all(&query).await.map_err(repo_err)? {
+            for row in self.reader.query_all(&query).await.map_err(repo_err)? {
                 found.push(message_from_row(&row, &self.cipher)?);
             }
         }

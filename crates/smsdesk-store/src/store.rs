@@ -61,7 +61,7 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     /// Reads. On a SQLite file, `query_only` connections: a write sent here fails loudly.
-    pub(crate) db: DatabaseConnection,
+    pub(crate) reader: DatabaseConnection,
     /// Writes (and transactions that write): one connection on a SQLite file, else `db`.
     writer: DatabaseConnection,
     pub(crate) cipher: Arc<SecretCipher>,
@@ -117,7 +117,7 @@ impl Store {
                 .await
                 .map_err(|err| StoreError::Unavailable(err.to_string()))
         };
-        let (db, writer) = match backend {
+        let (reader, writer) = match backend {
             Backend::Sqlite if url.contains(":memory:") || url.contains("mode=memory") => {
                 // Each connection to an in-memory database is its own database: keep exactly one,
                 // forever, for reads and writes alike.
@@ -153,7 +153,7 @@ impl Store {
             }
         };
         Ok(Self {
-            db,
+            reader,
             writer,
             cipher: options.cipher,
             backend,
@@ -175,20 +175,23 @@ impl Store {
     /// # Errors
     /// [`StoreError::Unavailable`] when it does not.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.db
-            .ping()
-            .await
-            .map_err(|err| StoreError::Unavailable(err.to_string()))
+        // Both pools: a store that can read but not write is not ready.
+        for pool in [&self.reader, &self.writer] {
+            pool.ping()
+                .await
+                .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        }
+        Ok(())
     }
 
-    /// Closes the pool; further calls fail as unavailable.
+    /// Closes the pools; further calls fail as unavailable.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] if closing failed.
     pub async fn close(self) -> Result<(), StoreError> {
         // Shared pools (PostgreSQL, memory) close once; closing a clone again is harmless.
         self.writer.close().await.map_err(store_err)?;
-        self.db.close().await.map_err(store_err)
+        self.reader.close().await.map_err(store_err)
     }
 
     /// Which database this store talks to.
@@ -197,7 +200,7 @@ impl Store {
     }
 
     pub(crate) fn db_backend(&self) -> DbBackend {
-        self.db.get_database_backend()
+        self.reader.get_database_backend()
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock at `BEGIN` (IMMEDIATE), so a

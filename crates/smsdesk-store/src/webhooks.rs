@@ -323,7 +323,7 @@ impl Store {
             )
             .to_owned();
         let mut found = HashMap::new();
-        for row in self.db.query_all(&query).await.map_err(repo_err)? {
+        for row in self.reader.query_all(&query).await.map_err(repo_err)? {
             let delivery = webhook_delivery_from_row(&row)?;
             found.insert(
                 delivery.id.get(),
@@ -352,7 +352,7 @@ impl Store {
             .order_by(WebhookAttempts::Id, Order::Desc)
             .to_owned();
         let mut by_delivery: HashMap<i64, Vec<DeliveryAttempt>> = HashMap::new();
-        for row in self.db.query_all(&query).await.map_err(repo_err)? {
+        for row in self.reader.query_all(&query).await.map_err(repo_err)? {
             let status: Option<i32> = get(&row, "status_code")?;
             by_delivery
                 .entry(get(&row, "delivery_id")?)
@@ -429,7 +429,7 @@ impl WebhookRepository for Store {
         let query = select_endpoints(team)
             .order_by(WebhookEndpoints::Id, Order::Asc)
             .to_owned();
-        let rows = self.db.query_all(&query).await.map_err(repo_err)?;
+        let rows = self.reader.query_all(&query).await.map_err(repo_err)?;
         rows.iter().map(endpoint_from_row).collect()
     }
 
@@ -441,7 +441,7 @@ impl WebhookRepository for Store {
         let query = select_endpoints(team)
             .and_where(Expr::col(WebhookEndpoints::Id).eq(id.get()))
             .to_owned();
-        let row = self.db.query_one(&query).await.map_err(repo_err)?;
+        let row = self.reader.query_one(&query).await.map_err(repo_err)?;
         row.as_ref().map(endpoint_from_row).transpose()
     }
 
@@ -591,7 +591,7 @@ impl WebhookRepository for Store {
             )
             .to_owned();
         let mut signing: HashMap<i64, (EndpointUrl, Vec<WebhookSecret>)> = HashMap::new();
-        for row in self.db.query_all(&endpoints).await.map_err(repo_err)? {
+        for row in self.reader.query_all(&endpoints).await.map_err(repo_err)? {
             let mut secrets = vec![self.decrypt_secret(&get::<String>(&row, "secret")?)?];
             let previous: Option<String> = get(&row, "previous_secret")?;
             let expires: Option<Timestamp> = get(&row, "previous_secret_expires_at")?;
@@ -733,7 +733,7 @@ impl WebhookRepository for Store {
                 Expr::col((WebhookDeliveries::Table, WebhookDeliveries::Id)).lt(before.get()),
             );
         }
-        let rows = self.db.query_all(&query).await.map_err(repo_err)?;
+        let rows = self.reader.query_all(&query).await.map_err(repo_err)?;
         let mut deliveries = rows
             .iter()
             .map(webhook_delivery_from_row)

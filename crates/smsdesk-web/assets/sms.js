@@ -15,6 +15,7 @@
   // Live changes re-read the summary (and an open detail) at most this often.
   const LIVE_RELOAD_MS = 1000;
   const SVG_NS = 'http://www.w3.org/2000/svg';
+  const KEY_REJECTED = 'Your API key is no longer accepted; sign in again.';
 
   const body = document.body;
   const TERMINAL = new Set((body.dataset.terminal || '').split(' ').filter(Boolean));
@@ -179,6 +180,18 @@
     return node;
   }
 
+  /** A status as people read it: `partially_delivered` → "partially delivered". */
+  function statusLabel(status) {
+    return status.replace(/_/g, ' ');
+  }
+
+  /** A status badge, coloured by its tone. */
+  function statusBadge(status) {
+    const badge = make('span', 'badge', statusLabel(status));
+    badge.dataset.tone = TONES[status] || 'wait';
+    return badge;
+  }
+
   // ---- rows -------------------------------------------------------------------------------
 
   function refreshable(message) {
@@ -241,7 +254,7 @@
   function paint(s, row, changed) {
     const m = row.message;
     row.li.dataset.status = m.status;
-    row.badge.textContent = m.status.replace(/_/g, ' ');
+    row.badge.textContent = statusLabel(m.status);
     row.badge.dataset.tone = TONES[m.status] || 'wait';
     if (changed) {
       row.badge.classList.remove('changed');
@@ -303,10 +316,15 @@
     row.errorTimer = later(s, () => { row.inlineError.textContent = ''; row.errorTimer = null; }, INLINE_ERROR_MS);
   }
 
+  /** The number filter as last applied (Enter, change), not as being typed. */
+  function appliedParty() {
+    return el.filterParty.dataset.applied || '';
+  }
+
   function matchesFilters(message) {
     const status = el.filterStatus.value;
     const direction = el.filterDirection.value;
-    const party = el.filterParty.value.trim();
+    const party = appliedParty();
     return (!status || message.status === status) && (!direction || message.direction === direction)
       && (!party || message.to === party || message.from === party);
   }
@@ -424,7 +442,7 @@
     } catch (error) {
       if (session !== s || error.name === 'AbortError') return;
       button.dataset.busy = 'false';
-      if (error.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
+      if (error.status === 401) return signOut(KEY_REJECTED);
       showInlineError(s, row, describeFailure(error, 'This message'));
       if (error.status === 429) rowCooldown(s, row, error.retryAfter || MESSAGE_COOLDOWN_S);
       else paintButton(s, row);
@@ -481,7 +499,7 @@
       startCooldown(s, '#bulk', BULK_COOLDOWN_S, () => bulkButtonState(s));
     } catch (error) {
       if (session !== s || error.name === 'AbortError') return;
-      if (error.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
+      if (error.status === 401) return signOut(KEY_REJECTED);
       showResult(el.bulkResult, describeFailure(error, 'A bulk refresh'), true);
       if (error.status === 429) startCooldown(s, '#bulk', error.retryAfter || BULK_COOLDOWN_S, () => bulkButtonState(s));
     } finally {
@@ -503,7 +521,7 @@
     const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (el.filterStatus.value) params.set('status', el.filterStatus.value);
     if (el.filterDirection.value) params.set('direction', el.filterDirection.value);
-    if (el.filterParty.value.trim()) params.set('party', el.filterParty.value.trim());
+    if (appliedParty()) params.set('party', appliedParty());
     if (cursor) params.set('cursor', cursor);
     return '/api/messages?' + params;
   }
@@ -558,7 +576,7 @@
       await loadFirstPage(s, true);
     } catch (error) {
       if (session !== s || error.name === 'AbortError') return;
-      if (error.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
+      if (error.status === 401) return signOut(KEY_REJECTED);
       if (error.field === 'party') {
         // The list shown no longer matches the filters: clear it rather than mislead.
         el.filterParty.setAttribute('aria-invalid', 'true');
@@ -579,7 +597,7 @@
       await loadFirstPage(s, false);
     } catch (error) {
       if (session === s && error.name !== 'AbortError' && error.status === 401) {
-        signOut('Your API key is no longer accepted; sign in again.');
+        signOut(KEY_REJECTED);
       }
     }
   }
@@ -642,7 +660,7 @@
         signal: s.abort.signal,
         cache: 'no-store',
       });
-      if (response.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
+      if (response.status === 401) return signOut(KEY_REJECTED);
       if (!response.ok || !response.body) throw new Error('no stream: ' + response.status);
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';
@@ -682,10 +700,22 @@
 
   // ---- delivery summary ---------------------------------------------------------------------
 
-  /** Re-reads the summary soon, once however many changes arrive meanwhile. */
+  /**
+   * Runs `load` once `ms` from now, however many times this is asked meanwhile; `slot` names the
+   * session field that holds the pending timer.
+   */
+  function soon(s, slot, load, ms) {
+    if (s[slot] !== null) return;
+    s[slot] = later(s, () => { s[slot] = null; load(s); }, ms);
+  }
+
+  /**
+   * Re-reads the summary after live changes: at most once a second for a day's window, less
+   * often for longer ones (once every 30 s for 30 days), since each read counts the whole window.
+   */
   function scheduleSummary(s) {
-    if (s.summaryTimer !== null) return;
-    s.summaryTimer = later(s, () => { s.summaryTimer = null; loadSummary(s); }, LIVE_RELOAD_MS);
+    const days = Math.max(1, Number(el.summaryWindow.value) / 24);
+    soon(s, 'summaryTimer', loadSummary, LIVE_RELOAD_MS * days);
   }
 
   async function loadSummary(s) {
@@ -698,7 +728,7 @@
       el.summaryError.textContent = '';
     } catch (error) {
       if (session !== s || generation !== s.summaryGeneration || error.name === 'AbortError') return;
-      if (error.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
+      if (error.status === 401) return signOut(KEY_REJECTED);
       el.summaryError.textContent = describeFailure(error, 'The summary');
     }
   }
@@ -745,10 +775,10 @@
       role: 'img', 'aria-labelledby': 'summary-chart-title',
     });
     chart.append(svg('title', { id: 'summary-chart-title' },
-      'Messages by status: ' + summary.counts.map((c) => `${c.status.replace(/_/g, ' ')} ${c.count}`).join(', ')));
+      'Messages by status: ' + summary.counts.map((c) => `${statusLabel(c.status)} ${c.count}`).join(', ')));
     summary.counts.forEach((entry, index) => {
       const y = index * rowHeight;
-      const label = entry.status.replace(/_/g, ' ');
+      const label = statusLabel(entry.status);
       const bar = Math.max(2, Math.round(barRoom * entry.count / most));
       const group = svg('g', { class: 'bar', 'data-status': entry.status, 'data-count': entry.count, 'data-tone': TONES[entry.status] || 'wait' });
       group.append(
@@ -775,8 +805,7 @@
   }
 
   function scheduleDetail(s) {
-    if (s.detailTimer !== null) return;
-    s.detailTimer = later(s, () => { s.detailTimer = null; if (s.detailSid) loadDetail(s); }, LIVE_RELOAD_MS);
+    soon(s, 'detailTimer', (current) => { if (current.detailSid) loadDetail(current); }, LIVE_RELOAD_MS);
   }
 
   async function loadDetail(s) {
@@ -788,7 +817,7 @@
       renderDetail(message);
     } catch (error) {
       if (session !== s || generation !== s.detailGeneration || error.name === 'AbortError') return;
-      if (error.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
+      if (error.status === 401) return signOut(KEY_REJECTED);
       el.detailBody.textContent = '';
       el.detailBody.append(make('p', 'error', describeFailure(error, 'This message')));
     }
@@ -803,11 +832,9 @@
     el.detailTitle.textContent = `${DIRECTIONS[m.direction] || m.direction}: ${m.from} → ${m.to}`;
     el.detail.dataset.sid = m.sid;
     const facts = make('dl', 'facts');
-    const badge = make('span', 'badge', m.status.replace(/_/g, ' '));
-    badge.dataset.tone = TONES[m.status] || 'wait';
     facts.append(make('dt', '', 'Status'));
     const statusValue = make('dd');
-    statusValue.append(badge);
+    statusValue.append(statusBadge(m.status));
     facts.append(statusValue);
     fact(facts, 'Message SID', m.sid);
     fact(facts, 'Body', m.redactedAt ? 'redacted' : m.body);
@@ -831,10 +858,8 @@
       const when = make('time', 'when', exactTime(event.observedAt));
       when.dateTime = event.observedAt;
       const what = make('div', 'what');
-      const status = make('span', 'badge', event.status.replace(/_/g, ' '));
-      status.dataset.tone = TONES[event.status] || 'wait';
       what.append(
-        status,
+        statusBadge(event.status),
         make('span', 'source', SOURCES[event.source] || event.source),
         make('span', 'verdict', event.applied ? 'applied' : 'ignored: a duplicate or older than the status shown'),
       );
@@ -842,7 +867,8 @@
       if (event.errorCode || event.errorMessage) {
         const words = [event.errorReason, event.errorMessage && event.errorMessage !== event.errorReason ? `(Twilio: ${event.errorMessage})` : null]
           .filter(Boolean).join(' ');
-        item.append(make('p', 'reason', `Error ${event.errorCode || ''}${words ? ': ' + words : ''}`.replace('Error :', 'Error:')));
+        const title = event.errorCode ? `Error ${event.errorCode}` : 'Error';
+        item.append(make('p', 'reason', words ? `${title}: ${words}` : title));
       }
       timeline.append(item);
     }
@@ -902,7 +928,13 @@
     el.bulkResult.textContent = '';
     el.sendResult.textContent = '';
     el.summaryRate.textContent = '';
+    delete el.summaryRate.dataset.rate;
     el.summaryChart.textContent = '';
+    el.summaryError.textContent = '';
+    // Nothing of the last team's messages stays in the page.
+    el.detailTitle.textContent = 'Message';
+    el.detailBody.textContent = '';
+    delete el.detail.dataset.sid;
     showSignIn();
   }
 
@@ -939,7 +971,7 @@
       el.sendBody.value = '';
     } catch (error) {
       if (session !== s || error.name === 'AbortError') return;
-      if (error.status === 401) return signOut('Your API key is no longer accepted; sign in again.');
+      if (error.status === 401) return signOut(KEY_REJECTED);
       if (error.field === 'to') el.sendTo.setAttribute('aria-invalid', 'true');
       if (error.field === 'body') el.sendBody.setAttribute('aria-invalid', 'true');
       showResult(el.sendResult, describeFailure(error, 'Sending'), true);
@@ -977,7 +1009,7 @@
   // The number filter applies on Enter, on clearing, or when it loses focus with a new value;
   // not on every key, and once however many of those events one edit fires.
   const applyParty = () => {
-    if (session && el.filterParty.value.trim() !== (el.filterParty.dataset.applied || '')) reload(session);
+    if (session && el.filterParty.value.trim() !== appliedParty()) reload(session);
   };
   el.filters.addEventListener('submit', (event) => { event.preventDefault(); applyParty(); });
   for (const name of ['change', 'search']) el.filterParty.addEventListener(name, applyParty);
@@ -989,10 +1021,14 @@
     const s = session;
     if (!s) return;
     const opener = s.detailOpener;
+    const sid = s.detailSid;
     s.detailSid = null;
     s.detailOpener = null;
     s.detailGeneration++;
-    if (opener && opener.isConnected) opener.focus();
+    // The row may have been rebuilt meanwhile (a reload): focus the same message's button.
+    const target = opener && opener.isConnected ? opener
+      : sid && s.rows.get(sid) ? s.rows.get(sid).li.querySelector('button.history') : null;
+    if (target) target.focus();
   });
   // A click on the backdrop (outside the dialog's box) closes it as well.
   el.detail.addEventListener('click', (event) => { if (event.target === el.detail) closeDetail(); });

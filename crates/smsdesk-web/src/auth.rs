@@ -17,6 +17,7 @@ use std::time::Duration;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
 use futures::future::LocalBoxFuture;
+use smsdesk_domain::freshness::age;
 use smsdesk_domain::ports::Clock;
 use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
 use smsdesk_domain::{Requester, Timestamp};
@@ -29,17 +30,11 @@ use crate::state::WebState;
 const MAX_KEY_LEN: usize = 512;
 
 /// How long a key that authenticated is answered from memory: a revoked key stops working on
-/// every replica within this long.
-pub const KEY_CACHE_FRESH_FOR: Duration = Duration::from_secs(4);
+/// every replica within this long (the bound of every cached credential).
+pub const KEY_CACHE_FRESH_FOR: Duration = smsdesk_domain::freshness::CREDENTIALS_FRESH_FOR;
 
 /// How long a key that authenticated counts as known at the edge (charged to its own budget).
 pub const KEY_CACHE_KNOWN_FOR: Duration = Duration::from_secs(3600);
-
-/// How long before `now` a key was verified at `at`. A time in the future (the wall clock stepped
-/// back) counts as infinitely old: a revoked key must never look fresh because the clock moved.
-fn age(now: Timestamp, at: Timestamp) -> Duration {
-    (now - at).to_std().unwrap_or(Duration::MAX)
-}
 
 /// Keys that authenticated in this process, by keyed hash (the map never holds a key).
 pub struct KeyCache {

@@ -151,42 +151,34 @@ fn with_page_headers(mut response: HttpResponse) -> HttpResponse {
     response
 }
 
-async fn page(state: web::Data<WebState>) -> HttpResponse {
+/// An HTML document under the page's Content-Security-Policy.
+fn html(cache_control: &'static str, body: String) -> HttpResponse {
     with_page_headers(
         HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
             .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
-            // The page may carry the demo key; keep it out of shared caches and history.
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .body(render(&state)),
+            .insert_header((header::CACHE_CONTROL, cache_control))
+            .body(body),
     )
+}
+
+async fn page(state: web::Data<WebState>) -> HttpResponse {
+    // The page may carry the demo key; keep it out of shared caches and history.
+    html("no-store", render(&state))
 }
 
 async fn stylesheet() -> HttpResponse {
-    with_page_headers(
-        HttpResponse::Ok()
-            .content_type("text/css; charset=utf-8")
-            .insert_header((header::CACHE_CONTROL, "no-cache"))
-            .body(PAGE_CSS),
-    )
+    own_asset("text/css; charset=utf-8", PAGE_CSS)
 }
 
 async fn script() -> HttpResponse {
-    with_page_headers(
-        HttpResponse::Ok()
-            .content_type("text/javascript; charset=utf-8")
-            .insert_header((header::CACHE_CONTROL, "no-cache"))
-            .body(PAGE_JS),
-    )
+    own_asset("text/javascript; charset=utf-8", PAGE_JS)
 }
 
 async fn docs_page() -> HttpResponse {
-    with_page_headers(
-        HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
-            .insert_header((header::CACHE_CONTROL, "no-cache"))
-            .body(DOCS_HTML.replace("{{SWAGGER_UI_VERSION}}", swagger_ui_version())),
+    html(
+        "no-cache",
+        DOCS_HTML.replace("{{SWAGGER_UI_VERSION}}", swagger_ui_version()),
     )
 }
 

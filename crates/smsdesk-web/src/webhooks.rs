@@ -159,7 +159,8 @@ async fn verified_integration(
         .headers()
         .get(smsdesk_twilio::signature::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
-    // Unknown accounts are checked against a decoy token, so both refusals take alike long.
+    // An unknown account is checked against a decoy token, so its refusal costs an HMAC like
+    // a known account's.
     let verifies = |integration: Option<&TwilioIntegration>| {
         let auth_token = integration.map_or(DECOY_AUTH_TOKEN, |i| i.auth_token.expose_secret());
         presented.is_some_and(|signature| {
@@ -168,11 +169,17 @@ async fn verified_integration(
     };
     let callbacks = state.callbacks();
     let mut integration = known(callbacks.integration_for(&account).await)?;
-    if integration.is_some() && !verifies(integration.as_ref()) {
-        // The copy may predate a rotated auth token: read it again before refusing.
+    let mut signature_matches = verifies(integration.as_ref());
+    if let Some(copy) = integration.as_ref().filter(|_| !signature_matches) {
+        // The copy may predate a replaced auth token: read it again before refusing, and check
+        // again only if the token did change.
+        let cached_token = copy.auth_token.expose_secret().to_owned();
         integration = known(callbacks.integration_for_fresh(&account).await)?;
+        signature_matches = integration
+            .as_ref()
+            .is_some_and(|fresh| fresh.auth_token.expose_secret() != cached_token)
+            && verifies(integration.as_ref());
     }
-    let signature_matches = verifies(integration.as_ref());
     match integration {
         Some(integration) if signature_matches => {
             tracing::Span::current().record("team_id", integration.team_id.get());

@@ -31,6 +31,7 @@
 //! reported as [`Activity`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -133,8 +134,9 @@ impl From<RepositoryError> for WebhookError {
     }
 }
 
-/// How long an integration read for a webhook is reused (see the module's documentation).
-pub const INTEGRATION_FRESH_FOR: Duration = Duration::from_secs(4);
+/// How long an integration read for a webhook is reused (see the module's documentation): the
+/// bound every cached credential has.
+pub const INTEGRATION_FRESH_FOR: Duration = crate::freshness::CREDENTIALS_FRESH_FOR;
 
 /// The integration port with webhook lookups remembered for [`INTEGRATION_FRESH_FOR`]:
 /// [`ApplyStatusCallback`] reads through it, and [`ApplyStatusCallback::integrations`] hands the
@@ -144,6 +146,9 @@ pub struct RecentIntegrations {
     inner: Arc<dyn IntegrationRepository>,
     clock: Arc<dyn Clock>,
     entries: Mutex<HashMap<AccountSid, (TwilioIntegration, Timestamp)>>,
+    /// Bumped by every write: a read that began before one must not be remembered, or the
+    /// integration it read (the old token) would outlive the write.
+    writes: AtomicU64,
 }
 
 /// Past this many accounts, a new entry first drops the expired ones, so the map stays bounded
@@ -157,6 +162,7 @@ impl RecentIntegrations {
             inner,
             clock,
             entries: Mutex::new(HashMap::new()),
+            writes: AtomicU64::new(0),
         }
     }
 
@@ -166,12 +172,8 @@ impl RecentIntegrations {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether an entry read at `read_at` is still fresh at `now`. A read in the future (the
-    /// clock stepped back) is stale: an old token must never look fresh because the clock moved.
     fn fresh(read_at: Timestamp, now: Timestamp) -> bool {
-        (now - read_at)
-            .to_std()
-            .is_ok_and(|age| age < INTEGRATION_FRESH_FOR)
+        crate::freshness::is_fresh(read_at, now, INTEGRATION_FRESH_FOR)
     }
 
     /// The account's integration as read within [`INTEGRATION_FRESH_FOR`], if it was.
@@ -191,10 +193,13 @@ impl RecentIntegrations {
         &self,
         account: &AccountSid,
     ) -> Result<Option<TwilioIntegration>, RepositoryError> {
+        let writes_before = self.writes.load(Ordering::SeqCst);
         let found = self.inner.for_account(account).await?;
         let now = self.clock.now();
         let mut entries = self.lock();
         match &found {
+            // Checked under the lock `upsert` forgets under, so no write slips in between.
+            Some(_) if self.writes.load(Ordering::SeqCst) != writes_before => {}
             Some(integration) => {
                 if entries.len() >= INTEGRATION_CACHE_PRUNE_AT {
                     entries.retain(|_, (_, read_at)| Self::fresh(*read_at, now));
@@ -230,9 +235,14 @@ impl IntegrationRepository for RecentIntegrations {
         team: TeamId,
         integration: NewIntegration,
     ) -> Result<TwilioIntegration, RepositoryError> {
+        let account = integration.account_sid.clone();
         let stored = self.inner.upsert(team, integration).await;
-        // Whatever happened, nothing remembered for this team may outlive the write.
-        self.lock().retain(|_, (known, _)| known.team_id != team);
+        // Whatever happened, nothing remembered for this team or this account may outlive the
+        // write, nor may a read that was under way during it.
+        let mut entries = self.lock();
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        entries
+            .retain(|known_account, (known, _)| known.team_id != team && *known_account != account);
         stored
     }
 }
@@ -615,10 +625,12 @@ mod tests {
     use crate::ids::PhoneNumber;
     use crate::ports::Sender;
 
-    /// The in-memory store, counting account lookups.
+    /// The in-memory store, counting account lookups; a lookup can be held after it has read,
+    /// until `release` is sent, to let a write happen in between.
     struct Counting {
         store: InMemoryStore,
         lookups: AtomicUsize,
+        hold: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     }
 
     #[async_trait::async_trait]
@@ -634,8 +646,13 @@ mod tests {
             &self,
             account: &AccountSid,
         ) -> Result<Option<TwilioIntegration>, RepositoryError> {
+            let found = self.store.for_account(account).await;
+            let held = self.hold.lock().unwrap().take();
             self.lookups.fetch_add(1, Ordering::SeqCst);
-            self.store.for_account(account).await
+            if let Some(release) = held {
+                let _ = release.await;
+            }
+            found
         }
 
         async fn upsert(
@@ -664,6 +681,7 @@ mod tests {
         let counting = Arc::new(Counting {
             store: InMemoryStore::new(),
             lookups: AtomicUsize::new(0),
+            hold: std::sync::Mutex::new(None),
         });
         let team = TeamId::new(1).unwrap();
         counting.upsert(team, integration("first")).await.unwrap();
@@ -716,6 +734,30 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(token(&callbacks).await, "third");
+    }
+
+    #[tokio::test]
+    async fn a_read_under_way_while_the_token_is_replaced_is_not_remembered() {
+        let (callbacks, counting, _clock) = world().await;
+        let (release, held) = tokio::sync::oneshot::channel();
+        *counting.hold.lock().unwrap() = Some(held);
+        let reading = tokio::spawn({
+            let callbacks = callbacks.clone();
+            async move { token(&callbacks).await }
+        });
+        while counting.lookups.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // The read has the old row in hand; the token is replaced before it returns.
+        callbacks
+            .integrations()
+            .upsert(TeamId::new(1).unwrap(), integration("second"))
+            .await
+            .unwrap();
+        release.send(()).unwrap();
+        assert_eq!(reading.await.unwrap(), "first", "it read before the write");
+        assert_eq!(token(&callbacks).await, "second", "but was not remembered");
+        assert_eq!(counting.lookups.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
