@@ -192,13 +192,9 @@ impl Client {
         &self,
         hours: Option<u32>,
     ) -> Result<DeliverySummaryDto, ClientError> {
-        let query: Vec<(&str, String)> = hours
-            .map(|hours| ("hours", hours.to_string()))
-            .into_iter()
-            .collect();
         let builder = self
             .request(Method::GET, &["api", "messages", "summary"])
-            .query(&query);
+            .query(&hours_query(hours));
         decode(answered(builder).await?).await
     }
 
@@ -227,11 +223,7 @@ impl Client {
         &self,
         hours: Option<u32>,
     ) -> Result<RefreshResponseDto, ClientError> {
-        let query: Vec<(&str, String)> = hours
-            .map(|hours| ("hours", hours.to_string()))
-            .into_iter()
-            .collect();
-        self.refresh(&query).await
+        self.refresh(&hours_query(hours)).await
     }
 
     /// `PUT /api/integrations/twilio` (team admins): connects the team's Twilio account. The
@@ -488,6 +480,14 @@ async fn answered(builder: RequestBuilder) -> Result<Response, ClientError> {
             detail: text.chars().take(200).collect(),
         }),
     }
+}
+
+/// `hours` as the `hours` query parameter, or none for the service's default.
+fn hours_query(hours: Option<u32>) -> Vec<(&'static str, String)> {
+    hours
+        .map(|hours| ("hours", hours.to_string()))
+        .into_iter()
+        .collect()
 }
 
 async fn decode<T: DeserializeOwned>(response: Response) -> Result<T, ClientError> {

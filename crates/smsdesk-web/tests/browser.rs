@@ -40,6 +40,14 @@ fn serve(state: WebState) -> SocketAddr {
     address.recv_timeout(WAIT).expect("the server to bind")
 }
 
+/// Demo mode: the page fills in the Pro team's key.
+fn demo_mode() -> WebConfig {
+    WebConfig {
+        demo_api_key: Some(PRO_KEY.to_owned()),
+        ..WebConfig::default()
+    }
+}
+
 /// A world served over HTTP, its address, and a Tokio runtime to script the fakes with.
 fn start(config: WebConfig) -> (World, SocketAddr, tokio::runtime::Runtime) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -81,10 +89,7 @@ fn the_page_sends_shows_changes_live_and_refreshes_with_cool_downs_and_a_429() {
     let Some((chromium, driver)) = browser_tools() else {
         return;
     };
-    let (world, addr, runtime) = start(WebConfig {
-        demo_api_key: Some(PRO_KEY.to_owned()),
-        ..WebConfig::default()
-    });
+    let (world, addr, runtime) = start(demo_mode());
     let browser = Browser::launch(&chromium, &driver);
     sign_in_with_demo_key(&browser, addr);
     assert_eq!(world.state.events().subscribers(), 1, "one live stream");
@@ -605,10 +610,7 @@ fn a_message_redacted_by_retention_says_so_on_the_page() {
     let Some((chromium, driver)) = browser_tools() else {
         return;
     };
-    let (world, addr, runtime) = start(WebConfig {
-        demo_api_key: Some(PRO_KEY.to_owned()),
-        ..WebConfig::default()
-    });
+    let (world, addr, runtime) = start(demo_mode());
     let kept = runtime.block_on(world.seed(
         1,
         1,
@@ -709,10 +711,7 @@ fn a_messages_history_opens_as_a_timeline_and_the_summary_charts_the_window_live
     let Some((chromium, driver)) = browser_tools() else {
         return;
     };
-    let (world, addr, runtime) = start(WebConfig {
-        demo_api_key: Some(PRO_KEY.to_owned()),
-        ..WebConfig::default()
-    });
+    let (world, addr, runtime) = start(demo_mode());
     let (delivered, failed, queued) = runtime.block_on(async {
         let delivered = world
             .seed(
