@@ -43,6 +43,7 @@ pub mod change_log;
 pub mod cipher;
 pub mod data_migrations;
 pub mod error;
+mod group_commit;
 pub mod idempotency;
 pub mod inbox;
 pub mod integrations;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sea_orm::sea_query::{
     Alias, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement,
 };
-use sea_orm::{ConnectionTrait, QueryResult, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, Statement, TransactionTrait};
 use smsdesk_domain::ports::{
     MessageCursor, MessagePage, MessageQuery, MessageRepository, MessageRetention,
     ObservationWrite, RepositoryError, StuckMessages, UnfinishedMessages, UnfinishedTeam,
@@ -629,6 +629,93 @@ impl Store {
     }
 }
 
+/// Applies `writes` of `team` inside `tx` (not committed): each conditional on the status its
+/// caller read, with a history row for each one applied or recorded. Shared by a transaction of
+/// its own ([`Store::apply_alone`]) and a group commit ([`crate::group_commit`]).
+pub(crate) async fn apply_in(
+    tx: &DatabaseTransaction,
+    team: TeamId,
+    writes: &[ObservationWrite],
+) -> Result<Vec<WriteOutcome>, sea_orm::DbErr> {
+    let sids: Vec<&str> = writes.iter().map(|write| write.sid.as_str()).collect();
+    let ids = Store::message_ids(tx, team, &sids).await?;
+    // Rows are locked in message-id order, whatever the order of `writes`, so two batches
+    // touching the same messages cannot deadlock on PostgreSQL. The sort is stable: writes
+    // to one message keep their relative order.
+    let mut order: Vec<usize> = (0..writes.len()).collect();
+    order.sort_by_key(|&index| ids.get(writes[index].sid.as_str()).copied());
+    let mut outcomes = vec![WriteOutcome::Missing; writes.len()];
+    let mut events = Vec::with_capacity(writes.len());
+    for index in order {
+        let write = &writes[index];
+        let Some(&message_id) = ids.get(write.sid.as_str()) else {
+            continue;
+        };
+        let Some(change) = &write.change else {
+            events.push(EventRow {
+                team_id: team,
+                message_id,
+                observation: &write.observation,
+                applied: false,
+            });
+            outcomes[index] = WriteOutcome::Recorded;
+            continue;
+        };
+        // The forward-only rule in SQL: the write lands only if nobody changed the status
+        // since the caller read it. A concurrent writer that got there first makes this
+        // match no row.
+        let next = &change.next;
+        let mut update = Query::update()
+            .table(SmsMessages::Table)
+            .value(SmsMessages::Status, next.status.as_str())
+            .value(SmsMessages::ErrorCode, to_i64(next.error_code))
+            .value(SmsMessages::ErrorMessage, next.error_message.clone())
+            .value(SmsMessages::NumSegments, to_i64(next.num_segments))
+            .value(SmsMessages::Price, next.price.clone())
+            .value(SmsMessages::PriceUnit, next.price_unit.clone())
+            .value(
+                SmsMessages::UpdatedAt,
+                stored_time(write.observation.observed_at),
+            )
+            // Any change, however late, is news of the message: it is no longer stuck.
+            .value(SmsMessages::DeliveryUnknownAt, Option::<Timestamp>::None)
+            .and_where(Expr::col(SmsMessages::Id).eq(message_id))
+            .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
+            .and_where(Expr::col(SmsMessages::Status).eq(change.expected_status.as_str()))
+            .to_owned();
+        if let Some(at) = change.expected_updated_at {
+            update.and_where(Expr::col(SmsMessages::UpdatedAt).eq(stored_time(at)));
+        }
+        if execute(tx, &update).await? == 1 {
+            events.push(EventRow {
+                team_id: team,
+                message_id,
+                observation: &write.observation,
+                applied: true,
+            });
+            outcomes[index] = WriteOutcome::Written;
+        } else {
+            outcomes[index] = WriteOutcome::Conflict;
+        }
+    }
+    insert_events(tx, &events).await?;
+    Ok(outcomes)
+}
+
+impl Store {
+    /// `writes` in a write transaction of their own.
+    pub(crate) async fn apply_alone(
+        &self,
+        team: TeamId,
+        writes: &[ObservationWrite],
+    ) -> Result<Vec<WriteOutcome>, RepositoryError> {
+        let tx = self.begin_write().await.map_err(repo_err)?;
+        let outcomes = apply_in(&tx, team, writes).await.map_err(repo_err)?;
+        tx.commit().await.map_err(repo_err)?;
+        Ok(outcomes)
+    }
+}
+
 #[async_trait]
 impl MessageRepository for Store {
     async fn insert(&self, message: NewMessage) -> Result<Message, RepositoryError> {
@@ -717,73 +804,10 @@ impl MessageRepository for Store {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
-        let tx = self.begin_write().await.map_err(repo_err)?;
-        let sids: Vec<&str> = writes.iter().map(|write| write.sid.as_str()).collect();
-        let ids = Self::message_ids(&tx, team, &sids)
-            .await
-            .map_err(repo_err)?;
-        // Rows are locked in message-id order, whatever the order of `writes`, so two batches
-        // touching the same messages cannot deadlock on PostgreSQL. The sort is stable: writes
-        // to one message keep their relative order.
-        let mut order: Vec<usize> = (0..writes.len()).collect();
-        order.sort_by_key(|&index| ids.get(writes[index].sid.as_str()).copied());
-        let mut outcomes = vec![WriteOutcome::Missing; writes.len()];
-        let mut events = Vec::with_capacity(writes.len());
-        for index in order {
-            let write = &writes[index];
-            let Some(&message_id) = ids.get(write.sid.as_str()) else {
-                continue;
-            };
-            let Some(change) = &write.change else {
-                events.push(EventRow {
-                    team_id: team,
-                    message_id,
-                    observation: &write.observation,
-                    applied: false,
-                });
-                outcomes[index] = WriteOutcome::Recorded;
-                continue;
-            };
-            // The forward-only rule in SQL: the write lands only if nobody changed the status
-            // since the caller read it. A concurrent writer that got there first makes this
-            // match no row.
-            let next = &change.next;
-            let mut update = Query::update()
-                .table(SmsMessages::Table)
-                .value(SmsMessages::Status, next.status.as_str())
-                .value(SmsMessages::ErrorCode, to_i64(next.error_code))
-                .value(SmsMessages::ErrorMessage, next.error_message.clone())
-                .value(SmsMessages::NumSegments, to_i64(next.num_segments))
-                .value(SmsMessages::Price, next.price.clone())
-                .value(SmsMessages::PriceUnit, next.price_unit.clone())
-                .value(
-                    SmsMessages::UpdatedAt,
-                    stored_time(write.observation.observed_at),
-                )
-                // Any change, however late, is news of the message: it is no longer stuck.
-                .value(SmsMessages::DeliveryUnknownAt, Option::<Timestamp>::None)
-                .and_where(Expr::col(SmsMessages::Id).eq(message_id))
-                .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
-                .and_where(Expr::col(SmsMessages::Status).eq(change.expected_status.as_str()))
-                .to_owned();
-            if let Some(at) = change.expected_updated_at {
-                update.and_where(Expr::col(SmsMessages::UpdatedAt).eq(stored_time(at)));
-            }
-            if execute(&tx, &update).await.map_err(repo_err)? == 1 {
-                events.push(EventRow {
-                    team_id: team,
-                    message_id,
-                    observation: &write.observation,
-                    applied: true,
-                });
-                outcomes[index] = WriteOutcome::Written;
-            } else {
-                outcomes[index] = WriteOutcome::Conflict;
-            }
+        match self.group_commit() {
+            Some(group) => group.apply(self, team, writes).await,
+            None => self.apply_alone(team, &writes).await,
         }
-        insert_events(&tx, &events).await.map_err(repo_err)?;
-        tx.commit().await.map_err(repo_err)?;
-        Ok(outcomes)
     }
 
     async fn history(

@@ -19,6 +19,7 @@ use smsdesk_migrations::{Migrator, MigratorTrait};
 
 use crate::cipher::SecretCipher;
 use crate::error::{StoreError, store_err};
+use crate::group_commit::GroupCommit;
 
 /// How long a SQLite writer waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,8 +63,10 @@ pub enum Backend {
 pub struct Store {
     /// Reads. On a SQLite file, `query_only` connections: a write sent here fails loudly.
     pub(crate) reader: DatabaseConnection,
-    /// Writes (and transactions that write): one connection on a SQLite file, else `db`.
+    /// Writes (and transactions that write): one connection on a SQLite file, else `reader`.
     writer: DatabaseConnection,
+    /// On a SQLite file, concurrent status writes share a transaction ([`crate::group_commit`]).
+    group_commit: Option<Arc<GroupCommit>>,
     pub(crate) cipher: Arc<SecretCipher>,
     backend: Backend,
 }
@@ -117,8 +120,9 @@ impl Store {
                 .await
                 .map_err(|err| StoreError::Unavailable(err.to_string()))
         };
+        let file = backend == Backend::Sqlite && !is_memory(url);
         let (reader, writer) = match backend {
-            Backend::Sqlite if url.contains(":memory:") || url.contains("mode=memory") => {
+            Backend::Sqlite if is_memory(url) => {
                 // Each connection to an in-memory database is its own database: keep exactly one,
                 // forever, for reads and writes alike.
                 let mut options = base(1);
@@ -155,6 +159,7 @@ impl Store {
         Ok(Self {
             reader,
             writer,
+            group_commit: file.then(Arc::default),
             cipher: options.cipher,
             backend,
         })
@@ -217,10 +222,20 @@ impl Store {
         self.writer.begin_with_options(options).await
     }
 
+    /// The group commit of a SQLite file, if this store has one.
+    pub(crate) fn group_commit(&self) -> Option<&GroupCommit> {
+        self.group_commit.as_deref()
+    }
+
     /// The connection every write goes through (see the module's documentation).
     pub(crate) fn writer(&self) -> &DatabaseConnection {
         &self.writer
     }
+}
+
+/// Whether `url` names an in-memory SQLite database (each connection its own database).
+fn is_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
 }
 
 /// Timestamps are stored with microsecond precision (PostgreSQL's), on both databases, so a value

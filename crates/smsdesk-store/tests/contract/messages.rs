@@ -12,4 +12,5 @@ crate::on_both_databases!(
     listing_filters_and_pages_without_gaps_or_repeats,
     references_are_stored_and_every_list_filter_combines,
     status_counts_cover_the_teams_messages_created_in_the_window_by_current_status,
+    forty_concurrent_status_writes_keep_the_outcomes_of_a_serial_order,
 );

@@ -702,6 +702,95 @@ pub async fn references_are_stored_and_every_list_filter_combines(subject: &dyn 
     }
 }
 
+pub async fn forty_concurrent_status_writes_keep_the_outcomes_of_a_serial_order(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    let b = team(subject, "B").await;
+    for n in 1..=21_u32 {
+        let owner = if n % 2 == 0 { b } else { a };
+        stored(
+            store,
+            new_message(owner, n, Direction::OutboundApi, MessageStatus::Sent, at(0)),
+        )
+        .await;
+    }
+    let deliver = |n: u32, second: i64| ObservationWrite {
+        sid: sid(n),
+        observation: observation(
+            MessageStatus::Delivered,
+            ObservationSource::Callback,
+            at(second),
+        ),
+        change: Some(StateChange {
+            expected_status: MessageStatus::Sent,
+            expected_updated_at: None,
+            next: DeliveryState::new(MessageStatus::Delivered),
+        }),
+    };
+    // Twenty messages of two teams written once each, and twenty writers racing for message 21,
+    // all at once: on a SQLite file they share group transactions.
+    let mut calls = Vec::new();
+    for n in 1..=20_u32 {
+        let owner = if n % 2 == 0 { b } else { a };
+        calls.push((owner, deliver(n, 1)));
+    }
+    for racer in 0..20 {
+        calls.push((a, deliver(21, 2 + racer)));
+    }
+    let outcomes =
+        futures::future::join_all(calls.into_iter().map(|(owner, write)| async move {
+            store.apply_observations(owner, vec![write]).await
+        }))
+        .await;
+    let outcomes: Vec<WriteOutcome> = outcomes
+        .into_iter()
+        .map(|outcome| outcome.expect("writable").pop().expect("one outcome"))
+        .collect();
+    assert!(
+        outcomes[..20].iter().all(|o| *o == WriteOutcome::Written),
+        "each message written once: {outcomes:?}"
+    );
+    let racers = &outcomes[20..];
+    assert_eq!(
+        racers
+            .iter()
+            .filter(|o| **o == WriteOutcome::Written)
+            .count(),
+        1,
+        "exactly one racer wins: {racers:?}"
+    );
+    assert!(
+        racers
+            .iter()
+            .all(|o| matches!(o, WriteOutcome::Written | WriteOutcome::Conflict))
+    );
+    for n in 1..=21_u32 {
+        let owner = if n % 2 == 0 { b } else { a };
+        let found = store
+            .find(owner, &sid(n))
+            .await
+            .expect("readable")
+            .expect("present");
+        assert_eq!(
+            found.delivery.status,
+            MessageStatus::Delivered,
+            "message {n}"
+        );
+        let applied = store
+            .history(owner, &sid(n))
+            .await
+            .expect("readable")
+            .iter()
+            .filter(|event| {
+                event.applied && event.observation.source == ObservationSource::Callback
+            })
+            .count();
+        assert_eq!(applied, 1, "one applied callback for message {n}");
+    }
+}
+
 pub async fn status_counts_cover_the_teams_messages_created_in_the_window_by_current_status(
     subject: &dyn ContractSubject,
 ) {
