@@ -18,7 +18,8 @@ use crate::ids::{
     TeamId, UserId,
 };
 use crate::message::{
-    DeliveryState, Message, NewMessage, StatusEvent, StatusObservation, Timestamp,
+    DeliveryState, Message, NewMessage, ObservationSource, StatusEvent, StatusObservation,
+    Timestamp,
 };
 use crate::refresh_rules::CooldownClaim;
 use crate::retention::RetentionPolicy;
@@ -216,6 +217,24 @@ pub trait MessageRepository: Send + Sync {
     /// [`RepositoryError::Unavailable`] when the store cannot be reached.
     async fn list(&self, team: TeamId, query: MessageQuery)
     -> Result<MessagePage, RepositoryError>;
+
+    /// Whether the message's history holds an observation from `source` with `status` (a
+    /// callback Twilio is retrying, say). The default reads the whole history; the database
+    /// adapter answers with one indexed lookup, whatever the history's length.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached.
+    async fn has_observed(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+        source: ObservationSource,
+        status: &MessageStatus,
+    ) -> Result<bool, RepositoryError> {
+        Ok(self.history(team, sid).await?.iter().any(|event| {
+            event.observation.source == source && event.observation.state.status == *status
+        }))
+    }
 
     /// How many of the team's messages created at or after `created_since` are in each status
     /// now, one entry per status that has any (for [`crate::summary`]).

@@ -888,6 +888,38 @@ impl MessageRepository for Store {
             })
             .collect()
     }
+
+    async fn has_observed(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+        source: ObservationSource,
+        status: &MessageStatus,
+    ) -> Result<bool, RepositoryError> {
+        // One row at most, by the history's message index: a long history costs nothing here.
+        let query = Query::select()
+            .expr_as(Expr::val(1), "seen")
+            .from(MessageStatusEvents::Table)
+            .inner_join(
+                SmsMessages::Table,
+                Expr::col((SmsMessages::Table, SmsMessages::Id))
+                    .equals((MessageStatusEvents::Table, MessageStatusEvents::MessageId)),
+            )
+            .and_where(Expr::col((SmsMessages::Table, SmsMessages::TeamId)).eq(team.get()))
+            .and_where(Expr::col((SmsMessages::Table, SmsMessages::Sid)).eq(sid.as_str()))
+            .and_where(
+                Expr::col((MessageStatusEvents::Table, MessageStatusEvents::Source))
+                    .eq(source.as_str()),
+            )
+            .and_where(
+                Expr::col((MessageStatusEvents::Table, MessageStatusEvents::Status))
+                    .eq(status.as_str()),
+            )
+            .limit(1)
+            .to_owned();
+        let row = self.reader.query_one(&query).await.map_err(repo_err)?;
+        Ok(row.is_some())
+    }
 }
 
 /// SIDs per `IN (…)` list when reading the messages a sweep listed.

@@ -361,15 +361,17 @@ impl ApplyStatusCallback {
             return self.park(team, &sid, observation).await;
         };
 
-        let history = self
+        // Twilio retries a callback it got no answer to: the same status twice is a duplicate.
+        let already_seen = self
             .messages
-            .history(team, &sid)
+            .has_observed(
+                team,
+                &sid,
+                ObservationSource::Callback,
+                &observation.state.status,
+            )
             .await
             .map_err(WebhookError::from)?;
-        let already_seen = history.iter().any(|event| {
-            event.observation.source == ObservationSource::Callback
-                && event.observation.state.status == observation.state.status
-        });
         if already_seen {
             return Ok(CallbackOutcome::Duplicate);
         }

@@ -791,6 +791,61 @@ pub async fn forty_concurrent_status_writes_keep_the_outcomes_of_a_serial_order(
     }
 }
 
+pub async fn has_observed_finds_a_source_and_status_in_the_history_of_its_own_team_only(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    let b = team(subject, "B").await;
+    stored(
+        store,
+        new_message(a, 1, Direction::OutboundApi, MessageStatus::Sent, at(0)),
+    )
+    .await;
+    // A late `sent` callback after the send's own `sent`: recorded, not applied.
+    store
+        .apply_observations(
+            a,
+            vec![ObservationWrite {
+                sid: sid(1),
+                observation: observation(MessageStatus::Sent, ObservationSource::Callback, at(5)),
+                change: None,
+            }],
+        )
+        .await
+        .expect("recorded");
+    let seen = |team, source, status: MessageStatus| async move {
+        store
+            .has_observed(team, &sid(1), source, &status)
+            .await
+            .expect("readable")
+    };
+    assert!(
+        seen(a, ObservationSource::Callback, MessageStatus::Sent).await,
+        "recorded, even unapplied"
+    );
+    assert!(seen(a, ObservationSource::Send, MessageStatus::Sent).await);
+    assert!(
+        !seen(a, ObservationSource::Callback, MessageStatus::Delivered).await,
+        "another status"
+    );
+    assert!(
+        !seen(a, ObservationSource::Poll, MessageStatus::Sent).await,
+        "another source"
+    );
+    assert!(
+        !seen(b, ObservationSource::Callback, MessageStatus::Sent).await,
+        "another team"
+    );
+    assert!(
+        !store
+            .has_observed(a, &sid(2), ObservationSource::Send, &MessageStatus::Sent)
+            .await
+            .expect("readable"),
+        "no such message"
+    );
+}
+
 pub async fn status_counts_cover_the_teams_messages_created_in_the_window_by_current_status(
     subject: &dyn ContractSubject,
 ) {

@@ -187,6 +187,16 @@ impl MessageRepository for PortSet {
     ) -> Result<Vec<StatusCount>, RepositoryError> {
         self.messages.status_counts(team, created_since).await
     }
+
+    async fn has_observed(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+        source: ObservationSource,
+        status: &MessageStatus,
+    ) -> Result<bool, RepositoryError> {
+        self.messages.has_observed(team, sid, source, status).await
+    }
 }
 
 #[async_trait]
