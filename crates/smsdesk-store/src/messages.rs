@@ -716,6 +716,21 @@ impl Store {
     }
 }
 
+/// The history rows of `team`'s message `sid` (no columns chosen yet): scoped by team like
+/// every read, so another team's message has no history.
+fn events_of(team: TeamId, sid: &MessageSid) -> SelectStatement {
+    Query::select()
+        .from(MessageStatusEvents::Table)
+        .inner_join(
+            SmsMessages::Table,
+            Expr::col((SmsMessages::Table, SmsMessages::Id))
+                .equals((MessageStatusEvents::Table, MessageStatusEvents::MessageId)),
+        )
+        .and_where(Expr::col((SmsMessages::Table, SmsMessages::TeamId)).eq(team.get()))
+        .and_where(Expr::col((SmsMessages::Table, SmsMessages::Sid)).eq(sid.as_str()))
+        .to_owned()
+}
+
 #[async_trait]
 impl MessageRepository for Store {
     async fn insert(&self, message: NewMessage) -> Result<Message, RepositoryError> {
@@ -815,16 +830,8 @@ impl MessageRepository for Store {
         team: TeamId,
         sid: &MessageSid,
     ) -> Result<Vec<StatusEvent>, RepositoryError> {
-        let query = Query::select()
+        let query = events_of(team, sid)
             .columns(EVENT_COLUMNS.map(|column| (MessageStatusEvents::Table, column)))
-            .from(MessageStatusEvents::Table)
-            .inner_join(
-                SmsMessages::Table,
-                Expr::col((SmsMessages::Table, SmsMessages::Id))
-                    .equals((MessageStatusEvents::Table, MessageStatusEvents::MessageId)),
-            )
-            .and_where(Expr::col((SmsMessages::Table, SmsMessages::TeamId)).eq(team.get()))
-            .and_where(Expr::col((SmsMessages::Table, SmsMessages::Sid)).eq(sid.as_str()))
             .order_by(
                 (MessageStatusEvents::Table, MessageStatusEvents::Id),
                 Order::Asc,
@@ -897,16 +904,8 @@ impl MessageRepository for Store {
         status: &MessageStatus,
     ) -> Result<bool, RepositoryError> {
         // One row at most, by the history's message index: a long history costs nothing here.
-        let query = Query::select()
+        let query = events_of(team, sid)
             .expr_as(Expr::val(1), "seen")
-            .from(MessageStatusEvents::Table)
-            .inner_join(
-                SmsMessages::Table,
-                Expr::col((SmsMessages::Table, SmsMessages::Id))
-                    .equals((MessageStatusEvents::Table, MessageStatusEvents::MessageId)),
-            )
-            .and_where(Expr::col((SmsMessages::Table, SmsMessages::TeamId)).eq(team.get()))
-            .and_where(Expr::col((SmsMessages::Table, SmsMessages::Sid)).eq(sid.as_str()))
             .and_where(
                 Expr::col((MessageStatusEvents::Table, MessageStatusEvents::Source))
                     .eq(source.as_str()),
