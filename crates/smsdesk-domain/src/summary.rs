@@ -18,12 +18,31 @@ pub const MAX_SUMMARY_HOURS: u32 = 720;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SummaryWindow(u32);
 
-/// A window outside 1 to [`MAX_SUMMARY_HOURS`] hours.
+/// A window that is not a whole number of hours from 1 to [`MAX_SUMMARY_HOURS`] (the text given,
+/// cut to 32 characters).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the window must be 1 to {MAX_SUMMARY_HOURS} hours, not {0}")]
-pub struct InvalidSummaryWindow(pub u32);
+#[error("hours must be a whole number from 1 to {MAX_SUMMARY_HOURS}, not {0:?}")]
+pub struct InvalidSummaryWindow(pub String);
 
 impl SummaryWindow {
+    /// The window when none is asked for: a day.
+    pub const DEFAULT_HOURS: u32 = 24;
+
+    /// Reads a window given as text (a query parameter); `None` is [`Self::DEFAULT_HOURS`].
+    ///
+    /// # Errors
+    /// [`InvalidSummaryWindow`] for anything but digits naming 1 to [`MAX_SUMMARY_HOURS`].
+    pub fn parse(raw: Option<&str>) -> Result<Self, InvalidSummaryWindow> {
+        let Some(raw) = raw else {
+            return Ok(Self(Self::DEFAULT_HOURS));
+        };
+        let refuse = || InvalidSummaryWindow(raw.chars().take(32).collect());
+        if raw.is_empty() || raw.len() > 10 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(refuse());
+        }
+        Self::hours(raw.parse().map_err(|_| refuse())?)
+    }
+
     /// A window of `hours`.
     ///
     /// # Errors
@@ -32,7 +51,7 @@ impl SummaryWindow {
         if (1..=MAX_SUMMARY_HOURS).contains(&hours) {
             Ok(Self(hours))
         } else {
-            Err(InvalidSummaryWindow(hours))
+            Err(InvalidSummaryWindow(hours.to_string()))
         }
     }
 
@@ -203,8 +222,19 @@ mod tests {
 
     #[test]
     fn a_window_is_one_hour_to_thirty_days() {
-        assert_eq!(SummaryWindow::hours(0), Err(InvalidSummaryWindow(0)));
-        assert_eq!(SummaryWindow::hours(721), Err(InvalidSummaryWindow(721)));
+        assert_eq!(
+            SummaryWindow::hours(0),
+            Err(InvalidSummaryWindow("0".into()))
+        );
+        assert_eq!(
+            SummaryWindow::hours(721),
+            Err(InvalidSummaryWindow("721".into()))
+        );
+        assert_eq!(SummaryWindow::parse(None).unwrap().as_hours(), 24);
+        assert_eq!(SummaryWindow::parse(Some("168")).unwrap().as_hours(), 168);
+        for bad in ["", "abc", "+5", "-1", "1.5", "99999999999"] {
+            assert!(SummaryWindow::parse(Some(bad)).is_err(), "{bad:?}");
+        }
         assert_eq!(SummaryWindow::hours(720).unwrap().as_hours(), 720);
         let now = chrono::Utc::now();
         assert_eq!(

@@ -175,11 +175,12 @@ async fn script() -> HttpResponse {
     own_asset("text/javascript; charset=utf-8", PAGE_JS)
 }
 
+/// The reference page, its one placeholder filled once per process.
+static DOCS_PAGE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| DOCS_HTML.replace("{{SWAGGER_UI_VERSION}}", swagger_ui_version()));
+
 async fn docs_page() -> HttpResponse {
-    html(
-        "no-cache",
-        DOCS_HTML.replace("{{SWAGGER_UI_VERSION}}", swagger_ui_version()),
-    )
+    html("no-cache", DOCS_PAGE.clone())
 }
 
 /// One of the page's own small files: revalidated on every load, so an upgrade shows at once.

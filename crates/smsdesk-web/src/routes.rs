@@ -13,7 +13,7 @@ use smsdesk_domain::services::{
     ConfigureIntegration, IntegrationSettings, ManageApiKeys, RefreshTarget, STATUS_CALLBACK_PATH,
     SendRequest,
 };
-use smsdesk_domain::summary::{MAX_SUMMARY_HOURS, SummaryWindow};
+use smsdesk_domain::summary::SummaryWindow;
 use smsdesk_domain::{
     Address, Direction, MessageReference, MessageSid, MessageStatus, MessagingServiceSid,
     PhoneNumber, RefreshWindow,
@@ -359,9 +359,6 @@ pub(crate) fn decode_cursor(raw: &str) -> Option<MessageCursor> {
     })
 }
 
-/// The window `GET /api/messages/summary` covers without `hours`.
-const DEFAULT_SUMMARY_HOURS: u32 = 24;
-
 /// The query keys `GET /api/messages` accepts; `status` may be repeated (any of them).
 const LIST_PARAMETERS: [&str; 10] = [
     "direction",
@@ -495,27 +492,14 @@ async fn list_messages(
     }))
 }
 
-/// Reads `hours` (default 24) into a summary window.
-fn summary_window(params: &QueryParams) -> Result<SummaryWindow, ApiError> {
-    let invalid = |detail: String| ApiError::invalid_parameter("hours", detail);
-    let hours = match params.get("hours") {
-        None => DEFAULT_SUMMARY_HOURS,
-        Some(raw) => raw.parse::<u32>().map_err(|_| {
-            invalid(format!(
-                "hours must be a whole number from 1 to {MAX_SUMMARY_HOURS}"
-            ))
-        })?,
-    };
-    SummaryWindow::hours(hours).map_err(|e| invalid(e.to_string()))
-}
-
 async fn message_summary(
     state: web::Data<WebState>,
     Authenticated(requester): Authenticated,
     query: Query,
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::new(query.into_inner(), &["hours"])?;
-    let window = summary_window(&params)?;
+    let window = SummaryWindow::parse(params.get("hours"))
+        .map_err(|e| ApiError::invalid_parameter("hours", e.to_string()))?;
     let summary = state
         .summaries()
         .summary(requester.team_id, window)

@@ -19,8 +19,8 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use smsdesk_domain::ports::TwilioIntegration;
-use smsdesk_domain::secrecy::ExposeSecret;
-use smsdesk_domain::services::{InboundSms, StatusCallback, WebhookError};
+use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
+use smsdesk_domain::services::{InboundSms, SignedBy, StatusCallback};
 use smsdesk_domain::{AccountSid, Address, DeliveryState, MessageSid, MessageStatus};
 
 use crate::edge::first_header_value;
@@ -161,31 +161,22 @@ async fn verified_integration(
         .and_then(|v| v.to_str().ok());
     // An unknown account is checked against a decoy token, so its refusal costs an HMAC like
     // a known account's.
-    let verifies = |integration: Option<&TwilioIntegration>| {
-        let auth_token = integration.map_or(DECOY_AUTH_TOKEN, |i| i.auth_token.expose_secret());
+    let verifies = |auth_token: Option<&SecretString>| {
+        let auth_token = auth_token.map_or(DECOY_AUTH_TOKEN, ExposeSecret::expose_secret);
         presented.is_some_and(|signature| {
             smsdesk_twilio::signature::validate_form(auth_token, &url, params, signature).is_ok()
         })
     };
-    let callbacks = state.callbacks();
-    let mut integration = known(callbacks.integration_for(&account).await)?;
-    let mut signature_matches = verifies(integration.as_ref());
-    if let Some(copy) = integration.as_ref().filter(|_| !signature_matches) {
-        // The copy may predate a replaced auth token: read it again before refusing, and check
-        // again only if the token did change.
-        let cached_token = copy.auth_token.expose_secret().to_owned();
-        integration = known(callbacks.integration_for_fresh(&account).await)?;
-        signature_matches = integration
-            .as_ref()
-            .is_some_and(|fresh| fresh.auth_token.expose_secret() != cached_token)
-            && verifies(integration.as_ref());
-    }
-    match integration {
-        Some(integration) if signature_matches => {
+    match state
+        .callbacks()
+        .signed_integration(&account, verifies)
+        .await?
+    {
+        SignedBy::Integration(integration) => {
             tracing::Span::current().record("team_id", integration.team_id.get());
             Ok(integration)
         }
-        Some(_) => {
+        SignedBy::WrongSignature => {
             tracing::warn!(
                 account_sid = %account,
                 url = %url,
@@ -194,21 +185,10 @@ async fn verified_integration(
             );
             Err(signature_refused())
         }
-        None => {
+        SignedBy::UnknownAccount => {
             tracing::warn!(account_sid = %account, "Twilio webhook refused: no integration has this account");
             Err(signature_refused())
         }
-    }
-}
-
-/// An integration lookup with "no such account" as `None`.
-fn known(
-    lookup: Result<TwilioIntegration, WebhookError>,
-) -> Result<Option<TwilioIntegration>, ApiError> {
-    match lookup {
-        Ok(integration) => Ok(Some(integration)),
-        Err(WebhookError::UnknownAccount) => Ok(None),
-        Err(error) => Err(error.into()),
     }
 }
 

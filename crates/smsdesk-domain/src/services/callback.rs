@@ -8,8 +8,8 @@
 //! **The integration is reused for a few seconds.** Every webhook needs its account's
 //! integration (one query and an AES-GCM decryption), and Twilio posts many per message, so an
 //! integration read is reused for [`INTEGRATION_FRESH_FOR`]. A token that does not verify is no
-//! reason to trust the copy: the caller asks again with
-//! [`ApplyStatusCallback::integration_for_fresh`], so a rotated auth token is accepted at once,
+//! reason to trust the copy: [`ApplyStatusCallback::signed_integration`] reads it again before
+//! refusing, so a rotated auth token is accepted at once,
 //! and an old one stops verifying within that time on every replica (the same bound as an API
 //! key's revocation). Unknown accounts are never remembered, so nobody can fill the memory.
 //!
@@ -34,6 +34,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
 
 use super::apply::{Stored, store_observations};
 use crate::changes::{Activity, ChangeKind, ChangeNotifier, CommittedChange, IgnoreChanges};
@@ -247,6 +249,17 @@ impl IntegrationRepository for RecentIntegrations {
     }
 }
 
+/// What [`ApplyStatusCallback::signed_integration`] found.
+#[derive(Debug, Clone)]
+pub enum SignedBy {
+    /// The signature verifies with this integration's auth token.
+    Integration(TwilioIntegration),
+    /// The account is known, but the signature is missing or does not verify.
+    WrongSignature,
+    /// No team has this account.
+    UnknownAccount,
+}
+
 /// Applies Twilio's status callbacks. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct ApplyStatusCallback {
@@ -283,7 +296,7 @@ impl ApplyStatusCallback {
 
     /// The integration a webhook from `account` belongs to: its auth token checks the signature
     /// and its team owns the message. May be a copy read up to [`INTEGRATION_FRESH_FOR`] ago;
-    /// when its token does not verify, ask [`ApplyStatusCallback::integration_for_fresh`].
+    /// to check a signature, use [`ApplyStatusCallback::signed_integration`].
     ///
     /// # Errors
     /// [`WebhookError::UnknownAccount`] when no team has this account;
@@ -299,11 +312,46 @@ impl ApplyStatusCallback {
             .ok_or(WebhookError::UnknownAccount)
     }
 
-    /// As [`ApplyStatusCallback::integration_for`], read from the store now (and remembered).
+    /// Who signed a webhook from `account`: the integration whose auth token `verifies` accepts.
+    ///
+    /// `verifies` checks the request's signature with a token; it is called with `None` for an
+    /// unknown account, so the adapter can check a decoy token and make that refusal cost what
+    /// any other does. A remembered copy whose token does not verify is read again before the
+    /// webhook is refused, and checked again only if its token changed.
     ///
     /// # Errors
-    /// As [`ApplyStatusCallback::integration_for`].
-    pub async fn integration_for_fresh(
+    /// [`WebhookError::StoreUnavailable`] or [`WebhookError::Unexpected`] when the store fails.
+    pub async fn signed_integration(
+        &self,
+        account: &AccountSid,
+        verifies: impl Fn(Option<&SecretString>) -> bool,
+    ) -> Result<SignedBy, WebhookError> {
+        let copy = match self.integration_for(account).await {
+            Ok(copy) => copy,
+            Err(WebhookError::UnknownAccount) => {
+                verifies(None);
+                return Ok(SignedBy::UnknownAccount);
+            }
+            Err(error) => return Err(error),
+        };
+        if verifies(Some(&copy.auth_token)) {
+            return Ok(SignedBy::Integration(copy));
+        }
+        match self.integration_for_fresh(account).await {
+            Ok(fresh)
+                if fresh.auth_token.expose_secret() != copy.auth_token.expose_secret()
+                    && verifies(Some(&fresh.auth_token)) =>
+            {
+                Ok(SignedBy::Integration(fresh))
+            }
+            Ok(_) => Ok(SignedBy::WrongSignature),
+            Err(WebhookError::UnknownAccount) => Ok(SignedBy::UnknownAccount),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// As [`ApplyStatusCallback::integration_for`], read from the store now (and remembered).
+    async fn integration_for_fresh(
         &self,
         account: &AccountSid,
     ) -> Result<TwilioIntegration, WebhookError> {
@@ -620,8 +668,6 @@ impl ReceiveSms {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use secrecy::{ExposeSecret, SecretString};
-
     use super::*;
     use crate::fakes::{InMemoryStore, ManualClock};
     use crate::ids::PhoneNumber;
@@ -760,6 +806,51 @@ mod tests {
         assert_eq!(reading.await.unwrap(), "first", "it read before the write");
         assert_eq!(token(&callbacks).await, "second", "but was not remembered");
         assert_eq!(counting.lookups.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_signature_is_checked_against_a_fresh_read_only_when_the_token_changed() {
+        let (callbacks, counting, _clock) = world().await;
+        let signed_with = |expected: &'static str| {
+            move |token: Option<&SecretString>| token.is_some_and(|t| t.expose_secret() == expected)
+        };
+        let found = callbacks
+            .signed_integration(&account(), signed_with("first"))
+            .await;
+        assert!(matches!(found, Ok(SignedBy::Integration(_))));
+        // Replaced by another replica: the copy fails, the fresh read verifies.
+        let team = TeamId::new(1).unwrap();
+        counting.upsert(team, integration("second")).await.unwrap();
+        let found = callbacks
+            .signed_integration(&account(), signed_with("second"))
+            .await;
+        assert!(
+            matches!(found, Ok(SignedBy::Integration(i)) if i.auth_token.expose_secret() == "second")
+        );
+        // A wrong signature: one fresh read, then refused without checking the same token again.
+        let checks = AtomicUsize::new(0);
+        let lookups_before = counting.lookups.load(Ordering::SeqCst);
+        let found = callbacks
+            .signed_integration(&account(), |_| {
+                checks.fetch_add(1, Ordering::SeqCst);
+                false
+            })
+            .await;
+        assert!(matches!(found, Ok(SignedBy::WrongSignature)));
+        assert_eq!(checks.load(Ordering::SeqCst), 1);
+        assert_eq!(counting.lookups.load(Ordering::SeqCst), lookups_before + 1);
+        // An unknown account is checked against the adapter's decoy (`None`) and refused.
+        let decoy_checked = AtomicUsize::new(0);
+        let stranger = AccountSid::parse("AC99999999999999999999999999999999").unwrap();
+        let found = callbacks
+            .signed_integration(&stranger, |token| {
+                assert!(token.is_none());
+                decoy_checked.fetch_add(1, Ordering::SeqCst);
+                true
+            })
+            .await;
+        assert!(matches!(found, Ok(SignedBy::UnknownAccount)));
+        assert_eq!(decoy_checked.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ pub use crate::access::TeamAdmin;
 pub use api_keys::{ManageApiKeys, ManageApiKeysError};
 pub use callback::{
     ApplyStatusCallback, CallbackOutcome, INTEGRATION_FRESH_FOR, InboundSms, ReceiveOutcome,
-    ReceiveSms, RecentIntegrations, StatusCallback, WebhookError,
+    ReceiveSms, RecentIntegrations, SignedBy, StatusCallback, WebhookError,
 };
 pub use integration::{
     ConfigureIntegration, ConfigureIntegrationError, IntegrationField, IntegrationSettings,
