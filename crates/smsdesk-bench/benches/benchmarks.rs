@@ -40,19 +40,21 @@ async fn new_statuses(
 /// printed as its table; for measuring one change at a time.
 async fn throughput_only(size: Size) -> anyhow::Result<()> {
     let load_time = throughput::duration_for(size);
+    let targets = throughput::Targets::from_env()?;
     let mut rows = vec![throughput::ceiling(load_time).await?];
-    let service = RunningService::start(Backend::Sqlite, SERVICE_MESSAGES).await?;
-    rows.extend(throughput::measure(&service, load_time).await?);
-    service.stop().await;
-    rows.push(new_statuses(Backend::Sqlite, size, load_time).await?);
+    let mut backends = vec![Backend::Sqlite];
     if let Ok(url) = std::env::var(POSTGRES_ENV)
         && !url.is_empty()
     {
-        let service =
-            RunningService::start(Backend::Postgres(url.clone()), SERVICE_MESSAGES).await?;
-        rows.extend(throughput::measure(&service, load_time).await?);
+        backends.push(Backend::Postgres(url));
+    }
+    for backend in backends {
+        let service = RunningService::start(backend.clone(), SERVICE_MESSAGES).await?;
+        rows.extend(throughput::measure_selected(&service, load_time, &targets).await?);
         service.stop().await;
-        rows.push(new_statuses(Backend::Postgres(url), size, load_time).await?);
+        if targets.includes("new") {
+            rows.push(new_statuses(backend, size, load_time).await?);
+        }
     }
     println!("{}", Report::throughput_table(&rows));
     Ok(())

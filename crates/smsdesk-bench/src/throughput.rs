@@ -303,20 +303,77 @@ pub async fn ceiling(duration: Duration) -> anyhow::Result<Row> {
 /// # Errors
 /// When the client cannot be built.
 pub async fn measure(service: &RunningService, duration: Duration) -> anyhow::Result<Vec<Row>> {
+    measure_selected(service, duration, &Targets::all()).await
+}
+
+/// The workload-3 targets to load: all of them, or those [`TARGETS_ENV`] names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Targets(Vec<String>);
+
+/// The environment variable that narrows `SMSDESK_BENCH_ONLY=throughput` to some targets, as a
+/// comma-separated list of `list`, `refresh`, `duplicate` and `new` (for a profile of one).
+pub const TARGETS_ENV: &str = "SMSDESK_BENCH_TARGETS";
+
+impl Targets {
+    /// Every target.
+    pub fn all() -> Self {
+        Self(Vec::new())
+    }
+
+    /// The targets [`TARGETS_ENV`] names, or every one when it is unset or empty.
+    ///
+    /// # Errors
+    /// When it names a target that does not exist.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let names: Vec<String> = std::env::var(TARGETS_ENV)
+            .unwrap_or_default()
+            .split(',')
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect();
+        if let Some(unknown) = names
+            .iter()
+            .find(|name| !["list", "refresh", "duplicate", "new"].contains(&name.as_str()))
+        {
+            anyhow::bail!("{TARGETS_ENV}: no target `{unknown}` (list, refresh, duplicate, new)");
+        }
+        Ok(Self(names))
+    }
+
+    /// Whether the target called `name` is to be loaded.
+    pub fn includes(&self, name: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|selected| selected == name)
+    }
+}
+
+/// [`measure`], for the targets in `selected` only.
+///
+/// # Errors
+/// When the client cannot be built.
+pub async fn measure_selected(
+    service: &RunningService,
+    duration: Duration,
+    selected: &Targets,
+) -> anyhow::Result<Vec<Row>> {
     let database = service.backend().name();
     let targets = [
-        ("GET /api/messages (first page, 50)", list_request(service)),
+        ("list", "GET /api/messages (first page, 50)", list_request(service)),
         (
+            "refresh",
             "POST refresh-status?messageSid (single refresh)",
             refresh_request(service),
         ),
         (
+            "duplicate",
             "POST status-callback (signed, duplicate `sent`)",
             callback_request(service),
         ),
     ];
     let mut rows = Vec::new();
-    for (target, make) in targets {
+    for (name, target, make) in targets {
+        if !selected.includes(name) {
+            continue;
+        }
         let load = drive(CONNECTIONS, duration, make).await?;
         rows.push(Row {
             target: format!("{target}, {database}"),

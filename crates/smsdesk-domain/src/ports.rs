@@ -153,6 +153,16 @@ pub struct MessagePage {
     pub next: Option<MessageCursor>,
 }
 
+/// A stored message, and whether its history already held the observation asked about
+/// ([`MessageRepository::find_with_observed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundMessage {
+    /// The message as stored.
+    pub message: Message,
+    /// Its history holds an observation from that source with that status.
+    pub already_observed: bool,
+}
+
 /// Stored messages and their status history. Every method is scoped by team: a message of
 /// another team is indistinguishable from a missing one.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
@@ -218,21 +228,29 @@ pub trait MessageRepository: Send + Sync {
     async fn list(&self, team: TeamId, query: MessageQuery)
     -> Result<MessagePage, RepositoryError>;
 
-    /// Whether the message's history holds an observation from `source` with `status` (a
-    /// callback Twilio is retrying, say). The default reads the whole history; the database
-    /// adapter answers with one indexed lookup, whatever the history's length.
+    /// The team's message with this SID and whether its history already holds an observation
+    /// from `source` with `status` (a callback Twilio is retrying, say), in one read. The
+    /// default reads the message, then its whole history; the database adapter answers both
+    /// with one statement and one indexed lookup, whatever the history's length.
     ///
     /// # Errors
     /// [`RepositoryError::Unavailable`] when the store cannot be reached.
-    async fn has_observed(
+    async fn find_with_observed(
         &self,
         team: TeamId,
         sid: &MessageSid,
         source: ObservationSource,
         status: &MessageStatus,
-    ) -> Result<bool, RepositoryError> {
-        Ok(self.history(team, sid).await?.iter().any(|event| {
+    ) -> Result<Option<FoundMessage>, RepositoryError> {
+        let Some(message) = self.find(team, sid).await? else {
+            return Ok(None);
+        };
+        let already_observed = self.history(team, sid).await?.iter().any(|event| {
             event.observation.source == source && event.observation.state.status == *status
+        });
+        Ok(Some(FoundMessage {
+            message,
+            already_observed,
         }))
     }
 

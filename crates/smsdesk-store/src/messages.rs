@@ -9,7 +9,7 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, Statement, TransactionTrait};
 use smsdesk_domain::ports::{
-    MessageCursor, MessagePage, MessageQuery, MessageRepository, MessageRetention,
+    FoundMessage, MessageCursor, MessagePage, MessageQuery, MessageRepository, MessageRetention,
     ObservationWrite, RepositoryError, StuckMessages, UnfinishedMessages, UnfinishedTeam,
     WriteOutcome,
 };
@@ -896,16 +896,22 @@ impl MessageRepository for Store {
             .collect()
     }
 
-    async fn has_observed(
+    async fn find_with_observed(
         &self,
         team: TeamId,
         sid: &MessageSid,
         source: ObservationSource,
         status: &MessageStatus,
-    ) -> Result<bool, RepositoryError> {
-        // One row at most, by the history's message index: a long history costs nothing here.
-        let query = events_of(team, sid)
-            .expr_as(Expr::val(1), "seen")
+    ) -> Result<Option<FoundMessage>, RepositoryError> {
+        // One statement: the message row, and whether its history holds the observation (one
+        // row at most, by the history's message index: a long history costs nothing here).
+        let seen = Query::select()
+            .expr(Expr::val(1))
+            .from(MessageStatusEvents::Table)
+            .and_where(
+                Expr::col((MessageStatusEvents::Table, MessageStatusEvents::MessageId))
+                    .equals((SmsMessages::Table, SmsMessages::Id)),
+            )
             .and_where(
                 Expr::col((MessageStatusEvents::Table, MessageStatusEvents::Source))
                     .eq(source.as_str()),
@@ -914,10 +920,19 @@ impl MessageRepository for Store {
                 Expr::col((MessageStatusEvents::Table, MessageStatusEvents::Status))
                     .eq(status.as_str()),
             )
-            .limit(1)
             .to_owned();
-        let row = self.reader.query_one(&query).await.map_err(repo_err)?;
-        Ok(row.is_some())
+        let query = select_messages()
+            .expr_as(Expr::exists(seen), "already_observed")
+            .and_where(Expr::col((SmsMessages::Table, SmsMessages::TeamId)).eq(team.get()))
+            .and_where(Expr::col((SmsMessages::Table, SmsMessages::Sid)).eq(sid.as_str()))
+            .to_owned();
+        let Some(row) = self.reader.query_one(&query).await.map_err(repo_err)? else {
+            return Ok(None);
+        };
+        Ok(Some(FoundMessage {
+            message: message_from_row(&row, &self.cipher)?,
+            already_observed: get::<bool>(&row, "already_observed")?,
+        }))
     }
 }
 

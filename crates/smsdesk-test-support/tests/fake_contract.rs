@@ -26,7 +26,7 @@ on_the_fake!(
     messages::listing_filters_and_pages_without_gaps_or_repeats,
     messages::references_are_stored_and_every_list_filter_combines,
     messages::status_counts_cover_the_teams_messages_created_in_the_window_by_current_status,
-    messages::has_observed_finds_a_source_and_status_in_the_history_of_its_own_team_only,
+    messages::find_with_observed_reads_the_message_and_whether_its_history_holds_a_source_and_status,
     messages::forty_concurrent_status_writes_keep_the_outcomes_of_a_serial_order,
     limiter::a_cooldown_is_claimed_by_exactly_one_of_twenty_concurrent_claimers,
     limiter::message_claims_answer_in_order_with_the_time_left,

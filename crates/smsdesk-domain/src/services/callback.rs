@@ -400,29 +400,25 @@ impl ApplyStatusCallback {
             observed_at: self.clock.now(),
         };
         let sid = callback.sid;
-        let Some(message) = self
-            .messages
-            .find(team, &sid)
-            .await
-            .map_err(WebhookError::from)?
-        else {
-            return self.park(team, &sid, observation).await;
-        };
-
         // Twilio retries a callback it got no answer to: the same status twice is a duplicate.
-        let already_seen = self
+        // The message and that question are one read.
+        let Some(found) = self
             .messages
-            .has_observed(
+            .find_with_observed(
                 team,
                 &sid,
                 ObservationSource::Callback,
                 &observation.state.status,
             )
             .await
-            .map_err(WebhookError::from)?;
-        if already_seen {
+            .map_err(WebhookError::from)?
+        else {
+            return self.park(team, &sid, observation).await;
+        };
+        if found.already_observed {
             return Ok(CallbackOutcome::Duplicate);
         }
+        let message = found.message;
 
         let mut stored = store_observations(
             self.messages.as_ref(),

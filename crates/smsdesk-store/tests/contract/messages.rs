@@ -12,6 +12,6 @@ crate::on_both_databases!(
     listing_filters_and_pages_without_gaps_or_repeats,
     references_are_stored_and_every_list_filter_combines,
     status_counts_cover_the_teams_messages_created_in_the_window_by_current_status,
-    has_observed_finds_a_source_and_status_in_the_history_of_its_own_team_only,
+    find_with_observed_reads_the_message_and_whether_its_history_holds_a_source_and_status,
     forty_concurrent_status_writes_keep_the_outcomes_of_a_serial_order,
 );

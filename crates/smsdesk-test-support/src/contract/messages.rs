@@ -791,7 +791,7 @@ pub async fn forty_concurrent_status_writes_keep_the_outcomes_of_a_serial_order(
     }
 }
 
-pub async fn has_observed_finds_a_source_and_status_in_the_history_of_its_own_team_only(
+pub async fn find_with_observed_reads_the_message_and_whether_its_history_holds_a_source_and_status(
     subject: &dyn ContractSubject,
 ) {
     let store = &subject.ports();
@@ -814,12 +814,26 @@ pub async fn has_observed_finds_a_source_and_status_in_the_history_of_its_own_te
         )
         .await
         .expect("recorded");
-    let seen = |team, source, status: MessageStatus| async move {
+    let message = store.find(a, &sid(1)).await.expect("readable");
+    let found = |team, source, status: MessageStatus| async move {
         store
-            .has_observed(team, &sid(1), source, &status)
+            .find_with_observed(team, &sid(1), source, &status)
             .await
             .expect("readable")
     };
+    let seen = |team, source, status| async move {
+        found(team, source, status)
+            .await
+            .expect("the message is found")
+            .already_observed
+    };
+    assert_eq!(
+        found(a, ObservationSource::Callback, MessageStatus::Delivered)
+            .await
+            .map(|found| found.message),
+        message,
+        "the message as stored, whatever its history"
+    );
     assert!(
         seen(a, ObservationSource::Callback, MessageStatus::Sent).await,
         "recorded, even unapplied"
@@ -833,15 +847,17 @@ pub async fn has_observed_finds_a_source_and_status_in_the_history_of_its_own_te
         !seen(a, ObservationSource::Poll, MessageStatus::Sent).await,
         "another source"
     );
-    assert!(
-        !seen(b, ObservationSource::Callback, MessageStatus::Sent).await,
-        "another team"
+    assert_eq!(
+        found(b, ObservationSource::Callback, MessageStatus::Sent).await,
+        None,
+        "another team's message is not found"
     );
-    assert!(
-        !store
-            .has_observed(a, &sid(2), ObservationSource::Send, &MessageStatus::Sent)
+    assert_eq!(
+        store
+            .find_with_observed(a, &sid(2), ObservationSource::Send, &MessageStatus::Sent)
             .await
             .expect("readable"),
+        None,
         "no such message"
     );
 }

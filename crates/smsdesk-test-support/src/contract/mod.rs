@@ -32,7 +32,8 @@ use smsdesk_domain::changes::{LogPosition, LoggedChange};
 use smsdesk_domain::fakes::InMemoryStore;
 use smsdesk_domain::idempotency::{IdempotencyClaim, IdempotencyKey};
 use smsdesk_domain::ports::{
-    ApiKeyRepository, CallbackInbox, ChangeLog, IdempotencyStore, IntegrationRepository, Leases,
+    ApiKeyRepository, CallbackInbox, ChangeLog, FoundMessage, IdempotencyStore,
+    IntegrationRepository, Leases,
     MessageCursor, MessagePage, MessageQuery, MessageRepository, MessageRetention, NewIntegration,
     ObservationWrite, RefreshLimiter, ReplicaRegistry, RepositoryError, Sender, StateChange,
     StuckMessages, TwilioAuth, TwilioIntegration, UnfinishedMessages, UnfinishedTeam,
@@ -188,14 +189,16 @@ impl MessageRepository for PortSet {
         self.messages.status_counts(team, created_since).await
     }
 
-    async fn has_observed(
+    async fn find_with_observed(
         &self,
         team: TeamId,
         sid: &MessageSid,
         source: ObservationSource,
         status: &MessageStatus,
-    ) -> Result<bool, RepositoryError> {
-        self.messages.has_observed(team, sid, source, status).await
+    ) -> Result<Option<FoundMessage>, RepositoryError> {
+        self.messages
+            .find_with_observed(team, sid, source, status)
+            .await
     }
 }
 
