@@ -16,7 +16,8 @@
 //! - the list index on `sms_messages`, in the list's own order (newest first per team);
 //! - later: API key labels, redaction, `leases`, `replicas`, and the history's log order
 //!   (`commit_tx` and the log index, which live streams follow across processes), and when a
-//!   stuck message's delivery became unknown; `idempotency_keys` of sends.
+//!   stuck message's delivery became unknown; `idempotency_keys` of sends; delivery webhooks;
+//!   the history's `(message_id, source, status)` index for the duplicate-callback check.
 //!
 //! Run it with `Migrator::up(&db, None)` (the store's `migrate()` does).
 
@@ -42,6 +43,7 @@ mod m20260101_000017_add_sms_message_delivery_unknown_at;
 mod m20260101_000018_create_idempotency_keys;
 mod m20260101_000019_add_sms_message_reference;
 mod m20260101_000020_create_webhooks;
+mod m20260101_000021_add_status_event_source_index;
 
 /// The name of the composite index `(team_id, direction, status, created_at)` on `sms_messages`,
 /// built for the bulk refresh query.
@@ -65,6 +67,11 @@ pub const SMS_MESSAGE_REFERENCE_INDEX: &str =
 /// The change log's index `(commit_tx, id) WHERE applied` on `message_status_events`, which
 /// live followers read in order.
 pub const CHANGE_LOG_INDEX: &str = m20260101_000016_add_status_event_log_order::INDEX_NAME;
+
+/// The index `(message_id, source, status)` on `message_status_events` that finds a status a
+/// source already reported (a retried callback) in one probe.
+pub const STATUS_EVENT_SOURCE_INDEX: &str =
+    m20260101_000021_add_status_event_source_index::INDEX_NAME;
 
 /// The name of the unique index `(team_id, message_sid, status)` on `parked_callbacks`.
 pub const PARKED_CALLBACK_UNIQUE_INDEX: &str =
@@ -98,6 +105,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000018_create_idempotency_keys::Migration),
             Box::new(m20260101_000019_add_sms_message_reference::Migration),
             Box::new(m20260101_000020_create_webhooks::Migration),
+            Box::new(m20260101_000021_add_status_event_source_index::Migration),
         ]
     }
 }

@@ -416,6 +416,38 @@ fn refresh_candidates_query(
         .to_owned()
 }
 
+/// [`MessageRepository::find_with_observed`] as one statement: the message row, and whether its
+/// history holds the observation, by the `(message_id, source, status)` index (one probe,
+/// however long the history).
+fn found_message_query(
+    team: TeamId,
+    sid: &MessageSid,
+    source: ObservationSource,
+    status: &MessageStatus,
+) -> SelectStatement {
+    let seen = Query::select()
+        .expr(Expr::val(1))
+        .from(MessageStatusEvents::Table)
+        .and_where(
+            Expr::col((MessageStatusEvents::Table, MessageStatusEvents::MessageId))
+                .equals((SmsMessages::Table, SmsMessages::Id)),
+        )
+        .and_where(
+            Expr::col((MessageStatusEvents::Table, MessageStatusEvents::Source))
+                .eq(source.as_str()),
+        )
+        .and_where(
+            Expr::col((MessageStatusEvents::Table, MessageStatusEvents::Status))
+                .eq(status.as_str()),
+        )
+        .to_owned();
+    select_messages()
+        .expr_as(Expr::exists(seen), "already_observed")
+        .and_where(Expr::col((SmsMessages::Table, SmsMessages::TeamId)).eq(team.get()))
+        .and_where(Expr::col((SmsMessages::Table, SmsMessages::Sid)).eq(sid.as_str()))
+        .to_owned()
+}
+
 /// The list query: the team's messages with optional filters, newest first, after the cursor,
 /// one row more than the page so the caller knows whether another page follows. Its order is
 /// the list index's (`team_id, created_at, sid`), read backwards, so a page needs no sort.
@@ -568,6 +600,22 @@ impl Store {
         query: &MessageQuery,
     ) -> Result<QueryPlan, StoreError> {
         self.explain(&list_query(team, query)).await
+    }
+
+    /// The database's plan for [`MessageRepository::find_with_observed`], as
+    /// [`Store::explain_refresh_candidates`] explains the bulk query.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`] from the database.
+    pub async fn explain_find_with_observed(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+        source: ObservationSource,
+        status: &MessageStatus,
+    ) -> Result<QueryPlan, StoreError> {
+        self.explain(&found_message_query(team, sid, source, status))
+            .await
     }
 
     async fn explain(&self, select: &SelectStatement) -> Result<QueryPlan, StoreError> {
@@ -903,29 +951,7 @@ impl MessageRepository for Store {
         source: ObservationSource,
         status: &MessageStatus,
     ) -> Result<Option<FoundMessage>, RepositoryError> {
-        // One statement: the message row, and whether its history holds the observation (one
-        // row at most, by the history's message index: a long history costs nothing here).
-        let seen = Query::select()
-            .expr(Expr::val(1))
-            .from(MessageStatusEvents::Table)
-            .and_where(
-                Expr::col((MessageStatusEvents::Table, MessageStatusEvents::MessageId))
-                    .equals((SmsMessages::Table, SmsMessages::Id)),
-            )
-            .and_where(
-                Expr::col((MessageStatusEvents::Table, MessageStatusEvents::Source))
-                    .eq(source.as_str()),
-            )
-            .and_where(
-                Expr::col((MessageStatusEvents::Table, MessageStatusEvents::Status))
-                    .eq(status.as_str()),
-            )
-            .to_owned();
-        let query = select_messages()
-            .expr_as(Expr::exists(seen), "already_observed")
-            .and_where(Expr::col((SmsMessages::Table, SmsMessages::TeamId)).eq(team.get()))
-            .and_where(Expr::col((SmsMessages::Table, SmsMessages::Sid)).eq(sid.as_str()))
-            .to_owned();
+        let query = found_message_query(team, sid, source, status);
         let Some(row) = self.reader.query_one(&query).await.map_err(repo_err)? else {
             return Ok(None);
         };

@@ -7,7 +7,7 @@ use smsdesk_domain::ports::{
     ApiKeyAuthenticator, IntegrationRepository, MessageCursor, MessageQuery, MessageRepository,
     RefreshLimiter, RepositoryError, StuckMessages,
 };
-use smsdesk_domain::{ApiKeySid, Direction, MessageStatus, Plan, Role};
+use smsdesk_domain::{ApiKeySid, Direction, MessageStatus, ObservationSource, Plan, Role};
 use smsdesk_store::cipher::is_encrypted;
 use smsdesk_store::{
     DecryptOptions, SecretCipher, Store, StoreError, StoreOptions, decrypt_account_sids,
@@ -427,6 +427,20 @@ pub(crate) async fn the_bulk_candidate_and_list_queries_are_served_by_the_compos
     assert!(
         plan.uses_index(SMS_MESSAGE_COMPOSITE_INDEX) || plan.uses_index(SMS_MESSAGE_LIST_INDEX),
         "the bulk query must be served by one of the two composite indexes:\n{plan}"
+    );
+    let duplicate_check = store
+        .explain_find_with_observed(
+            a,
+            &sid(1),
+            ObservationSource::Callback,
+            &MessageStatus::Sent,
+        )
+        .await
+        .expect("explainable");
+    assert!(
+        duplicate_check.uses_index(smsdesk_migrations::STATUS_EVENT_SOURCE_INDEX),
+        "a retried callback is found by one probe of the (message, source, status) index, not by \
+         reading the message's history:\n{duplicate_check}"
     );
     let unfiltered = store
         .explain_list(
