@@ -357,7 +357,11 @@ pub async fn measure_selected(
 ) -> anyhow::Result<Vec<Row>> {
     let database = service.backend().name();
     let targets = [
-        ("list", "GET /api/messages (first page, 50)", list_request(service)),
+        (
+            "list",
+            "GET /api/messages (first page, 50)",
+            list_request(service),
+        ),
         (
             "refresh",
             "POST refresh-status?messageSid (single refresh)",

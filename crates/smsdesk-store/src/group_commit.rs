@@ -4,13 +4,13 @@
 //! SQLite has one writer ([`crate::Store`]'s writer connection), and every transaction costs a
 //! `BEGIN` and a `COMMIT`, each a round trip to the connection's thread. When status changes
 //! arrive together (a burst of Twilio callbacks), the first caller becomes the leader: it takes
-//! what is queued (at most [`MAX_GROUP`] calls) and runs the calls one after another in one
-//! transaction, then hands each caller its own outcomes. Callers that arrive meanwhile queue for
-//! the next group.
+//! what is queued (at most [`MAX_GROUP`] calls) and applies them in one transaction, with one
+//! id lookup, one webhook-endpoint lookup and one history insert for the whole group, then hands
+//! each caller its own outcomes. Callers that arrive meanwhile queue for the next group.
 //!
-//! The outcome is the one serial execution would give: inside the transaction the calls run in
-//! the order they queued and each sees the writes before it, so the forward-only rule holds
-//! exactly as between separate transactions. If any call fails, the whole group is rolled back
+//! The outcome is the one serial execution would give: inside the transaction the writes to one
+//! message run in the order their calls queued and each sees the writes before it, so the
+//! forward-only rule holds exactly as between separate transactions. If any call fails, the whole group is rolled back
 //! and each call runs again in a transaction of its own, so one caller's failure is never
 //! another's. The group runs in a task of its own, so a leader whose request is cancelled
 //! (a client that hung up) does not take the others' writes with it.
@@ -23,7 +23,7 @@ use smsdesk_domain::ports::{ObservationWrite, RepositoryError, WriteOutcome};
 use tokio::sync::oneshot;
 
 use crate::error::repo_err;
-use crate::messages::apply_in;
+use crate::messages::{TeamWrites, apply_in};
 use crate::store::Store;
 
 /// The most calls one group transaction takes, so a group never holds the writer for long.
@@ -138,14 +138,14 @@ async fn together(
     group: &[Call],
 ) -> Result<Vec<Vec<WriteOutcome>>, RepositoryError> {
     let tx = store.begin_write().await.map_err(repo_err)?;
-    let mut outcomes = Vec::with_capacity(group.len());
-    for call in group {
-        outcomes.push(
-            apply_in(&tx, call.team, &call.writes)
-                .await
-                .map_err(repo_err)?,
-        );
-    }
+    let calls: Vec<TeamWrites<'_>> = group
+        .iter()
+        .map(|call| TeamWrites {
+            team: call.team,
+            writes: &call.writes,
+        })
+        .collect();
+    let outcomes = apply_in(&tx, &calls).await.map_err(repo_err)?;
     tx.commit().await.map_err(repo_err)?;
     Ok(outcomes)
 }

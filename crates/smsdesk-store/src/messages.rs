@@ -1,11 +1,11 @@
 //! [`MessageRepository`] on SQL: messages, their history, the bulk candidate query and the
 //! conditional status writes; and [`MessageRetention`], which redacts old messages.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use sea_orm::sea_query::{
-    Alias, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement,
+    Alias, Condition, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement,
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, Statement, TransactionTrait};
 use smsdesk_domain::ports::{
@@ -653,52 +653,98 @@ impl Store {
             text: lines.join("\n"),
         })
     }
-
-    async fn message_ids(
-        conn: &impl ConnectionTrait,
-        team: TeamId,
-        sids: &[&str],
-    ) -> Result<HashMap<String, i64>, sea_orm::DbErr> {
-        let query = Query::select()
-            .columns([SmsMessages::Id, SmsMessages::Sid])
-            .from(SmsMessages::Table)
-            .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
-            .and_where(Expr::col(SmsMessages::Sid).is_in(sids.iter().copied()))
-            .to_owned();
-        let rows = conn.query_all(&query).await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get::<String>("", "sid")?,
-                    row.try_get::<i64>("", "id")?,
-                ))
-            })
-            .collect()
-    }
 }
 
-/// Applies `writes` of `team` inside `tx` (not committed): each conditional on the status its
-/// caller read, with a history row for each one applied or recorded. Shared by a transaction of
-/// its own ([`Store::apply_alone`]) and a group commit ([`crate::group_commit`]).
+/// One caller's writes, all of one team: what [`apply_in`] applies.
+pub(crate) struct TeamWrites<'a> {
+    /// The team every write is scoped to.
+    pub(crate) team: TeamId,
+    /// The writes, in the caller's order.
+    pub(crate) writes: &'a [ObservationWrite],
+}
+
+/// The ids of the messages `calls` write, by team and SID, in one read (each team's own only).
+async fn message_ids(
+    conn: &impl ConnectionTrait,
+    calls: &[TeamWrites<'_>],
+) -> Result<HashMap<(i64, String), i64>, sea_orm::DbErr> {
+    let mut sids_by_team: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+    for call in calls {
+        sids_by_team
+            .entry(call.team.get())
+            .or_default()
+            .extend(call.writes.iter().map(|write| write.sid.as_str()));
+    }
+    let mut of_teams = Condition::any();
+    for (team, sids) in sids_by_team {
+        of_teams = of_teams.add(
+            Expr::col(SmsMessages::TeamId)
+                .eq(team)
+                .and(Expr::col(SmsMessages::Sid).is_in(sids)),
+        );
+    }
+    let query = Query::select()
+        .columns([SmsMessages::Id, SmsMessages::TeamId, SmsMessages::Sid])
+        .from(SmsMessages::Table)
+        .cond_where(of_teams)
+        .to_owned();
+    let rows = conn.query_all(&query).await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                (
+                    row.try_get::<i64>("", "team_id")?,
+                    row.try_get::<String>("", "sid")?,
+                ),
+                row.try_get::<i64>("", "id")?,
+            ))
+        })
+        .collect()
+}
+
+/// Applies the writes of `calls` inside `tx` (not committed), as if each call ran in turn: each
+/// write conditional on the status its caller read, with a history row for each one applied or
+/// recorded. Returns each call's outcomes, in its writes' order. Shared by a transaction of its
+/// own ([`Store::apply_alone`]) and a group commit ([`crate::group_commit`]), whose calls share
+/// one id lookup, one endpoint lookup and one history insert.
 pub(crate) async fn apply_in(
     tx: &DatabaseTransaction,
-    team: TeamId,
-    writes: &[ObservationWrite],
-) -> Result<Vec<WriteOutcome>, sea_orm::DbErr> {
-    let sids: Vec<&str> = writes.iter().map(|write| write.sid.as_str()).collect();
-    let ids = Store::message_ids(tx, team, &sids).await?;
-    // Rows are locked in message-id order, whatever the order of `writes`, so two batches
-    // touching the same messages cannot deadlock on PostgreSQL. The sort is stable: writes
-    // to one message keep their relative order.
-    let mut order: Vec<usize> = (0..writes.len()).collect();
-    order.sort_by_key(|&index| ids.get(writes[index].sid.as_str()).copied());
-    let mut outcomes = vec![WriteOutcome::Missing; writes.len()];
-    let mut events = Vec::with_capacity(writes.len());
-    for index in order {
-        let write = &writes[index];
-        let Some(&message_id) = ids.get(write.sid.as_str()) else {
+    calls: &[TeamWrites<'_>],
+) -> Result<Vec<Vec<WriteOutcome>>, sea_orm::DbErr> {
+    let ids = message_ids(tx, calls).await?;
+    let id_of = |call: &TeamWrites<'_>, write: &ObservationWrite| {
+        ids.get(&(call.team.get(), write.sid.as_str().to_owned()))
+            .copied()
+    };
+    // Every write of every call, in the calls' order, then sorted by message id: rows are
+    // locked in message-id order, whatever the order of the writes, so two batches touching
+    // the same messages cannot deadlock on PostgreSQL. The sort is stable, so writes to one
+    // message keep the calls' order, and each sees the ones before it as a serial run would;
+    // writes to different messages do not see each other.
+    let mut order: Vec<(usize, usize, Option<i64>)> = calls
+        .iter()
+        .enumerate()
+        .flat_map(|(call_index, call)| {
+            let id_of = &id_of;
+            call.writes
+                .iter()
+                .enumerate()
+                .map(move |(index, write)| (call_index, index, id_of(call, write)))
+        })
+        .collect();
+    order.sort_by_key(|&(_, _, id)| id);
+    let mut outcomes: Vec<Vec<WriteOutcome>> = calls
+        .iter()
+        .map(|call| vec![WriteOutcome::Missing; call.writes.len()])
+        .collect();
+    let mut events = Vec::with_capacity(order.len());
+    for (call_index, index, message_id) in order {
+        let Some(message_id) = message_id else {
             continue;
         };
+        let team = calls[call_index].team;
+        let write = &calls[call_index].writes[index];
+        let outcome = &mut outcomes[call_index][index];
         let Some(change) = &write.change else {
             events.push(EventRow {
                 team_id: team,
@@ -706,7 +752,7 @@ pub(crate) async fn apply_in(
                 observation: &write.observation,
                 applied: false,
             });
-            outcomes[index] = WriteOutcome::Recorded;
+            *outcome = WriteOutcome::Recorded;
             continue;
         };
         // The forward-only rule in SQL: the write lands only if nobody changed the status
@@ -741,9 +787,9 @@ pub(crate) async fn apply_in(
                 observation: &write.observation,
                 applied: true,
             });
-            outcomes[index] = WriteOutcome::Written;
+            *outcome = WriteOutcome::Written;
         } else {
-            outcomes[index] = WriteOutcome::Conflict;
+            *outcome = WriteOutcome::Conflict;
         }
     }
     insert_events(tx, &events).await?;
@@ -758,9 +804,11 @@ impl Store {
         writes: &[ObservationWrite],
     ) -> Result<Vec<WriteOutcome>, RepositoryError> {
         let tx = self.begin_write().await.map_err(repo_err)?;
-        let outcomes = apply_in(&tx, team, writes).await.map_err(repo_err)?;
+        let outcomes = apply_in(&tx, &[TeamWrites { team, writes }])
+            .await
+            .map_err(repo_err)?;
         tx.commit().await.map_err(repo_err)?;
-        Ok(outcomes)
+        Ok(outcomes.into_iter().next().unwrap_or_default())
     }
 }
 

@@ -730,7 +730,7 @@ pub async fn forty_concurrent_status_writes_keep_the_outcomes_of_a_serial_order(
         }),
     };
     // Twenty messages of two teams written once each, and twenty writers racing for message 21,
-    // all at once: on a SQLite file they share group transactions.
+    // all at once: on a SQLite file they share group transactions (and their lookups).
     let mut calls = Vec::new();
     for n in 1..=20_u32 {
         let owner = if n % 2 == 0 { b } else { a };
@@ -738,6 +738,12 @@ pub async fn forty_concurrent_status_writes_keep_the_outcomes_of_a_serial_order(
     }
     for racer in 0..20 {
         calls.push((a, deliver(21, 2 + racer)));
+    }
+    // And ten writers naming another team's message, in the same groups as its owner's write:
+    // a group's shared id lookup must still keep each call to its own team.
+    for n in 1..=10_u32 {
+        let stranger = if n % 2 == 0 { a } else { b };
+        calls.push((stranger, deliver(n, 1)));
     }
     let outcomes =
         futures::future::join_all(calls.into_iter().map(|(owner, write)| async move {
@@ -752,7 +758,12 @@ pub async fn forty_concurrent_status_writes_keep_the_outcomes_of_a_serial_order(
         outcomes[..20].iter().all(|o| *o == WriteOutcome::Written),
         "each message written once: {outcomes:?}"
     );
-    let racers = &outcomes[20..];
+    let racers = &outcomes[20..40];
+    assert!(
+        outcomes[40..].iter().all(|o| *o == WriteOutcome::Missing),
+        "another team's message is missing to a writer, grouped or not: {:?}",
+        &outcomes[40..]
+    );
     assert_eq!(
         racers
             .iter()

@@ -33,11 +33,10 @@ use smsdesk_domain::fakes::InMemoryStore;
 use smsdesk_domain::idempotency::{IdempotencyClaim, IdempotencyKey};
 use smsdesk_domain::ports::{
     ApiKeyRepository, CallbackInbox, ChangeLog, FoundMessage, IdempotencyStore,
-    IntegrationRepository, Leases,
-    MessageCursor, MessagePage, MessageQuery, MessageRepository, MessageRetention, NewIntegration,
-    ObservationWrite, RefreshLimiter, ReplicaRegistry, RepositoryError, Sender, StateChange,
-    StuckMessages, TwilioAuth, TwilioIntegration, UnfinishedMessages, UnfinishedTeam,
-    WebhookRepository, WriteOutcome,
+    IntegrationRepository, Leases, MessageCursor, MessagePage, MessageQuery, MessageRepository,
+    MessageRetention, NewIntegration, ObservationWrite, RefreshLimiter, ReplicaRegistry,
+    RepositoryError, Sender, StateChange, StuckMessages, TwilioAuth, TwilioIntegration,
+    UnfinishedMessages, UnfinishedTeam, WebhookRepository, WriteOutcome,
 };
 use smsdesk_domain::retention::RetentionPolicy;
 use smsdesk_domain::secrecy::{ExposeSecret, SecretString};
