@@ -257,3 +257,37 @@ pub(crate) async fn execute<C: ConnectionTrait, S: StatementBuilder>(
 ) -> Result<u64, DbErr> {
     Ok(conn.execute(statement).await?.rows_affected())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Store, StoreOptions};
+    use crate::SecretCipher;
+    use sea_orm::ConnectionTrait as _;
+
+    #[tokio::test]
+    async fn the_bundled_sqlite_keeps_a_statements_plan_whatever_its_bound_values() {
+        // The query planner stability guarantee (`.cargo/config.toml`): without it SQLite
+        // re-prepares a cached statement on each run whose bound values could change its plan,
+        // which every `LIMIT ?` does (docs/benchmarks-hot-path.md, step 11).
+        let cipher = SecretCipher::from_base64_keys::<&str>(&SecretCipher::generate_key(), &[])
+            .expect("a fresh key");
+        let store = Store::connect("sqlite::memory:", StoreOptions::new(cipher))
+            .await
+            .expect("an in-memory store");
+        let options: Vec<String> = store
+            .reader
+            .query_all_raw(sea_orm::Statement::from_string(
+                store.reader.get_database_backend(),
+                "PRAGMA compile_options",
+            ))
+            .await
+            .expect("compile options")
+            .iter()
+            .map(|row| row.try_get_by_index::<String>(0).expect("text"))
+            .collect();
+        assert!(
+            options.iter().any(|option| option == "ENABLE_QPSG"),
+            "SQLite was built without SQLITE_ENABLE_QPSG (is LIBSQLITE3_FLAGS set?): {options:?}"
+        );
+    }
+}
