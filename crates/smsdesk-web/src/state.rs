@@ -254,9 +254,19 @@ impl WebState {
         .with_sweeps(config.sweep_policy, traffic.clone())
         .with_stuck_timeouts(ports.stuck)
         .with_notifier(notifier.clone());
-        let refresh = RefreshStatus::new(
+        let callbacks = ApplyStatusCallback::new(
             ports.messages.clone(),
             ports.integrations.clone(),
+            ports.inbox.clone(),
+            ports.clock.clone(),
+        )
+        .with_notifier(notifier.clone());
+        // Refreshes and sends read the team's integration through the callbacks' port too: one
+        // remembered copy per team for a few seconds, forgotten when it is replaced here.
+        let recent_integrations = callbacks.integrations();
+        let refresh = RefreshStatus::new(
+            ports.messages.clone(),
+            recent_integrations.clone(),
             provider.clone(),
             ports.limiter,
             ports.clock.clone(),
@@ -266,8 +276,8 @@ impl WebState {
         .with_notifier(notifier.clone());
         let mut send = SendSms::new(
             ports.messages.clone(),
-            ports.integrations.clone(),
-            ports.inbox.clone(),
+            recent_integrations,
+            ports.inbox,
             provider,
             ports.clock.clone(),
         )
@@ -276,13 +286,6 @@ impl WebState {
         if let Some(base) = &config.public_base_url {
             send = send.with_public_base_url(base);
         }
-        let callbacks = ApplyStatusCallback::new(
-            ports.messages.clone(),
-            ports.integrations.clone(),
-            ports.inbox,
-            ports.clock.clone(),
-        )
-        .with_notifier(notifier.clone());
         let receive =
             ReceiveSms::new(ports.messages.clone(), ports.clock.clone()).with_notifier(notifier);
         // Through the callbacks' integration port, so a replaced token is forgotten there.

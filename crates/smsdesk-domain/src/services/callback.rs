@@ -140,21 +140,30 @@ impl From<RepositoryError> for WebhookError {
 /// bound every cached credential has.
 pub const INTEGRATION_FRESH_FOR: Duration = crate::freshness::CREDENTIALS_FRESH_FOR;
 
-/// The integration port with webhook lookups remembered for [`INTEGRATION_FRESH_FOR`]:
-/// [`ApplyStatusCallback`] reads through it, and [`ApplyStatusCallback::integrations`] hands the
-/// same instance to [`super::ConfigureIntegration`], whose writes through it forget what the
-/// team's old integration was, so on this replica a replaced token stops verifying at once.
+/// The integration port with lookups remembered for [`INTEGRATION_FRESH_FOR`], by account (a
+/// webhook's) and by team (a refresh's or a send's): [`ApplyStatusCallback`] reads through it,
+/// and [`ApplyStatusCallback::integrations`] hands the same instance to
+/// [`super::ConfigureIntegration`] (and the service to its refreshes and sends), whose writes
+/// through it forget what the team's old integration was, so on this replica a replaced token is
+/// used nowhere after the write.
 pub struct RecentIntegrations {
     inner: Arc<dyn IntegrationRepository>,
     clock: Arc<dyn Clock>,
-    entries: Mutex<HashMap<AccountSid, (TwilioIntegration, Timestamp)>>,
+    entries: Mutex<HashMap<IntegrationKey, (TwilioIntegration, Timestamp)>>,
     /// Bumped by every write: a read that began before one must not be remembered, or the
     /// integration it read (the old token) would outlive the write.
     writes: AtomicU64,
 }
 
-/// Past this many accounts, a new entry first drops the expired ones, so the map stays bounded
-/// by the accounts that post webhooks within [`INTEGRATION_FRESH_FOR`].
+/// What an integration was looked up by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum IntegrationKey {
+    Account(AccountSid),
+    Team(TeamId),
+}
+
+/// Past this many entries, a new entry first drops the expired ones, so the map stays bounded
+/// by the accounts and teams looked up within [`INTEGRATION_FRESH_FOR`].
 const INTEGRATION_CACHE_PRUNE_AT: usize = 1024;
 
 impl RecentIntegrations {
@@ -170,7 +179,7 @@ impl RecentIntegrations {
 
     fn lock(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<AccountSid, (TwilioIntegration, Timestamp)>> {
+    ) -> std::sync::MutexGuard<'_, HashMap<IntegrationKey, (TwilioIntegration, Timestamp)>> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -178,11 +187,11 @@ impl RecentIntegrations {
         crate::freshness::is_fresh(read_at, now, INTEGRATION_FRESH_FOR)
     }
 
-    /// The account's integration as read within [`INTEGRATION_FRESH_FOR`], if it was.
-    fn remembered(&self, account: &AccountSid) -> Option<TwilioIntegration> {
+    /// The integration as read by `key` within [`INTEGRATION_FRESH_FOR`], if it was.
+    fn remembered(&self, key: &IntegrationKey) -> Option<TwilioIntegration> {
         let now = self.clock.now();
         self.lock()
-            .get(account)
+            .get(key)
             .filter(|(_, read_at)| Self::fresh(*read_at, now))
             .map(|(integration, _)| integration.clone())
     }
@@ -197,36 +206,63 @@ impl RecentIntegrations {
     ) -> Result<Option<TwilioIntegration>, RepositoryError> {
         let writes_before = self.writes.load(Ordering::SeqCst);
         let found = self.inner.for_account(account).await?;
+        self.keep(
+            IntegrationKey::Account(account.clone()),
+            &found,
+            writes_before,
+        );
+        Ok(found)
+    }
+
+    /// Reads the team's integration from the port now, and remembers a found one.
+    ///
+    /// # Errors
+    /// As [`IntegrationRepository::for_team`].
+    pub async fn for_team_now(
+        &self,
+        team: TeamId,
+    ) -> Result<Option<TwilioIntegration>, RepositoryError> {
+        let writes_before = self.writes.load(Ordering::SeqCst);
+        let found = self.inner.for_team(team).await?;
+        self.keep(IntegrationKey::Team(team), &found, writes_before);
+        Ok(found)
+    }
+
+    /// Remembers what a read by `key` found, unless a write happened since it began; forgets
+    /// the key when nothing was found (unknown accounts and teams are never remembered).
+    fn keep(&self, key: IntegrationKey, found: &Option<TwilioIntegration>, writes_before: u64) {
         let now = self.clock.now();
         let mut entries = self.lock();
-        match &found {
+        match found {
             // Checked under the lock `upsert` forgets under, so no write slips in between.
             Some(_) if self.writes.load(Ordering::SeqCst) != writes_before => {}
             Some(integration) => {
                 if entries.len() >= INTEGRATION_CACHE_PRUNE_AT {
                     entries.retain(|_, (_, read_at)| Self::fresh(*read_at, now));
                 }
-                entries.insert(account.clone(), (integration.clone(), now));
+                entries.insert(key, (integration.clone(), now));
             }
             None => {
-                entries.remove(account);
+                entries.remove(&key);
             }
         }
-        Ok(found)
     }
 }
 
 #[async_trait::async_trait]
 impl IntegrationRepository for RecentIntegrations {
     async fn for_team(&self, team: TeamId) -> Result<Option<TwilioIntegration>, RepositoryError> {
-        self.inner.for_team(team).await
+        match self.remembered(&IntegrationKey::Team(team)) {
+            Some(integration) => Ok(Some(integration)),
+            None => self.for_team_now(team).await,
+        }
     }
 
     async fn for_account(
         &self,
         account: &AccountSid,
     ) -> Result<Option<TwilioIntegration>, RepositoryError> {
-        match self.remembered(account) {
+        match self.remembered(&IntegrationKey::Account(account.clone())) {
             Some(integration) => Ok(Some(integration)),
             None => self.for_account_now(account).await,
         }
@@ -243,8 +279,13 @@ impl IntegrationRepository for RecentIntegrations {
         // write, nor may a read that was under way during it.
         let mut entries = self.lock();
         self.writes.fetch_add(1, Ordering::SeqCst);
-        entries
-            .retain(|known_account, (known, _)| known.team_id != team && *known_account != account);
+        entries.retain(|key, (known, _)| {
+            let of_the_write = match key {
+                IntegrationKey::Account(known_account) => *known_account == account,
+                IntegrationKey::Team(known_team) => *known_team == team,
+            };
+            !of_the_write && known.team_id != team && known.credentials.account_sid != account
+        });
         stored
     }
 }
@@ -674,6 +715,7 @@ mod tests {
     struct Counting {
         store: InMemoryStore,
         lookups: AtomicUsize,
+        team_lookups: AtomicUsize,
         hold: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     }
 
@@ -683,6 +725,7 @@ mod tests {
             &self,
             team: TeamId,
         ) -> Result<Option<TwilioIntegration>, RepositoryError> {
+            self.team_lookups.fetch_add(1, Ordering::SeqCst);
             self.store.for_team(team).await
         }
 
@@ -725,6 +768,7 @@ mod tests {
         let counting = Arc::new(Counting {
             store: InMemoryStore::new(),
             lookups: AtomicUsize::new(0),
+            team_lookups: AtomicUsize::new(0),
             hold: std::sync::Mutex::new(None),
         });
         let team = TeamId::new(1).unwrap();
@@ -758,6 +802,41 @@ mod tests {
         clock.set(clock.now() - chrono::Duration::hours(1));
         token(&callbacks).await;
         assert_eq!(counting.lookups.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_teams_integration_is_read_once_for_a_few_seconds_and_forgotten_when_replaced_here() {
+        let (callbacks, counting, clock) = world().await;
+        let integrations = callbacks.integrations();
+        let team = TeamId::new(1).unwrap();
+        let team_token = || async {
+            let found = integrations.for_team(team).await.unwrap().unwrap();
+            found.auth_token.expose_secret().to_owned()
+        };
+        for _ in 0..5 {
+            assert_eq!(team_token().await, "first");
+        }
+        assert_eq!(counting.team_lookups.load(Ordering::SeqCst), 1);
+        clock.advance(INTEGRATION_FRESH_FOR);
+        team_token().await;
+        assert_eq!(counting.team_lookups.load(Ordering::SeqCst), 2, "expired");
+        // Its account's copy is forgotten with it: a webhook verifies with the new token too.
+        assert_eq!(token(&callbacks).await, "first");
+        integrations
+            .upsert(team, integration("second"))
+            .await
+            .unwrap();
+        assert_eq!(team_token().await, "second", "replaced here: read again");
+        assert_eq!(token(&callbacks).await, "second");
+        for _ in 0..2 {
+            let none = integrations.for_team(TeamId::new(2).unwrap()).await;
+            assert!(matches!(none, Ok(None)), "no integration for team 2");
+        }
+        assert_eq!(
+            counting.team_lookups.load(Ordering::SeqCst),
+            5,
+            "a team without an integration is never remembered"
+        );
     }
 
     #[tokio::test]
