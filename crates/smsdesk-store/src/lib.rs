@@ -21,6 +21,10 @@
 //! - [`cipher`]: AES-256-GCM for secrets at rest, with key rotation;
 //! - [`error`]: [`StoreError`] and the driver-error translation.
 //!
+//! **Building it into another workspace:** set `LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_QPSG` as this
+//! workspace's `.cargo/config.toml` does. The store works without it, but SQLite then re-prepares
+//! its hottest statements on every run (see `docs/architecture.md`).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), smsdesk_store::StoreError> {
 //! use smsdesk_store::{SecretCipher, Store, StoreOptions};
