@@ -74,9 +74,37 @@ fn is_unavailable(err: &DbErr) -> bool {
     }
 }
 
+/// Whether the error says a connection is dead or could not be made: I/O and TLS failures,
+/// PostgreSQL's connection exceptions (class 08) and shutdowns (57P01-57P03). Unlike a deadlock
+/// or a busy SQLite file, these are news about every pooled connection
+/// ([`crate::connection_health`]).
+fn is_connection_lost(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as SqlxError;
+    let runtime = match err {
+        DbErr::Conn(_) => return true,
+        DbErr::ConnectionAcquire(_) => return false,
+        DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    let RuntimeErr::SqlxError(sqlx) = runtime else {
+        return false;
+    };
+    match sqlx.as_ref() {
+        SqlxError::Io(_) | SqlxError::Tls(_) => true,
+        SqlxError::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
 /// Translates a driver error for the domain: unique violation → `Duplicate`, connection trouble
-/// → `Unavailable`, anything else → `Unexpected`.
+/// → `Unavailable`, anything else → `Unexpected`. A lost connection is also recorded, so the pool
+/// checks its other connections before use.
 pub(crate) fn repo_err(err: DbErr) -> RepositoryError {
+    if is_connection_lost(&err) {
+        crate::connection_health::connection_lost();
+    }
     if let Some(SqlErr::UniqueConstraintViolation(detail)) = err.sql_err() {
         return RepositoryError::Duplicate(detail);
     }

@@ -19,7 +19,8 @@
 //! - [`admin`]: teams, users, API keys (issue, revoke, authenticate), secret re-encryption;
 //! - [`data_migrations`]: one-off data fixes, such as decrypting stored account SIDs;
 //! - [`cipher`]: AES-256-GCM for secrets at rest, with key rotation;
-//! - [`error`]: [`StoreError`] and the driver-error translation.
+//! - [`error`]: [`StoreError`] and the driver-error translation;
+//! - [`connection_health`]: which pooled PostgreSQL connections are pinged before use.
 //!
 //! **Building it into another workspace:** set `LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_QPSG` as this
 //! workspace's `.cargo/config.toml` does. The store works without it, but SQLite then re-prepares
@@ -45,6 +46,7 @@ pub mod admin;
 pub mod bench_support;
 pub mod change_log;
 pub mod cipher;
+pub mod connection_health;
 pub mod data_migrations;
 pub mod error;
 mod group_commit;

@@ -105,13 +105,20 @@ impl Store {
                 .acquire_timeout(options.acquire_timeout)
                 .connect_timeout(options.acquire_timeout)
                 .max_connections(max_connections)
-                // A ping before every acquire on PostgreSQL (sqlx's default, kept on purpose):
-                // without it, each pooled connection the server dropped fails one request before
-                // it is replaced (`db_faults::connections_killed_between_requests_are_replaced_without_a_restart`
-                // saw 4 of 5 fail). A SQLite connection is a file handle no server can drop, and
-                // its ping is one more hand-off to the connection's thread and back per query,
-                // so SQLite skips it.
-                .test_before_acquire(backend == Backend::Postgres)
+                // No ping on every acquire: on PostgreSQL only a connection that may have died
+                // is pinged ([`crate::connection_health`]); a SQLite connection is a file handle
+                // no server can drop, and its ping would be one more hand-off to the
+                // connection's thread and back per query.
+                .test_before_acquire(false)
+                .map_sqlx_postgres_before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if crate::connection_health::suspect(meta.idle_for) {
+                            // A failed ping discards the connection; the pool tries another.
+                            sea_orm::sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .sqlx_logging(false);
             connect
         };
