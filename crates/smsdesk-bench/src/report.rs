@@ -655,17 +655,17 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "Where the service's time goes, from a profile of the quick form on the same machine \
-             (`SMSDESK_BENCH_QUICK=1 perf record -g` on the bench binary, then `perf report \
-             --sort comm`): about half the CPU in the actix workers and over a third in the \
-             `sqlx-sqlite-worker` threads, with the kernel's futex wake-ups and context switches \
-             at the top of the symbols (`flume::signal::SyncSignal::fire`). SQLx runs each \
-             SQLite connection on its own thread and hands every command and result row across a \
-             channel, so a page of 50 messages costs dozens of thread wake-ups; the SQL itself \
-             (`sqlite3VdbeExec`) is a few per cent. The profile covers the whole quick run \
-             (simulator and load generator included), so it shows where time goes rather than \
-             exact shares; it points at the driver's hand-off, not at smsdesk's own code, as a \
-             large part of the gap to the ceiling on this 2-CPU machine.\n"
+            "Where the service's time goes, from profiles of each target alone \
+             (`SMSDESK_BENCH_ONLY=throughput SMSDESK_BENCH_TARGETS=list perf record -g` on the \
+             bench binary, then `perf report --sort comm,dso`): for a page of the list, about \
+             55 % of the samples in the actix workers (decoding the page SQLite built, mapping \
+             and writing 25 KB of JSON, allocation, sending), about 30 % in the \
+             `sqlx-sqlite-worker` threads (building the page, hand-offs) and about 12 % in the \
+             load generator; for status callbacks, the kernel's context switches and wake-ups \
+             between the workers and SQLite's threads lead. SQLx runs each SQLite connection on \
+             its own thread and hands every command and result across a channel, so each \
+             statement costs two thread wake-ups. Step by step, with what each change bought: \
+             [benchmarks-hot-path.md](benchmarks-hot-path.md).\n"
         );
     }
 
