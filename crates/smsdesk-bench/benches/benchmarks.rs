@@ -36,7 +36,8 @@ async fn new_statuses(
     row
 }
 
-/// `SMSDESK_BENCH_ONLY=throughput`: workload 3 alone (SQLite, and PostgreSQL when configured),
+/// `SMSDESK_BENCH_ONLY=throughput`: workload 3 alone (SQLite, and PostgreSQL when configured;
+/// `SMSDESK_BENCH_TARGETS` narrows it to some targets),
 /// printed as its table; for measuring one change at a time.
 async fn throughput_only(size: Size) -> anyhow::Result<()> {
     let load_time = throughput::duration_for(size);

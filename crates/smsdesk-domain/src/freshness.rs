@@ -1,6 +1,6 @@
 //! How long a credential read once may be trusted without reading it again, and the one rule
 //! for whether such a copy is still fresh. Every cache of credentials (API keys at the edge,
-//! integrations for Twilio's webhooks) uses both, so a revocation or a replaced token reaches
+//! integrations for Twilio's webhooks and for refreshes) uses both, so a revocation or a replaced token reaches
 //! every replica within the same bound.
 
 use std::time::Duration;

@@ -9,7 +9,10 @@
 //!   [`SUSPECT_AFTER_LOSS`] after ([`connection_lost`], recorded where driver errors are
 //!   translated). A server restart or an administrator's `pg_terminate_backend` kills every
 //!   connection at once; the first request to find one dead fails (503, which clients retry) and
-//!   makes the pool check every other before use, so the next requests find live ones.
+//!   makes the pool check every other before use, so the requests after it find live ones. The
+//!   requests that took a dead connection before that first failure was recorded fail too: one
+//!   when requests come one at a time, up to the pool's size under concurrent load. The ping on
+//!   every acquire this replaces failed none of them, at one round trip per query.
 //!
 //! A connection whose ping fails is discarded and the pool tries another, opening a new one if it
 //! must. The record is process-wide on purpose: a lost connection is news about the server, and

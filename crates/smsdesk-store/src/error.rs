@@ -41,7 +41,7 @@ pub enum StoreError {
 /// serialization failures or deadlocks (40001, 40P01); SQLite's BUSY (5) and LOCKED (6), with
 /// their extended codes.
 fn is_transient_code(code: &str) -> bool {
-    if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01") {
+    if is_connection_lost_code(code) || matches!(code, "40001" | "40P01") {
         return true;
     }
     // PostgreSQL's SQLSTATEs are always five characters; SQLite's (extended) result codes are
@@ -50,6 +50,12 @@ fn is_transient_code(code: &str) -> bool {
         && code
             .parse::<i32>()
             .is_ok_and(|sqlite| matches!(sqlite & 0xff, 5 | 6))
+}
+
+/// PostgreSQL's connection exceptions (class 08) and shutdowns (57P01-57P03): the connection
+/// that reported it is gone.
+fn is_connection_lost_code(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
 }
 
 fn is_unavailable(err: &DbErr) -> bool {
@@ -91,9 +97,7 @@ fn is_connection_lost(err: &DbErr) -> bool {
     };
     match sqlx.as_ref() {
         SqlxError::Io(_) | SqlxError::Tls(_) => true,
-        SqlxError::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
-        }),
+        SqlxError::Database(db) => db.code().is_some_and(|code| is_connection_lost_code(&code)),
         _ => false,
     }
 }
@@ -140,7 +144,33 @@ pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> RepositoryE
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+
+    #[test]
+    fn a_dead_connection_is_told_from_a_busy_database() {
+        use sea_orm::sqlx::Error as SqlxError;
+        let query = |error: SqlxError| DbErr::Query(RuntimeErr::SqlxError(Arc::new(error)));
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        assert!(is_connection_lost(&query(SqlxError::Io(reset))));
+        assert!(is_connection_lost(&DbErr::Conn(RuntimeErr::Internal(
+            "refused".into()
+        ))));
+        assert!(
+            !is_connection_lost(&query(SqlxError::PoolTimedOut)),
+            "a full pool says nothing about its connections"
+        );
+        assert!(!is_connection_lost(&query(SqlxError::RowNotFound)));
+        for (code, lost) in [
+            ("57P01", true),
+            ("08006", true),
+            ("40P01", false),
+            ("5", false),
+        ] {
+            assert_eq!(is_connection_lost_code(code), lost, "{code}");
+        }
+    }
 
     #[test]
     fn transient_database_codes_are_told_from_permanent_ones() {

@@ -163,13 +163,44 @@ impl Store {
                 (db.clone(), db)
             }
         };
-        Ok(Self {
+        let store = Self {
             reader,
             writer,
             group_commit: file.then(Arc::default),
             cipher: options.cipher,
             backend,
-        })
+        };
+        if store.sqlite_keeps_plans().await? == Some(false) {
+            tracing::warn!(
+                "this binary's SQLite was built without SQLITE_ENABLE_QPSG: it re-prepares its \
+                 hottest statements on every run; build with \
+                 LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_QPSG (docs/operations.md)"
+            );
+        }
+        Ok(store)
+    }
+
+    /// Whether this store's SQLite keeps a statement's plan whatever its bound values (built
+    /// with `SQLITE_ENABLE_QPSG`; see `docs/architecture.md`). `None` on PostgreSQL.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database does not answer.
+    pub async fn sqlite_keeps_plans(&self) -> Result<Option<bool>, StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let rows = self
+            .reader
+            .query_all_raw(sea_orm::Statement::from_string(
+                self.reader.get_database_backend(),
+                "PRAGMA compile_options",
+            ))
+            .await
+            .map_err(store_err)?;
+        Ok(Some(rows.iter().any(|row| {
+            row.try_get_by_index::<String>(0)
+                .is_ok_and(|option| option == "ENABLE_QPSG")
+        })))
     }
 
     /// Applies every pending migration; a no-op on an up-to-date database.
@@ -269,7 +300,6 @@ pub(crate) async fn execute<C: ConnectionTrait, S: StatementBuilder>(
 mod tests {
     use super::{Store, StoreOptions};
     use crate::SecretCipher;
-    use sea_orm::ConnectionTrait as _;
 
     #[tokio::test]
     async fn the_bundled_sqlite_keeps_a_statements_plan_whatever_its_bound_values() {
@@ -281,20 +311,10 @@ mod tests {
         let store = Store::connect("sqlite::memory:", StoreOptions::new(cipher))
             .await
             .expect("an in-memory store");
-        let options: Vec<String> = store
-            .reader
-            .query_all_raw(sea_orm::Statement::from_string(
-                store.reader.get_database_backend(),
-                "PRAGMA compile_options",
-            ))
-            .await
-            .expect("compile options")
-            .iter()
-            .map(|row| row.try_get_by_index::<String>(0).expect("text"))
-            .collect();
-        assert!(
-            options.iter().any(|option| option == "ENABLE_QPSG"),
-            "SQLite was built without SQLITE_ENABLE_QPSG (is LIBSQLITE3_FLAGS set?): {options:?}"
+        assert_eq!(
+            store.sqlite_keeps_plans().await.expect("compile options"),
+            Some(true),
+            "SQLite was built without SQLITE_ENABLE_QPSG (is LIBSQLITE3_FLAGS set?)"
         );
     }
 }

@@ -261,12 +261,13 @@ impl WebState {
             ports.clock.clone(),
         )
         .with_notifier(notifier.clone());
-        // Refreshes and sends read the team's integration through the callbacks' port too: one
-        // remembered copy per team for a few seconds, forgotten when it is replaced here.
-        let recent_integrations = callbacks.integrations();
+        // Refreshes read the team's integration through the callbacks' port too: one remembered
+        // copy per team for a few seconds, forgotten when it is replaced here. Sends read it
+        // fresh: a message sent on an account another replica just moved to another team would
+        // be stored under the team that left it.
         let refresh = RefreshStatus::new(
             ports.messages.clone(),
-            recent_integrations.clone(),
+            callbacks.integrations(),
             provider.clone(),
             ports.limiter,
             ports.clock.clone(),
@@ -276,7 +277,7 @@ impl WebState {
         .with_notifier(notifier.clone());
         let mut send = SendSms::new(
             ports.messages.clone(),
-            recent_integrations,
+            ports.integrations.clone(),
             ports.inbox,
             provider,
             ports.clock.clone(),

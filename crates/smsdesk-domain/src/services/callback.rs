@@ -141,11 +141,11 @@ impl From<RepositoryError> for WebhookError {
 pub const INTEGRATION_FRESH_FOR: Duration = crate::freshness::CREDENTIALS_FRESH_FOR;
 
 /// The integration port with lookups remembered for [`INTEGRATION_FRESH_FOR`], by account (a
-/// webhook's) and by team (a refresh's or a send's): [`ApplyStatusCallback`] reads through it,
-/// and [`ApplyStatusCallback::integrations`] hands the same instance to
-/// [`super::ConfigureIntegration`] (and the service to its refreshes and sends), whose writes
-/// through it forget what the team's old integration was, so on this replica a replaced token is
-/// used nowhere after the write.
+/// webhook's) and by team (a refresh's): [`ApplyStatusCallback`] reads through it, and
+/// [`ApplyStatusCallback::integrations`] hands the same instance to
+/// [`super::ConfigureIntegration`] (and the service to its refreshes), whose writes through it
+/// forget what the team's old integration was, so on this replica a replaced token is used
+/// nowhere after the write; on another replica, for at most [`INTEGRATION_FRESH_FOR`].
 pub struct RecentIntegrations {
     inner: Arc<dyn IntegrationRepository>,
     clock: Arc<dyn Clock>,
