@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use sea_orm::sea_query::{
     Alias, Condition, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement,
+    UpdateStatement,
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, Statement, TransactionTrait};
 use smsdesk_domain::ports::{
     FoundMessage, MessageCursor, MessagePage, MessageQuery, MessageRepository, MessageRetention,
-    ObservationWrite, RepositoryError, StuckMessages, UnfinishedMessages, UnfinishedTeam,
-    WriteOutcome,
+    ObservationWrite, RepositoryError, StateChange, StuckMessages, UnfinishedMessages,
+    UnfinishedTeam, WriteOutcome,
 };
 use smsdesk_domain::retention::RetentionPolicy;
 use smsdesk_domain::status::KNOWN_STATUSES;
@@ -702,6 +703,72 @@ async fn message_ids(
         .collect()
 }
 
+/// The forward-only rule in SQL: `change` lands only if nobody changed the status since the
+/// caller read it (a concurrent writer that got there first makes it match no row). The caller
+/// adds which row: by id, or by SID.
+fn conditional_update(
+    team: TeamId,
+    write: &ObservationWrite,
+    change: &StateChange,
+) -> UpdateStatement {
+    let next = &change.next;
+    let mut update = Query::update()
+        .table(SmsMessages::Table)
+        .value(SmsMessages::Status, next.status.as_str())
+        .value(SmsMessages::ErrorCode, to_i64(next.error_code))
+        .value(SmsMessages::ErrorMessage, next.error_message.clone())
+        .value(SmsMessages::NumSegments, to_i64(next.num_segments))
+        .value(SmsMessages::Price, next.price.clone())
+        .value(SmsMessages::PriceUnit, next.price_unit.clone())
+        .value(
+            SmsMessages::UpdatedAt,
+            stored_time(write.observation.observed_at),
+        )
+        // Any change, however late, is news of the message: it is no longer stuck.
+        .value(SmsMessages::DeliveryUnknownAt, Option::<Timestamp>::None)
+        .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
+        .and_where(Expr::col(SmsMessages::Status).eq(change.expected_status.as_str()))
+        .to_owned();
+    if let Some(at) = change.expected_updated_at {
+        update.and_where(Expr::col(SmsMessages::UpdatedAt).eq(stored_time(at)));
+    }
+    update
+}
+
+/// One call with one change (a status callback, a single refresh): the update finds its row by
+/// SID and returns its id, so no id lookup comes first; only a write that matched nothing asks
+/// whether the message is missing or was changed meanwhile. One row locks in no order.
+async fn apply_one_change(
+    tx: &DatabaseTransaction,
+    team: TeamId,
+    write: &ObservationWrite,
+    change: &StateChange,
+) -> Result<WriteOutcome, sea_orm::DbErr> {
+    let update = conditional_update(team, write, change)
+        .and_where(Expr::col(SmsMessages::Sid).eq(write.sid.as_str()))
+        .returning_col(SmsMessages::Id)
+        .to_owned();
+    let Some(row) = tx.query_one(&update).await? else {
+        let call = TeamWrites {
+            team,
+            writes: std::slice::from_ref(write),
+        };
+        return Ok(if message_ids(tx, &[call]).await?.is_empty() {
+            WriteOutcome::Missing
+        } else {
+            WriteOutcome::Conflict
+        });
+    };
+    let event = EventRow {
+        team_id: team,
+        message_id: row.try_get::<i64>("", "id")?,
+        observation: &write.observation,
+        applied: true,
+    };
+    insert_events(tx, &[event]).await?;
+    Ok(WriteOutcome::Written)
+}
+
 /// Applies the writes of `calls` inside `tx` (not committed), as if each call ran in turn: each
 /// write conditional on the status its caller read, with a history row for each one applied or
 /// recorded. Returns each call's outcomes, in its writes' order. Shared by a transaction of its
@@ -711,6 +778,13 @@ pub(crate) async fn apply_in(
     tx: &DatabaseTransaction,
     calls: &[TeamWrites<'_>],
 ) -> Result<Vec<Vec<WriteOutcome>>, sea_orm::DbErr> {
+    if let [call] = calls
+        && let [write] = call.writes
+        && let Some(change) = &write.change
+    {
+        let outcome = apply_one_change(tx, call.team, write, change).await?;
+        return Ok(vec![vec![outcome]]);
+    }
     let ids = message_ids(tx, calls).await?;
     let id_of = |call: &TeamWrites<'_>, write: &ObservationWrite| {
         ids.get(&(call.team.get(), write.sid.as_str().to_owned()))
@@ -755,31 +829,9 @@ pub(crate) async fn apply_in(
             *outcome = WriteOutcome::Recorded;
             continue;
         };
-        // The forward-only rule in SQL: the write lands only if nobody changed the status
-        // since the caller read it. A concurrent writer that got there first makes this
-        // match no row.
-        let next = &change.next;
-        let mut update = Query::update()
-            .table(SmsMessages::Table)
-            .value(SmsMessages::Status, next.status.as_str())
-            .value(SmsMessages::ErrorCode, to_i64(next.error_code))
-            .value(SmsMessages::ErrorMessage, next.error_message.clone())
-            .value(SmsMessages::NumSegments, to_i64(next.num_segments))
-            .value(SmsMessages::Price, next.price.clone())
-            .value(SmsMessages::PriceUnit, next.price_unit.clone())
-            .value(
-                SmsMessages::UpdatedAt,
-                stored_time(write.observation.observed_at),
-            )
-            // Any change, however late, is news of the message: it is no longer stuck.
-            .value(SmsMessages::DeliveryUnknownAt, Option::<Timestamp>::None)
+        let update = conditional_update(team, write, change)
             .and_where(Expr::col(SmsMessages::Id).eq(message_id))
-            .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
-            .and_where(Expr::col(SmsMessages::Status).eq(change.expected_status.as_str()))
             .to_owned();
-        if let Some(at) = change.expected_updated_at {
-            update.and_where(Expr::col(SmsMessages::UpdatedAt).eq(stored_time(at)));
-        }
         if execute(tx, &update).await? == 1 {
             events.push(EventRow {
                 team_id: team,
