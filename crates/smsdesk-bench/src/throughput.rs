@@ -314,6 +314,9 @@ pub struct Targets(Vec<String>);
 /// comma-separated list of `list`, `refresh`, `duplicate` and `new` (for a profile of one).
 pub const TARGETS_ENV: &str = "SMSDESK_BENCH_TARGETS";
 
+/// Every target's name, as [`TARGETS_ENV`] takes it.
+pub const TARGET_NAMES: [&str; 4] = ["list", "refresh", "duplicate", "new"];
+
 impl Targets {
     /// Every target.
     pub fn all() -> Self {
@@ -333,9 +336,12 @@ impl Targets {
             .collect();
         if let Some(unknown) = names
             .iter()
-            .find(|name| !["list", "refresh", "duplicate", "new"].contains(&name.as_str()))
+            .find(|name| !TARGET_NAMES.contains(&name.as_str()))
         {
-            anyhow::bail!("{TARGETS_ENV}: no target `{unknown}` (list, refresh, duplicate, new)");
+            anyhow::bail!(
+                "{TARGETS_ENV}: no target `{unknown}` ({})",
+                TARGET_NAMES.join(", ")
+            );
         }
         Ok(Self(names))
     }

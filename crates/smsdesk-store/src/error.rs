@@ -58,17 +58,25 @@ fn is_connection_lost_code(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
 }
 
+/// The driver's own error inside a statement's failure, when there is one.
+fn driver_error(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(sqlx)) | DbErr::Query(RuntimeErr::SqlxError(sqlx)) => {
+            Some(sqlx.as_ref())
+        }
+        _ => None,
+    }
+}
+
 fn is_unavailable(err: &DbErr) -> bool {
     use sea_orm::sqlx::Error as SqlxError;
-    let runtime = match err {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
-        DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
-        _ => return false,
-    };
-    let RuntimeErr::SqlxError(sqlx) = runtime else {
+    if matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) {
+        return true;
+    }
+    let Some(sqlx) = driver_error(err) else {
         return false;
     };
-    match sqlx.as_ref() {
+    match sqlx {
         SqlxError::Io(_)
         | SqlxError::Tls(_)
         | SqlxError::PoolTimedOut
@@ -86,16 +94,13 @@ fn is_unavailable(err: &DbErr) -> bool {
 /// ([`crate::connection_health`]).
 fn is_connection_lost(err: &DbErr) -> bool {
     use sea_orm::sqlx::Error as SqlxError;
-    let runtime = match err {
-        DbErr::Conn(_) => return true,
-        DbErr::ConnectionAcquire(_) => return false,
-        DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
-        _ => return false,
-    };
-    let RuntimeErr::SqlxError(sqlx) = runtime else {
+    if matches!(err, DbErr::Conn(_)) {
+        return true;
+    }
+    let Some(sqlx) = driver_error(err) else {
         return false;
     };
-    match sqlx.as_ref() {
+    match sqlx {
         SqlxError::Io(_) | SqlxError::Tls(_) => true,
         SqlxError::Database(db) => db.code().is_some_and(|code| is_connection_lost_code(&code)),
         _ => false,

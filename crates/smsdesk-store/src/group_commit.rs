@@ -10,9 +10,9 @@
 //!
 //! The outcome is the one serial execution would give: inside the transaction the writes to one
 //! message run in the order their calls queued and each sees the writes before it, so the
-//! forward-only rule holds exactly as between separate transactions. If any call fails, the whole group is rolled back
-//! and each call runs again in a transaction of its own, so one caller's failure is never
-//! another's. The group runs in a task of its own, so a leader whose request is cancelled
+//! forward-only rule holds exactly as between separate transactions. If any call fails, the
+//! whole group is rolled back and each call runs again in a transaction of its own, so one
+//! caller's failure is never another's. The group runs in a task of its own, so a leader whose request is cancelled
 //! (a client that hung up) does not take the others' writes with it.
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -664,11 +664,13 @@ pub(crate) struct TeamWrites<'a> {
     pub(crate) writes: &'a [ObservationWrite],
 }
 
-/// The ids of the messages `calls` write, by team and SID, in one read (each team's own only).
+/// The messages `calls` write, in one read of each team's own only: by SID (unique across
+/// teams), the owning team and the id. A call naming another team's SID finds the owner's team
+/// here, not its own, and so no id ([`message_id_of`]).
 async fn message_ids(
     conn: &impl ConnectionTrait,
     calls: &[TeamWrites<'_>],
-) -> Result<HashMap<(i64, String), i64>, sea_orm::DbErr> {
+) -> Result<HashMap<String, (i64, i64)>, sea_orm::DbErr> {
     let mut sids_by_team: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
     for call in calls {
         sids_by_team
@@ -693,14 +695,25 @@ async fn message_ids(
     rows.iter()
         .map(|row| {
             Ok((
+                row.try_get::<String>("", "sid")?,
                 (
                     row.try_get::<i64>("", "team_id")?,
-                    row.try_get::<String>("", "sid")?,
+                    row.try_get::<i64>("", "id")?,
                 ),
-                row.try_get::<i64>("", "id")?,
             ))
         })
         .collect()
+}
+
+/// The id of the message `write` names, if it belongs to `team` ([`message_ids`]' answer).
+fn message_id_of(
+    ids: &HashMap<String, (i64, i64)>,
+    team: TeamId,
+    write: &ObservationWrite,
+) -> Option<i64> {
+    ids.get(write.sid.as_str())
+        .filter(|(owner, _)| *owner == team.get())
+        .map(|(_, id)| *id)
 }
 
 /// The forward-only rule in SQL: `change` lands only if nobody changed the status since the
@@ -753,10 +766,10 @@ async fn apply_one_change(
             team,
             writes: std::slice::from_ref(write),
         };
-        return Ok(if message_ids(tx, &[call]).await?.is_empty() {
-            WriteOutcome::Missing
-        } else {
-            WriteOutcome::Conflict
+        let ids = message_ids(tx, &[call]).await?;
+        return Ok(match message_id_of(&ids, team, write) {
+            None => WriteOutcome::Missing,
+            Some(_) => WriteOutcome::Conflict,
         });
     };
     let event = EventRow {
@@ -786,10 +799,6 @@ pub(crate) async fn apply_in(
         return Ok(vec![vec![outcome]]);
     }
     let ids = message_ids(tx, calls).await?;
-    let id_of = |call: &TeamWrites<'_>, write: &ObservationWrite| {
-        ids.get(&(call.team.get(), write.sid.as_str().to_owned()))
-            .copied()
-    };
     // Every write of every call, in the calls' order, then sorted by message id: rows are
     // locked in message-id order, whatever the order of the writes, so two batches touching
     // the same messages cannot deadlock on PostgreSQL. The sort is stable, so writes to one
@@ -799,11 +808,10 @@ pub(crate) async fn apply_in(
         .iter()
         .enumerate()
         .flat_map(|(call_index, call)| {
-            let id_of = &id_of;
-            call.writes
-                .iter()
-                .enumerate()
-                .map(move |(index, write)| (call_index, index, id_of(call, write)))
+            let ids = &ids;
+            call.writes.iter().enumerate().map(move |(index, write)| {
+                (call_index, index, message_id_of(ids, call.team, write))
+            })
         })
         .collect();
     order.sort_by_key(|&(_, _, id)| id);

@@ -204,14 +204,8 @@ impl RecentIntegrations {
         &self,
         account: &AccountSid,
     ) -> Result<Option<TwilioIntegration>, RepositoryError> {
-        let writes_before = self.writes.load(Ordering::SeqCst);
-        let found = self.inner.for_account(account).await?;
-        self.keep(
-            IntegrationKey::Account(account.clone()),
-            &found,
-            writes_before,
-        );
-        Ok(found)
+        self.read_now(IntegrationKey::Account(account.clone()))
+            .await
     }
 
     /// Reads the team's integration from the port now, and remembers a found one.
@@ -222,9 +216,31 @@ impl RecentIntegrations {
         &self,
         team: TeamId,
     ) -> Result<Option<TwilioIntegration>, RepositoryError> {
+        self.read_now(IntegrationKey::Team(team)).await
+    }
+
+    /// The integration `key` names, read from the port now, or from memory while fresh.
+    async fn read(
+        &self,
+        key: IntegrationKey,
+    ) -> Result<Option<TwilioIntegration>, RepositoryError> {
+        match self.remembered(&key) {
+            Some(integration) => Ok(Some(integration)),
+            None => self.read_now(key).await,
+        }
+    }
+
+    /// Reads the integration `key` names from the port now, and remembers a found one.
+    async fn read_now(
+        &self,
+        key: IntegrationKey,
+    ) -> Result<Option<TwilioIntegration>, RepositoryError> {
         let writes_before = self.writes.load(Ordering::SeqCst);
-        let found = self.inner.for_team(team).await?;
-        self.keep(IntegrationKey::Team(team), &found, writes_before);
+        let found = match &key {
+            IntegrationKey::Account(account) => self.inner.for_account(account).await?,
+            IntegrationKey::Team(team) => self.inner.for_team(*team).await?,
+        };
+        self.keep(key, &found, writes_before);
         Ok(found)
     }
 
@@ -252,20 +268,14 @@ impl RecentIntegrations {
 #[async_trait::async_trait]
 impl IntegrationRepository for RecentIntegrations {
     async fn for_team(&self, team: TeamId) -> Result<Option<TwilioIntegration>, RepositoryError> {
-        match self.remembered(&IntegrationKey::Team(team)) {
-            Some(integration) => Ok(Some(integration)),
-            None => self.for_team_now(team).await,
-        }
+        self.read(IntegrationKey::Team(team)).await
     }
 
     async fn for_account(
         &self,
         account: &AccountSid,
     ) -> Result<Option<TwilioIntegration>, RepositoryError> {
-        match self.remembered(&IntegrationKey::Account(account.clone())) {
-            Some(integration) => Ok(Some(integration)),
-            None => self.for_account_now(account).await,
-        }
+        self.read(IntegrationKey::Account(account.clone())).await
     }
 
     async fn upsert(
@@ -279,12 +289,10 @@ impl IntegrationRepository for RecentIntegrations {
         // write, nor may a read that was under way during it.
         let mut entries = self.lock();
         self.writes.fetch_add(1, Ordering::SeqCst);
-        entries.retain(|key, (known, _)| {
-            let of_the_write = match key {
-                IntegrationKey::Account(known_account) => *known_account == account,
-                IntegrationKey::Team(known_team) => *known_team == team,
-            };
-            !of_the_write && known.team_id != team && known.credentials.account_sid != account
+        // An entry's key is its integration's own team or account, so looking at the
+        // integration covers both kinds of key.
+        entries.retain(|_, (known, _)| {
+            known.team_id != team && known.credentials.account_sid != account
         });
         stored
     }
