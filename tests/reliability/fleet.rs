@@ -246,3 +246,83 @@ async fn one_idempotency_key_sends_once_across_two_replicas() {
     }
     assert_eq!(sim.stats().creates, 1);
 }
+
+/// The list shares identical concurrent reads (`smsdesk_web::coalesce`) but never serves a read
+/// older than the request: while one replica is flooded with the same list request, a message
+/// sent through the other replica is on the very next page asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_list_under_a_flood_of_identical_requests_shows_what_another_replica_just_sent() {
+    let Some(database) = fresh_postgres("a_shared_list_read_is_never_stale").await else {
+        return;
+    };
+    let sim = shared_sim(SimConfig::default()).await;
+    let key = smsdesk_store::SecretCipher::generate_key();
+    let replica = |settings: &mut smsdesk::Settings| {
+        settings.database_url = Some(database.url.clone());
+        settings.encryption_key = Some(key.clone());
+    };
+    let sender = spawn_replica(sim.clone(), replica).await;
+    let reader = Arc::new(spawn_replica(sim.clone(), replica).await);
+    // The demo team's key, as the sender created it; the replicas share the database.
+    let list_url = reader.url("/api/messages?limit=50");
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood: Vec<_> = (0..16)
+        .map(|_| {
+            let (reader, stop, url) = (reader.clone(), stop.clone(), list_url.clone());
+            let api_key = sender.api_key.clone();
+            tokio::spawn(async move {
+                let mut answered = 0_u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let answer = reader
+                        .http
+                        .get(&url)
+                        .bearer_auth(&api_key)
+                        .send()
+                        .await
+                        .expect("answered");
+                    let status = answer.status();
+                    assert_eq!(
+                        status,
+                        StatusCode::OK,
+                        "{}",
+                        answer.text().await.unwrap_or_default()
+                    );
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+
+    for n in 0..20 {
+        let sent = sender.send("+14155550100", &format!("flood {n}")).await;
+        let page: serde_json::Value = reader
+            .http
+            .get(&list_url)
+            .bearer_auth(&sender.api_key)
+            .send()
+            .await
+            .expect("answered")
+            .json()
+            .await
+            .expect("JSON");
+        let sids: Vec<&str> = page["messages"]
+            .as_array()
+            .expect("a page")
+            .iter()
+            .filter_map(|message| message["sid"].as_str())
+            .collect();
+        assert!(
+            sids.contains(&sent.sid.as_str()),
+            "send {n}: the page asked for after the send answered holds it: {page}"
+        );
+        assert_eq!(sids.len(), n + 1, "every message sent so far: {page}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut flooded = 0;
+    for task in flood {
+        flooded += task.await.expect("the flood ends");
+    }
+    assert!(flooded > 0, "the flood ran beside the sends");
+}

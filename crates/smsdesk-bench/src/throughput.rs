@@ -234,6 +234,23 @@ pub fn list_request(service: &RunningService) -> MakeRequest {
     Arc::new(move |client, _| client.get(&url).bearer_auth(&key))
 }
 
+/// `GET /api/messages?until=…` with a different `until` on every request (each a second later,
+/// all after every seeded message, so every page holds the same 50 messages): no two requests
+/// in flight ask for the same thing, so none can share a read (see `smsdesk_web::coalesce`) and
+/// each costs what a page costs alone.
+pub fn distinct_list_request(service: &RunningService) -> MakeRequest {
+    let key = service.api_key.clone();
+    let url = service.url("/api/messages");
+    let start = chrono::Utc::now() + chrono::Duration::days(1);
+    Arc::new(move |client, n| {
+        let until = start + chrono::Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 2));
+        client.get(&url).bearer_auth(&key).query(&[(
+            "until",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )])
+    })
+}
+
 /// `POST …/refresh-status?messageSid=…`, cycling through the seeded messages.
 pub fn refresh_request(service: &RunningService) -> MakeRequest {
     let key = service.api_key.clone();
@@ -311,11 +328,12 @@ pub async fn measure(service: &RunningService, duration: Duration) -> anyhow::Re
 pub struct Targets(Vec<String>);
 
 /// The environment variable that narrows `SMSDESK_BENCH_ONLY=throughput` to some targets, as a
-/// comma-separated list of `list`, `refresh`, `duplicate` and `new` (for a profile of one).
+/// comma-separated list of `list`, `distinct-list`, `refresh`, `duplicate` and `new` (for a
+/// profile of one).
 pub const TARGETS_ENV: &str = "SMSDESK_BENCH_TARGETS";
 
 /// Every target's name, as [`TARGETS_ENV`] takes it.
-pub const TARGET_NAMES: [&str; 4] = ["list", "refresh", "duplicate", "new"];
+pub const TARGET_NAMES: [&str; 5] = ["list", "distinct-list", "refresh", "duplicate", "new"];
 
 impl Targets {
     /// Every target.
@@ -367,6 +385,11 @@ pub async fn measure_selected(
             "list",
             "GET /api/messages (first page, 50)",
             list_request(service),
+        ),
+        (
+            "distinct-list",
+            "GET /api/messages?until=… (50, no two alike)",
+            distinct_list_request(service),
         ),
         (
             "refresh",

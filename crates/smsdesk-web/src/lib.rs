@@ -18,6 +18,7 @@
 //! - [`events`]: live message events, streamed to the SMS page as Server-Sent Events;
 //! - `page`: the SMS page (`GET /sms`) and the API reference (`GET /docs`), their assets
 //!   compiled in from `assets/`;
+//! - [`coalesce`]: identical concurrent reads shared without serving anything stale (the list);
 //! - `routes`: the handlers; `query`: strict query-string parsing;
 //! - `webhooks`: Twilio's status callbacks and inbound SMS, authenticated by `X-Twilio-Signature`
 //!   (with the integration's auth token over the public URL) instead of an API key.
@@ -49,6 +50,7 @@
 //! The endpoints and error codes are documented in `docs/api.md`.
 
 pub mod auth;
+pub mod coalesce;
 pub mod consequences;
 pub mod dto;
 pub mod edge;

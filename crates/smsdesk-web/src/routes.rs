@@ -3,6 +3,7 @@
 use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
+use actix_web::web::Bytes;
 use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,7 +17,7 @@ use smsdesk_domain::services::{
 use smsdesk_domain::summary::SummaryWindow;
 use smsdesk_domain::{
     Address, Direction, MessageReference, MessageSid, MessageStatus, MessagingServiceSid,
-    PhoneNumber, RefreshWindow,
+    PhoneNumber, RefreshWindow, TeamId,
 };
 
 use crate::auth::Authenticated;
@@ -456,16 +457,32 @@ fn parse_list_query(params: &QueryParams) -> Result<MessageQuery, ApiError> {
 /// The next page's full URL: this request's URL with `cursor` set to `next`, every other
 /// parameter kept.
 pub(crate) fn next_page_url(req: &HttpRequest, params: &QueryParams, next: &str) -> String {
+    next_page_url_from(&request_base_url(req), params.pairs(), next)
+}
+
+/// This request's URL without its query: scheme, host and path.
+fn request_base_url(req: &HttpRequest) -> String {
     let info = req.connection_info();
-    let mut url = format!("{}://{}{}?", info.scheme(), info.host(), req.path());
+    format!("{}://{}{}", info.scheme(), info.host(), req.path())
+}
+
+/// [`next_page_url`] from the request's base URL and query pairs.
+fn next_page_url_from(base: &str, pairs: &[(String, String)], next: &str) -> String {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
-    for (key, value) in params.pairs().iter().filter(|(key, _)| key != "cursor") {
+    for (key, value) in pairs.iter().filter(|(key, _)| key != "cursor") {
         query.append_pair(key, value);
     }
     query.append_pair("cursor", next);
-    url.push_str(&query.finish());
-    url
+    format!("{base}?{}", query.finish())
 }
+
+/// Identical list requests of one team at the same time share one read and one JSON body
+/// ([`crate::coalesce`]): the key is the team and everything the body depends on, the base URL
+/// (for the `next` link) and the query string as sent.
+pub(crate) type ListPageKey = (TeamId, String);
+
+/// A page of the list as the JSON body every sharer is sent, or the error they all get.
+pub(crate) type ListPageBody = Result<Bytes, ApiError>;
 
 async fn list_messages(
     state: web::Data<WebState>,
@@ -475,21 +492,49 @@ async fn list_messages(
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::with_repeatable(query.into_inner(), &LIST_PARAMETERS, &["status"])?;
     let query = parse_list_query(&params)?;
-    let page = state
-        .messages()
-        .list(requester.team_id, query)
-        .await
-        .map_err(|e| store_error(&e))?;
-    let next_cursor = page.next.as_ref().map(encode_cursor);
-    Ok(HttpResponse::Ok().json(MessagePageDto {
-        links: PageLinksDto {
-            next: next_cursor
-                .as_deref()
-                .map(|next| next_page_url(&req, &params, next)),
-        },
-        next_cursor,
-        messages: page.messages.into_iter().map(MessageDto::from).collect(),
-    }))
+    let body = shared_list_page(&state, requester.team_id, &req, &params, query).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(header::ContentType::json())
+        .body(body))
+}
+
+/// The JSON body of `team`'s page for `query`, from a read shared with identical requests that
+/// arrived at the same time, never one that began before this request (see
+/// [`crate::coalesce`]).
+async fn shared_list_page(
+    state: &WebState,
+    team: TeamId,
+    req: &HttpRequest,
+    params: &QueryParams,
+    query: MessageQuery,
+) -> ListPageBody {
+    let base = request_base_url(req);
+    let key = (team, format!("{base}?{}", req.query_string()));
+    let messages = state.messages().clone();
+    let pairs = params.pairs().to_vec();
+    let body = state
+        .list_pages()
+        .read(key, move || async move {
+            let page = messages
+                .list(team, query)
+                .await
+                .map_err(|e| store_error(&e))?;
+            let next_cursor = page.next.as_ref().map(encode_cursor);
+            let dto = MessagePageDto {
+                links: PageLinksDto {
+                    next: next_cursor
+                        .as_deref()
+                        .map(|next| next_page_url_from(&base, &pairs, next)),
+                },
+                next_cursor,
+                messages: page.messages.into_iter().map(MessageDto::from).collect(),
+            };
+            serde_json::to_vec(&dto)
+                .map(Bytes::from)
+                .map_err(|e| ApiError::internal(format!("could not encode a page: {e}")))
+        })
+        .await;
+    (*body).clone()
 }
 
 async fn message_summary(

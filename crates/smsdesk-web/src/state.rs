@@ -22,10 +22,12 @@ use smsdesk_domain::sweep::{SweepPolicy, TrafficEstimates};
 use smsdesk_domain::webhooks::UrlPolicy;
 
 use crate::auth::KeyCache;
+use crate::coalesce::FreshReads;
 use crate::consequences::ServiceConsequences;
 use crate::edge::EdgeRateLimiter;
 use crate::events::{FleetDoorbell, MessageEvents};
 use crate::metrics::{MeteredSmsProvider, Metrics};
+use crate::routes::{ListPageBody, ListPageKey};
 
 /// Whether the service can do its work (for `/readyz`); the app implements it over the database.
 #[async_trait]
@@ -215,6 +217,7 @@ struct Inner {
     webhooks: ManageWebhooks,
     deliveries: DeliverWebhooks,
     webhook_doorbell: Arc<tokio::sync::Notify>,
+    list_pages: FreshReads<ListPageKey, ListPageBody>,
 }
 
 impl WebState {
@@ -318,6 +321,7 @@ impl WebState {
                 webhooks,
                 deliveries,
                 webhook_doorbell,
+                list_pages: FreshReads::new(),
             }),
         }
     }
@@ -425,6 +429,11 @@ impl WebState {
 
     pub(crate) fn messages(&self) -> &Arc<dyn MessageRepository> {
         &self.inner.messages
+    }
+
+    /// The list's shared fresh reads (see [`crate::coalesce`]).
+    pub(crate) fn list_pages(&self) -> &FreshReads<ListPageKey, ListPageBody> {
+        &self.inner.list_pages
     }
 
     pub(crate) fn configure(&self) -> &ConfigureIntegration {
