@@ -63,7 +63,6 @@ struct StoreState {
     messages: BTreeMap<MessageSid, Message>,
     events: Vec<(MessageSid, StatusEvent)>,
     integrations: HashMap<TeamId, TwilioIntegration>,
-    message_claims: HashMap<(TeamId, MessageSid), Timestamp>,
     bulk_claims: HashMap<(TeamId, UserId), Timestamp>,
     parked: Vec<(TeamId, MessageSid, StatusObservation)>,
     api_keys: Vec<(TeamId, ApiKeySummary)>,
@@ -400,15 +399,15 @@ impl RefreshLimiter for InMemoryStore {
         Ok(sids
             .iter()
             .map(|sid| {
-                let key = (team, sid.clone());
-                let claim =
-                    CooldownClaim::decide(state.message_claims.get(&key).copied(), now, cooldown);
+                // As on SQL: the cool-down is the message's own last refresh, so a SID the team
+                // does not own has none to keep and is granted (the caller found no message).
+                let Some(message) = state.messages.get_mut(sid).filter(|m| m.team_id == team)
+                else {
+                    return CooldownClaim::Granted;
+                };
+                let claim = CooldownClaim::decide(message.last_refreshed_at, now, cooldown);
                 if claim.is_granted() {
-                    state.message_claims.insert(key, now);
-                    if let Some(message) = state.messages.get_mut(sid).filter(|m| m.team_id == team)
-                    {
-                        message.last_refreshed_at = Some(now);
-                    }
+                    message.last_refreshed_at = Some(now);
                 }
                 claim
             })

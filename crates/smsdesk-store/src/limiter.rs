@@ -34,6 +34,61 @@ fn denial(last: Option<Timestamp>, now: Timestamp, cooldown: Duration) -> Cooldo
     }
 }
 
+/// One request's claim of the per-message cool-down on some of its team's messages.
+#[derive(Debug, Clone)]
+pub(crate) struct MessageClaim {
+    pub(crate) team: TeamId,
+    pub(crate) sids: Vec<String>,
+    pub(crate) now: Timestamp,
+    pub(crate) cooldown: Duration,
+}
+
+/// Claims `claim`'s messages that are due on `db` (the writer, or a group's transaction) and
+/// returns the SIDs granted: one conditional UPDATE, so of concurrent claimers exactly one wins.
+pub(crate) async fn claim_in(
+    db: &impl ConnectionTrait,
+    backend: Backend,
+    claim: &MessageClaim,
+) -> Result<Vec<String>, sea_orm::DbErr> {
+    let cutoff = stored_time(threshold(claim.now, claim.cooldown));
+    let due = || {
+        // No cool-down: every claim goes through (`CooldownClaim::decide`'s rule).
+        Expr::col(SmsMessages::LastRefreshedAt)
+            .is_null()
+            .or(Expr::col(SmsMessages::LastRefreshedAt).lte(cutoff))
+            .or(Expr::value(claim.cooldown.is_zero()))
+    };
+    // The rows are locked in message-id order, the order every write of this store takes,
+    // so a claim and a batch write over the same messages can never wait on each other in
+    // a circle (PostgreSQL locks as the sorted, locked subquery hands rows out). The lock is
+    // `FOR NO KEY UPDATE`, the one an UPDATE of non-key columns takes: `FOR UPDATE` would
+    // also conflict with the `KEY SHARE` locks that history inserts take on their messages
+    // (the foreign key), and those are taken after the batch's updates, out of id order.
+    let mut in_order = Query::select()
+        .column(SmsMessages::Id)
+        .from(SmsMessages::Table)
+        .and_where(Expr::col(SmsMessages::TeamId).eq(claim.team.get()))
+        .and_where(Expr::col(SmsMessages::Sid).is_in(claim.sids.iter().map(String::as_str)))
+        .and_where(due())
+        .order_by(SmsMessages::Id, Order::Asc)
+        .to_owned();
+    if backend == Backend::Postgres {
+        in_order.lock(LockType::NoKeyUpdate);
+    }
+    let update = Query::update()
+        .table(SmsMessages::Table)
+        .value(SmsMessages::LastRefreshedAt, claim.now)
+        .and_where(Expr::col(SmsMessages::Id).in_subquery(in_order))
+        .and_where(due())
+        .returning_col(SmsMessages::Sid)
+        .to_owned();
+    db.query_all(&update)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String>("", "sid"))
+        .collect()
+}
+
 #[async_trait]
 impl RefreshLimiter for Store {
     /// A SID that is not one of the team's stored messages has no cool-down to keep and is
@@ -49,48 +104,21 @@ impl RefreshLimiter for Store {
             return Ok(Vec::new());
         }
         let now = stored_time(now);
-        let cutoff = stored_time(threshold(now, cooldown));
         let wanted: Vec<&str> = sids.iter().map(MessageSid::as_str).collect();
-        let due = || {
-            // No cool-down: every claim goes through (`CooldownClaim::decide`'s rule).
-            Expr::col(SmsMessages::LastRefreshedAt)
-                .is_null()
-                .or(Expr::col(SmsMessages::LastRefreshedAt).lte(cutoff))
-                .or(Expr::value(cooldown.is_zero()))
+        let claim = MessageClaim {
+            team,
+            sids: wanted.iter().map(|sid| (*sid).to_owned()).collect(),
+            now,
+            cooldown,
         };
-        // The rows are locked in message-id order, the order every write of this store takes,
-        // so a claim and a batch write over the same messages can never wait on each other in
-        // a circle (PostgreSQL locks as the sorted, locked subquery hands rows out). The lock is
-        // `FOR NO KEY UPDATE`, the one an UPDATE of non-key columns takes: `FOR UPDATE` would
-        // also conflict with the `KEY SHARE` locks that history inserts take on their messages
-        // (the foreign key), and those are taken after the batch's updates, out of id order.
-        let mut in_order = Query::select()
-            .column(SmsMessages::Id)
-            .from(SmsMessages::Table)
-            .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
-            .and_where(Expr::col(SmsMessages::Sid).is_in(wanted.iter().copied()))
-            .and_where(due())
-            .order_by(SmsMessages::Id, Order::Asc)
-            .to_owned();
-        if self.backend() == Backend::Postgres {
-            in_order.lock(LockType::NoKeyUpdate);
-        }
-        let claim = Query::update()
-            .table(SmsMessages::Table)
-            .value(SmsMessages::LastRefreshedAt, now)
-            .and_where(Expr::col(SmsMessages::Id).in_subquery(in_order))
-            .and_where(due())
-            .returning_col(SmsMessages::Sid)
-            .to_owned();
-        let granted: Vec<String> = self
-            .writer()
-            .query_all(&claim)
-            .await
-            .map_err(repo_err)?
-            .iter()
-            .map(|row| row.try_get::<String>("", "sid"))
-            .collect::<Result<_, _>>()
-            .map_err(repo_err)?;
+        // On a SQLite file the claim joins the group commit: one write transaction for the
+        // claims and status writes that arrive together, instead of a commit of its own.
+        let granted = match self.group_commit() {
+            Some(group) => group.claim(self, claim).await?,
+            None => claim_in(self.writer(), self.backend(), &claim)
+                .await
+                .map_err(repo_err)?,
+        };
 
         let refused: Vec<&str> = wanted
             .iter()

@@ -108,3 +108,98 @@ pub async fn message_claims_answer_in_order_with_the_time_left(subject: &dyn Con
         Ok(vec![])
     );
 }
+
+pub async fn claims_and_status_writes_arriving_together_keep_the_outcomes_of_a_serial_order(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    let b = team(subject, "B").await;
+    for n in 1..=11 {
+        stored(
+            store,
+            new_message(a, n, Direction::OutboundApi, MessageStatus::Sent, at(0)),
+        )
+        .await;
+    }
+    stored(
+        store,
+        new_message(b, 12, Direction::OutboundApi, MessageStatus::Sent, at(0)),
+    )
+    .await;
+    let deliver = |n: u32| ObservationWrite {
+        sid: sid(n),
+        observation: observation(MessageStatus::Delivered, ObservationSource::Poll, at(100)),
+        change: Some(StateChange {
+            expected_status: MessageStatus::Sent,
+            expected_updated_at: None,
+            next: DeliveryState::new(MessageStatus::Delivered),
+        }),
+    };
+    // All at once, as a burst of refreshes sends them (on a SQLite file they share group
+    // transactions): ten claims racing for message 1, one claim and one status write for each
+    // of messages 2 to 11, and five claims of team B's message made as team A.
+    let claimed: Vec<u32> = std::iter::repeat_n(1, 10)
+        .chain(2..=11)
+        .chain(std::iter::repeat_n(12, 5))
+        .collect();
+    let claims: Vec<_> = claimed
+        .iter()
+        .map(|n| async move { store.claim_messages(a, &[sid(*n)], at(100), MINUTE).await })
+        .collect();
+    let writes = (2..=11).map(|n| store.apply_observations(a, vec![deliver(n)]));
+    let (claims, writes) = futures::join!(
+        futures::future::join_all(claims),
+        futures::future::join_all(writes)
+    );
+    let claims: Vec<CooldownClaim> = claims
+        .into_iter()
+        .map(|claim| claim.expect("no store error")[0])
+        .collect();
+    assert_eq!(
+        claims[..10].iter().filter(|c| c.is_granted()).count(),
+        1,
+        "exactly one of ten racing claims: {:?}",
+        &claims[..10]
+    );
+    assert!(
+        claims[..10].iter().all(|c| c.is_granted()
+            || *c
+                == CooldownClaim::Denied {
+                    retry_after_secs: 60
+                }),
+        "the others denied at the moment of the claim: {claims:?}"
+    );
+    assert!(
+        claims[10..].iter().all(|c| c.is_granted()),
+        "each lone claim, and each claim of a message the team does not own: {claims:?}"
+    );
+    for outcome in writes {
+        assert_eq!(
+            outcome.expect("writable"),
+            vec![WriteOutcome::Written],
+            "every status write applied"
+        );
+    }
+    for n in 1..=11 {
+        let message = store
+            .find(a, &sid(n))
+            .await
+            .expect("readable")
+            .expect("present");
+        assert_eq!(message.last_refreshed_at, Some(at(100)), "message {n}");
+        if n > 1 {
+            assert_eq!(message.delivery.status, MessageStatus::Delivered);
+        }
+    }
+    assert_eq!(
+        store
+            .find(b, &sid(12))
+            .await
+            .expect("readable")
+            .expect("present")
+            .last_refreshed_at,
+        None,
+        "another team's claim never touches team B's message"
+    );
+}
