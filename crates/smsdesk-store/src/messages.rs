@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use sea_orm::sea_query::{
-    Alias, Condition, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement,
-    UpdateStatement,
+    Alias, CommonTableExpression, Condition, Expr, ExprTrait, LockBehavior, LockType, Order, Query,
+    SelectStatement, UpdateStatement, WithClause,
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, Statement, TransactionTrait};
 use smsdesk_domain::ports::{
@@ -17,6 +17,7 @@ use smsdesk_domain::ports::{
 use smsdesk_domain::retention::RetentionPolicy;
 use smsdesk_domain::status::KNOWN_STATUSES;
 use smsdesk_domain::summary::StatusCount;
+use smsdesk_domain::webhooks::WebhookEvent;
 use smsdesk_domain::{
     AccountSid, Address, DeliveryState, Direction, Message, MessageReference, MessageSid,
     MessageStatus, NewMessage, ObservationSource, StatusEvent, StatusObservation, TeamId,
@@ -782,6 +783,135 @@ async fn apply_one_change(
     Ok(WriteOutcome::Written)
 }
 
+/// On PostgreSQL, one call with one write that only records (a refresh that found nothing new)
+/// is one statement in autocommit: its history row, inserted from the team's message row, so a
+/// SID the team does not own inserts nothing and is missing. It replaces `BEGIN`, the id lookup,
+/// the history insert and `COMMIT`.
+pub(crate) async fn record_one_in_one_statement<C: ConnectionTrait>(
+    db: &C,
+    team: TeamId,
+    write: &ObservationWrite,
+) -> Result<WriteOutcome, sea_orm::DbErr> {
+    let row = history_row_values(
+        Query::select()
+            .column(SmsMessages::Id)
+            .from(SmsMessages::Table)
+            .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
+            .and_where(Expr::col(SmsMessages::Sid).eq(write.sid.as_str())),
+        &write.observation,
+        false,
+    );
+    let insert = Query::insert()
+        .into_table(MessageStatusEvents::Table)
+        .columns(std::iter::once(MessageStatusEvents::MessageId).chain(EVENT_COLUMNS))
+        .select_from(row)
+        .map_err(|e| sea_orm::DbErr::Custom(format!("the history insert: {e}")))?
+        .to_owned();
+    Ok(if execute(db, &insert).await? == 0 {
+        WriteOutcome::Missing
+    } else {
+        WriteOutcome::Recorded
+    })
+}
+
+/// `select` (which names a message id first) with a history row's other columns for
+/// `observation` appended as values, in [`EVENT_COLUMNS`] order.
+fn history_row_values(
+    select: &mut SelectStatement,
+    observation: &StatusObservation,
+    applied: bool,
+) -> SelectStatement {
+    let state = &observation.state;
+    select
+        .expr(Expr::val(state.status.as_str()))
+        .expr(Expr::val(to_i64(state.error_code)))
+        .expr(Expr::val(state.error_message.clone()))
+        .expr(Expr::val(to_i64(state.num_segments)))
+        .expr(Expr::val(state.price.clone()))
+        .expr(Expr::val(state.price_unit.clone()))
+        .expr(Expr::val(observation.source.as_str()))
+        .expr(Expr::val(stored_time(observation.observed_at)))
+        .expr(Expr::val(applied))
+        .to_owned()
+}
+
+/// On PostgreSQL, one call with one change (a status callback, a single refresh) is one
+/// statement in autocommit: the conditional update, its history row and its webhook deliveries
+/// as data-modifying CTEs, all or nothing as any one statement is. It replaces `BEGIN`, the
+/// update, the endpoint lookup, the history insert and `COMMIT`: PostgreSQL's cost is per
+/// statement, and the server shares this machine's CPUs. Only a write that matched nothing asks
+/// next whether the message is missing or was changed meanwhile.
+pub(crate) async fn apply_one_change_in_one_statement<C: ConnectionTrait>(
+    db: &C,
+    team: TeamId,
+    write: &ObservationWrite,
+    change: &StateChange,
+) -> Result<WriteOutcome, sea_orm::DbErr> {
+    let changed = Alias::new("changed");
+    let recorded = Alias::new("recorded");
+    let update = conditional_update(team, write, change)
+        .and_where(Expr::col(SmsMessages::Sid).eq(write.sid.as_str()))
+        .returning_col(SmsMessages::Id)
+        .to_owned();
+    let observation = &write.observation;
+    let history_row = history_row_values(
+        Query::select()
+            .column((changed.clone(), SmsMessages::Id))
+            .from(changed.clone()),
+        observation,
+        true,
+    );
+    let history = Query::insert()
+        .into_table(MessageStatusEvents::Table)
+        .columns(std::iter::once(MessageStatusEvents::MessageId).chain(EVENT_COLUMNS))
+        .select_from(history_row)
+        .map_err(|e| sea_orm::DbErr::Custom(format!("the history insert: {e}")))?
+        .returning(
+            Query::returning().columns([MessageStatusEvents::Id, MessageStatusEvents::MessageId]),
+        )
+        .to_owned();
+    let mut with = WithClause::new();
+    with.cte(
+        CommonTableExpression::new()
+            .query(update)
+            .table_name(changed.clone())
+            .to_owned(),
+    )
+    .cte(
+        CommonTableExpression::new()
+            .query(history)
+            .table_name(recorded.clone())
+            .to_owned(),
+    );
+    if let Some(kind) = WebhookEvent::for_history(observation.source, true) {
+        let deliveries =
+            webhooks::deliveries_for_recorded(&recorded, team, kind, observation.observed_at)?;
+        with.cte(
+            CommonTableExpression::new()
+                .query(deliveries)
+                .table_name(Alias::new("delivered"))
+                .to_owned(),
+        );
+    }
+    let statement = Query::select()
+        .column((changed.clone(), SmsMessages::Id))
+        .from(changed)
+        .to_owned()
+        .with(with);
+    if db.query_one(&statement).await?.is_some() {
+        return Ok(WriteOutcome::Written);
+    }
+    let call = TeamWrites {
+        team,
+        writes: std::slice::from_ref(write),
+    };
+    let ids = message_ids(db, &[call]).await?;
+    Ok(match message_id_of(&ids, team, write) {
+        None => WriteOutcome::Missing,
+        Some(_) => WriteOutcome::Conflict,
+    })
+}
+
 /// Applies the writes of `calls` inside `tx` (not committed), as if each call ran in turn: each
 /// write conditional on the status its caller read, with a history row for each one applied or
 /// recorded. Returns each call's outcomes, in its writes' order. Shared by a transaction of its
@@ -863,6 +993,17 @@ impl Store {
         team: TeamId,
         writes: &[ObservationWrite],
     ) -> Result<Vec<WriteOutcome>, RepositoryError> {
+        if self.backend() == Backend::Postgres
+            && let [write] = writes
+        {
+            let outcome = match &write.change {
+                Some(change) => {
+                    apply_one_change_in_one_statement(self.writer(), team, write, change).await
+                }
+                None => record_one_in_one_statement(self.writer(), team, write).await,
+            };
+            return outcome.map(|outcome| vec![outcome]).map_err(repo_err);
+        }
         let tx = self.begin_write().await.map_err(repo_err)?;
         let outcomes = apply_in(&tx, &[TeamWrites { team, writes }])
             .await

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rand::RngCore as _;
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query, SelectStatement};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, InsertStatement, Order, Query, SelectStatement};
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, Statement, Value};
 use smsdesk_domain::ports::{RepositoryError, SecretGenerator, WebhookRepository};
 use smsdesk_domain::webhooks::{
@@ -129,6 +129,53 @@ pub(crate) async fn record_deliveries<C: ConnectionTrait>(
         execute(conn, &insert).await?;
     }
     Ok(())
+}
+
+/// The outbox rows for history rows inserted in the same statement: one pending delivery per
+/// enabled endpoint of `team` that wants `kind`, for every row the CTE `recorded` returned
+/// (`id`, `message_id`), due at `at`. The statement form of [`record_deliveries`], for
+/// PostgreSQL's single-statement write (`messages::apply_one_change_in_one_statement`).
+pub(crate) fn deliveries_for_recorded(
+    recorded: &Alias,
+    team: TeamId,
+    kind: WebhookEvent,
+    at: Timestamp,
+) -> Result<InsertStatement, DbErr> {
+    let wants = match kind {
+        WebhookEvent::StatusChanged => WebhookEndpoints::WantsStatusChanged,
+        WebhookEvent::Received => WebhookEndpoints::WantsReceived,
+    };
+    let at = stored_time(at);
+    let rows = Query::select()
+        .column((WebhookEndpoints::Table, WebhookEndpoints::Id))
+        .column((recorded.clone(), MessageStatusEvents::Id))
+        .column((recorded.clone(), MessageStatusEvents::MessageId))
+        .expr(Expr::val(kind.as_str()))
+        .expr(Expr::val(DeliveryStatus::Pending.as_str()))
+        .expr(Expr::val(0_i32))
+        .expr(Expr::val(at))
+        .expr(Expr::val(at))
+        .from(recorded.clone())
+        .from(WebhookEndpoints::Table)
+        .and_where(Expr::col((WebhookEndpoints::Table, WebhookEndpoints::TeamId)).eq(team.get()))
+        .and_where(Expr::col((WebhookEndpoints::Table, WebhookEndpoints::Enabled)).eq(true))
+        .and_where(Expr::col((WebhookEndpoints::Table, wants)).eq(true))
+        .to_owned();
+    Ok(Query::insert()
+        .into_table(WebhookDeliveries::Table)
+        .columns([
+            WebhookDeliveries::EndpointId,
+            WebhookDeliveries::EventId,
+            WebhookDeliveries::MessageId,
+            WebhookDeliveries::EventType,
+            WebhookDeliveries::Status,
+            WebhookDeliveries::AttemptCount,
+            WebhookDeliveries::NextAttemptAt,
+            WebhookDeliveries::CreatedAt,
+        ])
+        .select_from(rows)
+        .map_err(|e| DbErr::Custom(format!("the outbox insert: {e}")))?
+        .to_owned())
 }
 
 /// Fresh secrets from the operating system's generator.

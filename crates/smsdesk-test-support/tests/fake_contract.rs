@@ -52,6 +52,7 @@ on_the_fake!(
     idempotency::of_ten_concurrent_requests_with_one_key_exactly_one_claims_it,
     webhooks::endpoints_belong_to_their_team_and_keep_their_changes,
     webhooks::every_applied_change_is_one_delivery_per_subscribed_enabled_endpoint,
+    webhooks::a_single_change_alone_is_one_delivery_per_subscribed_enabled_endpoint,
     webhooks::claims_are_leased_retried_on_time_dead_after_the_last_and_replayable,
     webhooks::a_gone_endpoint_is_disabled_and_its_deliveries_wait_for_it,
     webhooks::a_rotated_secret_signs_beside_the_new_one_until_it_expires,

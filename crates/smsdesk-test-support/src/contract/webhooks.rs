@@ -251,6 +251,112 @@ pub async fn every_applied_change_is_one_delivery_per_subscribed_enabled_endpoin
     assert!(listed.is_empty(), "another team lists none of them");
 }
 
+pub async fn a_single_change_alone_is_one_delivery_per_subscribed_enabled_endpoint(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    let b = team(subject, "B").await;
+    let statuses = endpoint(store, a, "statuses", STATUS_ONLY, true).await;
+    endpoint(store, a, "inbound", RECEIVED_ONLY, true).await;
+    endpoint(store, a, "disabled", EventSelection::ALL, false).await;
+    endpoint(store, b, "other-team", EventSelection::ALL, true).await;
+    outbound(store, a, 1, 0).await;
+    let created: Vec<DueDelivery> = claim(store, at(50)).await;
+    assert_eq!(
+        created.len(),
+        1,
+        "the creation, to the status endpoint: {created:?}"
+    );
+    store
+        .webhooks()
+        .record_attempt(created[0].id, answered(200, 100), AfterAttempt::Delivered)
+        .await
+        .expect("recorded");
+
+    // One call, one change (a status callback): PostgreSQL writes it as one statement.
+    let outcomes = store
+        .apply_observations(
+            a,
+            vec![change_write(
+                1,
+                MessageStatus::Queued,
+                MessageStatus::Delivered,
+                at(60),
+            )],
+        )
+        .await
+        .expect("applied");
+    assert_eq!(outcomes, vec![smsdesk_domain::ports::WriteOutcome::Written]);
+    // A stale one and one naming another team's message: nothing written, nobody told.
+    for (team, expected) in [
+        (a, smsdesk_domain::ports::WriteOutcome::Conflict),
+        (b, smsdesk_domain::ports::WriteOutcome::Missing),
+    ] {
+        let outcome = store
+            .apply_observations(
+                team,
+                vec![change_write(
+                    1,
+                    MessageStatus::Queued,
+                    MessageStatus::Sent,
+                    at(61),
+                )],
+            )
+            .await
+            .expect("decided");
+        assert_eq!(outcome, vec![expected]);
+    }
+    // Nothing new, only recorded (a refresh that found the same status): told to nobody, and
+    // missing to another team.
+    let repeat = |at_second| ObservationWrite {
+        sid: sid(1),
+        observation: observation(
+            MessageStatus::Delivered,
+            ObservationSource::Poll,
+            at(at_second),
+        ),
+        change: None,
+    };
+    for (team, expected) in [
+        (a, smsdesk_domain::ports::WriteOutcome::Recorded),
+        (b, smsdesk_domain::ports::WriteOutcome::Missing),
+    ] {
+        let outcome = store
+            .apply_observations(team, vec![repeat(62)])
+            .await
+            .expect("recorded");
+        assert_eq!(outcome, vec![expected]);
+    }
+    assert!(
+        claim(store, at(59)).await.is_empty(),
+        "not due before it was observed"
+    );
+    let told = claim(store, at(100)).await;
+    assert_eq!(
+        told.len(),
+        1,
+        "one delivery, to the one subscribed endpoint: {told:?}"
+    );
+    assert_eq!(told[0].url, statuses.url);
+    assert_eq!(told[0].facts.event, WebhookEvent::StatusChanged);
+    assert_eq!(told[0].facts.state.status, MessageStatus::Delivered);
+    let history = store.history(a, &sid(1)).await.expect("readable");
+    assert_eq!(
+        history
+            .iter()
+            .map(|event| (event.observation.state.status.clone(), event.applied))
+            .collect::<Vec<_>>(),
+        vec![
+            (MessageStatus::Queued, true),
+            (MessageStatus::Delivered, true),
+            (MessageStatus::Delivered, false)
+        ],
+        "the change's history row and the recorded one; none for the stale or the stranger's \
+         writes"
+    );
+}
+
 pub async fn claims_are_leased_retried_on_time_dead_after_the_last_and_replayable(
     subject: &dyn ContractSubject,
 ) {
