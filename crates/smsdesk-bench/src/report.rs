@@ -645,20 +645,25 @@ impl Report {
              generator) over the run's wall time; *CPU per request* divides it by the requests \
              answered. The ceiling answers from memory, so its row is mostly the cost of HTTP \
              and of the generator itself; the difference to a service row is what that \
-             endpoint's own work costs. `GET /api/messages` reads a page of 50 messages from \
-             SQLite and writes them as JSON after API-key authentication (one more query); a \
-             single refresh adds a cool-down claim, a Twilio call (loopback to the simulator) \
-             and a write; a status callback checks the HMAC signature, looks up the account's \
-             integration (decrypting its auth token) and writes the observation (a duplicate \
-             `sent` here, recorded in the history and ignored). SQLite takes one writer at a \
-             time, so the writing endpoints queue on it when the CPUs are not the limit.\n"
+             endpoint's own work costs. `GET /api/messages` reads a page of 50 messages and \
+             writes them as JSON after API-key authentication. Its first row asks every \
+             connection for the same first page, as the open pages of one team do: identical \
+             requests in flight together share one read that began after each of them arrived \
+             (`smsdesk_web::coalesce`), so that row measures the sharing. Its `until=…` row asks \
+             a different question on every request, so nothing is shared and each page is \
+             built alone. A single refresh adds a cool-down claim, a Twilio call (loopback to \
+             the simulator) and a write; a status callback checks the HMAC signature, looks up \
+             the account's integration and writes the observation (a duplicate `sent` here, \
+             recorded in the history and ignored). SQLite takes one writer at a time: \
+             concurrent writes and refresh claims share group transactions on it. On \
+             PostgreSQL a call's single write is one statement.\n"
         );
         let _ = writeln!(
             md,
             "Where the service's time goes, from profiles of each target alone \
-             (`SMSDESK_BENCH_ONLY=throughput SMSDESK_BENCH_TARGETS=list perf record -g` on the \
-             bench binary, then `perf report --sort comm,dso`): for a page of the list, about \
-             55 % of the samples in the actix workers (decoding the page SQLite built, mapping \
+             (`SMSDESK_BENCH_ONLY=throughput SMSDESK_BENCH_TARGETS=distinct-list perf record \
+             -g` on the bench binary, then `perf report --sort comm,dso`): for a page of the \
+             list built alone, about 55 % of the samples in the actix workers (decoding the page SQLite built, mapping \
              and writing 25 KB of JSON, allocation, sending), about 30 % in the \
              `sqlx-sqlite-worker` threads (building the page, hand-offs) and about 12 % in the \
              load generator; for status callbacks, the kernel's context switches and wake-ups \

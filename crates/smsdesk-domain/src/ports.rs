@@ -618,7 +618,8 @@ pub trait SmsProvider: Send + Sync {
 }
 
 /// Cool-downs that must hold across requests, restarts and replicas. A claim is atomic: of
-/// concurrent claims for the same key exactly one is granted.
+/// concurrent claims for the same key exactly one is granted (a message's cool-down is its own:
+/// a SID the team has no message under has none to keep, and every claim of it is granted).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait RefreshLimiter: Send + Sync {

@@ -332,6 +332,23 @@ const EVENT_COLUMNS: [MessageStatusEvents; 9] = [
     MessageStatusEvents::Applied,
 ];
 
+/// A history row's values after its message id, in [`EVENT_COLUMNS`] order: what every way of
+/// inserting history rows writes.
+fn history_values(observation: &StatusObservation, applied: bool) -> [sea_orm::Value; 9] {
+    let state = &observation.state;
+    [
+        state.status.as_str().into(),
+        to_i64(state.error_code).into(),
+        state.error_message.clone().into(),
+        to_i64(state.num_segments).into(),
+        state.price.clone().into(),
+        state.price_unit.clone().into(),
+        observation.source.as_str().into(),
+        stored_time(observation.observed_at).into(),
+        applied.into(),
+    ]
+}
+
 /// Inserts history rows with one multi-row INSERT per chunk.
 async fn insert_events<C: ConnectionTrait>(
     conn: &C,
@@ -346,19 +363,10 @@ async fn insert_events<C: ConnectionTrait>(
             .into_table(MessageStatusEvents::Table)
             .columns(std::iter::once(MessageStatusEvents::MessageId).chain(EVENT_COLUMNS));
         for event in chunk {
-            let state = &event.observation.state;
-            insert.values_panic([
-                event.message_id.into(),
-                state.status.as_str().into(),
-                to_i64(state.error_code).into(),
-                state.error_message.clone().into(),
-                to_i64(state.num_segments).into(),
-                state.price.clone().into(),
-                state.price_unit.clone().into(),
-                event.observation.source.as_str().into(),
-                stored_time(event.observation.observed_at).into(),
-                event.applied.into(),
-            ]);
+            insert.values_panic(
+                std::iter::once(event.message_id.into())
+                    .chain(history_values(event.observation, event.applied).map(Into::into)),
+            );
         }
         if endpoints.is_empty() {
             execute(conn, &insert).await?;
@@ -763,15 +771,7 @@ async fn apply_one_change(
         .returning_col(SmsMessages::Id)
         .to_owned();
     let Some(row) = tx.query_one(&update).await? else {
-        let call = TeamWrites {
-            team,
-            writes: std::slice::from_ref(write),
-        };
-        let ids = message_ids(tx, &[call]).await?;
-        return Ok(match message_id_of(&ids, team, write) {
-            None => WriteOutcome::Missing,
-            Some(_) => WriteOutcome::Conflict,
-        });
+        return missing_or_conflict(tx, team, write).await;
     };
     let event = EventRow {
         team_id: team,
@@ -821,17 +821,8 @@ fn history_row_values(
     observation: &StatusObservation,
     applied: bool,
 ) -> SelectStatement {
-    let state = &observation.state;
     select
-        .expr(Expr::val(state.status.as_str()))
-        .expr(Expr::val(to_i64(state.error_code)))
-        .expr(Expr::val(state.error_message.clone()))
-        .expr(Expr::val(to_i64(state.num_segments)))
-        .expr(Expr::val(state.price.clone()))
-        .expr(Expr::val(state.price_unit.clone()))
-        .expr(Expr::val(observation.source.as_str()))
-        .expr(Expr::val(stored_time(observation.observed_at)))
-        .expr(Expr::val(applied))
+        .exprs(history_values(observation, applied).map(Expr::val))
         .to_owned()
 }
 
@@ -901,6 +892,16 @@ pub(crate) async fn apply_one_change_in_one_statement<C: ConnectionTrait>(
     if db.query_one(&statement).await?.is_some() {
         return Ok(WriteOutcome::Written);
     }
+    missing_or_conflict(db, team, write).await
+}
+
+/// Why a single change by SID matched no row: the team has no such message, or its status (or
+/// time) was no longer the one the write expected.
+async fn missing_or_conflict(
+    db: &impl ConnectionTrait,
+    team: TeamId,
+    write: &ObservationWrite,
+) -> Result<WriteOutcome, sea_orm::DbErr> {
     let call = TeamWrites {
         team,
         writes: std::slice::from_ref(write),
@@ -987,7 +988,8 @@ pub(crate) async fn apply_in(
 }
 
 impl Store {
-    /// `writes` in a write transaction of their own.
+    /// `writes` in a write transaction of their own; on PostgreSQL a single write is one
+    /// statement instead, all or nothing as well.
     pub(crate) async fn apply_alone(
         &self,
         team: TeamId,

@@ -92,37 +92,29 @@ pub(crate) async fn record_deliveries<C: ConnectionTrait>(
     ids: &[i64],
 ) -> Result<(), DbErr> {
     let mut insert = Query::insert();
-    insert.into_table(WebhookDeliveries::Table).columns([
-        WebhookDeliveries::EndpointId,
-        WebhookDeliveries::EventId,
-        WebhookDeliveries::MessageId,
-        WebhookDeliveries::EventType,
-        WebhookDeliveries::Status,
-        WebhookDeliveries::AttemptCount,
-        WebhookDeliveries::NextAttemptAt,
-        WebhookDeliveries::CreatedAt,
-    ]);
+    insert
+        .into_table(WebhookDeliveries::Table)
+        .columns(DELIVERY_COLUMNS);
     let mut any = false;
     for (event, &event_id) in events.iter().zip(ids) {
         let Some(kind) = WebhookEvent::for_history(event.observation.source, event.applied) else {
             continue;
         };
-        let at = stored_time(event.observation.observed_at);
         for subscriber in subscribers
             .iter()
             .filter(|s| s.team_id == event.team_id.get() && s.events.contains(kind))
         {
             any = true;
-            insert.values_panic([
-                subscriber.id.into(),
-                event_id.into(),
-                event.message_id.into(),
-                kind.as_str().into(),
-                DeliveryStatus::Pending.as_str().into(),
-                0_i32.into(),
-                at.into(),
-                at.into(),
-            ]);
+            insert.values_panic(
+                [
+                    subscriber.id.into(),
+                    event_id.into(),
+                    event.message_id.into(),
+                ]
+                .into_iter()
+                .chain(pending_delivery_values(kind, event.observation.observed_at))
+                .map(Into::into),
+            );
         }
     }
     if any {
@@ -145,16 +137,11 @@ pub(crate) fn deliveries_for_recorded(
         WebhookEvent::StatusChanged => WebhookEndpoints::WantsStatusChanged,
         WebhookEvent::Received => WebhookEndpoints::WantsReceived,
     };
-    let at = stored_time(at);
     let rows = Query::select()
         .column((WebhookEndpoints::Table, WebhookEndpoints::Id))
         .column((recorded.clone(), MessageStatusEvents::Id))
         .column((recorded.clone(), MessageStatusEvents::MessageId))
-        .expr(Expr::val(kind.as_str()))
-        .expr(Expr::val(DeliveryStatus::Pending.as_str()))
-        .expr(Expr::val(0_i32))
-        .expr(Expr::val(at))
-        .expr(Expr::val(at))
+        .exprs(pending_delivery_values(kind, at).map(Expr::val))
         .from(recorded.clone())
         .from(WebhookEndpoints::Table)
         .and_where(Expr::col((WebhookEndpoints::Table, WebhookEndpoints::TeamId)).eq(team.get()))
@@ -163,19 +150,35 @@ pub(crate) fn deliveries_for_recorded(
         .to_owned();
     Ok(Query::insert()
         .into_table(WebhookDeliveries::Table)
-        .columns([
-            WebhookDeliveries::EndpointId,
-            WebhookDeliveries::EventId,
-            WebhookDeliveries::MessageId,
-            WebhookDeliveries::EventType,
-            WebhookDeliveries::Status,
-            WebhookDeliveries::AttemptCount,
-            WebhookDeliveries::NextAttemptAt,
-            WebhookDeliveries::CreatedAt,
-        ])
+        .columns(DELIVERY_COLUMNS)
         .select_from(rows)
         .map_err(|e| DbErr::Custom(format!("the outbox insert: {e}")))?
         .to_owned())
+}
+
+/// The outbox's columns: endpoint, event and message first, then [`pending_delivery_values`].
+const DELIVERY_COLUMNS: [WebhookDeliveries; 8] = [
+    WebhookDeliveries::EndpointId,
+    WebhookDeliveries::EventId,
+    WebhookDeliveries::MessageId,
+    WebhookDeliveries::EventType,
+    WebhookDeliveries::Status,
+    WebhookDeliveries::AttemptCount,
+    WebhookDeliveries::NextAttemptAt,
+    WebhookDeliveries::CreatedAt,
+];
+
+/// A new delivery's values after its endpoint, event and message ids: pending, never tried,
+/// due (and created) when its event was observed.
+fn pending_delivery_values(kind: WebhookEvent, observed_at: Timestamp) -> [Value; 5] {
+    let at = stored_time(observed_at);
+    [
+        kind.as_str().into(),
+        DeliveryStatus::Pending.as_str().into(),
+        0_i32.into(),
+        at.into(),
+        at.into(),
+    ]
 }
 
 /// Fresh secrets from the operating system's generator.

@@ -19,11 +19,40 @@ use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use futures::FutureExt;
 use futures::future::Shared;
+use tokio::sync::oneshot;
+use tracing::Instrument;
 
-/// A read's answer, shared by everyone who waited for it.
-type Flight<V> = Shared<Pin<Box<dyn Future<Output = Arc<V>> + Send>>>;
+/// A read's answer, shared by everyone who waited for it, or why there is none (the read
+/// panicked, or was dropped unfinished). Never a panic inside the shared future itself: a
+/// `Shared` that panics wakes none of its other waiters.
+type Flight<V> = Shared<Pin<Box<dyn Future<Output = Answer<V>> + Send>>>;
+
+/// A read's value, or why it has none.
+type Answer<V> = Result<Arc<V>, Arc<str>>;
+
+/// The flight that resolves when `answered` does.
+fn flight_of<V: Send + Sync + 'static>(answered: oneshot::Receiver<Answer<V>>) -> Flight<V> {
+    let answer: Pin<Box<dyn Future<Output = Answer<V>> + Send>> = Box::pin(async move {
+        answered
+            .await
+            .unwrap_or_else(|_| Err(Arc::from("the read was dropped unfinished")))
+    });
+    answer.shared()
+}
+
+/// The text of a panic's payload, as `std` prints it.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
 
 /// The reads of one key: the one running and the one waiting to start after it, each with an
 /// identity so an ending read clears only its own slot.
@@ -40,7 +69,7 @@ pub struct FreshReads<K, V> {
 
 struct Inner<K, V> {
     slots: Mutex<HashMap<K, Slots<V>>>,
-    next_flight: std::sync::atomic::AtomicU64,
+    next_flight: AtomicU64,
 }
 
 impl<K, V> Clone for FreshReads<K, V> {
@@ -56,7 +85,7 @@ impl<K, V> Default for FreshReads<K, V> {
         Self {
             inner: Arc::new(Inner {
                 slots: Mutex::new(HashMap::new()),
-                next_flight: std::sync::atomic::AtomicU64::new(0),
+                next_flight: AtomicU64::new(0),
             }),
         }
     }
@@ -94,63 +123,80 @@ where
     /// The answer of a read of `key` that starts after this call: the queued read if there is
     /// one, else a new read queued behind the running one, else a new read started now. `read`
     /// is called only when this call is the one that starts a read; everyone sharing it must
-    /// have asked for the same thing, which is what `key` has to say.
+    /// have asked for the same thing, which is what `key` has to say. The read runs in the
+    /// tracing span of the request that started it.
     ///
     /// Must be called within a tokio runtime (reads run as spawned tasks).
+    ///
+    /// # Panics
+    /// When the read panicked, or was dropped unfinished because its runtime shut down: every
+    /// waiter fails as it would have had it read alone.
     pub async fn read<F, Fut>(&self, key: K, read: F) -> Arc<V>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = V> + Send + 'static,
     {
-        let flight = {
+        let (flight, start) = {
             let mut slots = self.slots();
             let slot = slots.entry(key.clone()).or_insert(Slots {
                 running: None,
                 queued: None,
             });
             if let Some((_, queued)) = &slot.queued {
-                queued.clone()
+                (queued.clone(), None)
             } else {
-                let id = self
-                    .inner
-                    .next_flight
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let id = self.inner.next_flight.fetch_add(1, Ordering::Relaxed);
                 let ahead = slot.running.as_ref().map(|(_, running)| running.clone());
-                let flight = self.spawn_flight(key, id, ahead, read);
-                if slot.running.is_some() {
+                let (answer, answered) = oneshot::channel();
+                let flight = flight_of(answered);
+                if ahead.is_some() {
                     slot.queued = Some((id, flight.clone()));
                 } else {
                     slot.running = Some((id, flight.clone()));
                 }
-                flight
+                (flight, Some((id, ahead, answer)))
             }
         };
-        flight.await
+        // Spawned after the lock is released: a task dropped at once (its runtime shutting
+        // down) clears its slot through the same lock.
+        if let Some((id, ahead, answer)) = start {
+            self.spawn_read(key, id, ahead, read, answer);
+        }
+        match flight.await {
+            Ok(answer) => answer,
+            Err(failure) => panic!("a shared read failed: {failure}"),
+        }
     }
 
     /// Spawns the read `id` of `key`: it first waits for `ahead` (the running read it queued
-    /// behind), then takes the running slot, reads, and clears its slot when done.
-    fn spawn_flight<F, Fut>(&self, key: K, id: u64, ahead: Option<Flight<V>>, read: F) -> Flight<V>
-    where
+    /// behind), then takes the running slot, reads, sends its answer (or why it has none) and
+    /// clears its slot.
+    fn spawn_read<F, Fut>(
+        &self,
+        key: K,
+        id: u64,
+        ahead: Option<Flight<V>>,
+        read: F,
+        answer: oneshot::Sender<Answer<V>>,
+    ) where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = V> + Send + 'static,
     {
-        let this = self.clone();
-        let task = tokio::spawn(async move {
-            // Clears this read's slot however the read ends, panics included, so a failed read
-            // never leaves its key blocked.
-            let _finish = FinishOnDrop {
-                reads: this.clone(),
-                key: key.clone(),
-                id,
-            };
+        // Made before the task, so the slot is cleared however the task ends: finished,
+        // panicked, or dropped before it ever ran.
+        let finish = FinishOnDrop {
+            reads: self.clone(),
+            key,
+            id,
+        };
+        let task = async move {
             if let Some(ahead) = ahead {
-                // The read ahead's panic is its own waiters' business; this read goes on.
-                let _ = std::panic::AssertUnwindSafe(ahead).catch_unwind().await;
+                // Whatever the read ahead answered is its own waiters' business.
+                let _ = ahead.await;
                 // The read ahead cleared its slot when it ended; this one is running now, so
                 // later arrivals queue behind it.
-                let mut slots = this.slots();
-                if let Some(slot) = slots.get_mut(&key)
+                let mut slots = finish.reads.slots();
+                if let Some(slot) = slots.get_mut(&finish.key)
                     && slot
                         .queued
                         .as_ref()
@@ -159,20 +205,16 @@ where
                     slot.running = slot.queued.take();
                 }
             }
-            Arc::new(read().await)
-        });
-        let answer: Pin<Box<dyn Future<Output = Arc<V>> + Send>> = Box::pin(async move {
-            match task.await {
-                Ok(answer) => answer,
-                // The read panicked (or the runtime is shutting down): so do its waiters, as
-                // they would have had they read alone.
-                Err(error) => match error.try_into_panic() {
-                    Ok(panic) => std::panic::resume_unwind(panic),
-                    Err(_) => panic!("a shared read was cancelled: the runtime is shutting down"),
-                },
-            }
-        });
-        answer.shared()
+            let outcome = match AssertUnwindSafe(read()).catch_unwind().await {
+                Ok(value) => Ok(Arc::new(value)),
+                Err(panic) => Err(Arc::from(panic_message(panic.as_ref()))),
+            };
+            // The slot is cleared before anyone hears the answer, so a request that arrives
+            // after it queues behind nothing stale.
+            drop(finish);
+            let _ = answer.send(outcome);
+        };
+        drop(tokio::spawn(task.instrument(tracing::Span::current())));
     }
 
     /// Clears read `id`'s slot; forgets `key` once nothing of it is running or queued.
@@ -319,46 +361,88 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_waiter_that_goes_away_does_not_stop_the_read_for_the_others() {
+    async fn a_read_whose_only_waiter_goes_away_still_runs_to_its_end() {
         let reads_done = Arc::new(AtomicUsize::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
         let source = Arc::new(AtomicUsize::new(7));
         let gate = Arc::new(Semaphore::new(0));
         let fresh: FreshReads<&str, usize> = FreshReads::new();
         let leaving = tokio::spawn({
             let fresh = fresh.clone();
             let read = gated_read(&reads_done, &source, &gate);
-            async move { *fresh.read("page", read).await }
+            let finished = finished.clone();
+            async move {
+                *fresh
+                    .read("page", move || async move {
+                        let value = read().await;
+                        finished.fetch_add(1, Ordering::SeqCst);
+                        value
+                    })
+                    .await
+            }
         });
         while reads_done.load(Ordering::SeqCst) == 0 {
             tokio::task::yield_now().await;
         }
         leaving.abort();
-        let staying = tokio::spawn({
-            let fresh = fresh.clone();
-            let read = gated_read(&reads_done, &source, &gate);
-            async move { *fresh.read("page", read).await }
-        });
-        gate.add_permits(2);
-        assert_eq!(staying.await.expect("staying"), 7);
+        assert!(leaving.await.is_err_and(|error| error.is_cancelled()));
+        gate.add_permits(1);
+        while fresh.keys_in_flight() > 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            1,
+            "the read ran to its end with nobody waiting, and then forgot its key"
+        );
+        // The next request starts a read of its own.
+        let staying = fresh.read("page", gated_read(&reads_done, &source, &gate));
+        gate.add_permits(1);
+        assert_eq!(*staying.await, 7);
         assert_eq!(reads_done.load(Ordering::SeqCst), 2);
-        assert_eq!(fresh.keys_in_flight(), 0);
     }
 
-    #[tokio::test]
-    async fn a_read_that_panics_fails_its_waiters_and_leaves_the_key_usable() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_that_panics_fails_every_waiter_and_the_read_queued_behind_it_still_answers() {
         let fresh: FreshReads<&str, u32> = FreshReads::new();
+        let (release, released) = oneshot::channel::<()>();
         let failing = tokio::spawn({
             let fresh = fresh.clone();
             async move {
                 *fresh
-                    .read("page", || async {
+                    .read("page", move || async move {
+                        released.await.ok();
                         panic!("the store fell over");
                     })
                     .await
             }
         });
-        assert!(failing.await.is_err(), "the waiter shares the read's panic");
+        while fresh.keys_in_flight() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Eight requests arrive while the failing read runs: they share the read queued
+        // behind it, which must still run and answer all of them.
+        let queued: Vec<_> = (0..8)
+            .map(|_| {
+                let fresh = fresh.clone();
+                tokio::spawn(async move { *fresh.read("page", || async { 3 }).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        release.send(()).expect("release");
+        // A bound on a hang, not a wait for the outcome.
+        let bound = std::time::Duration::from_secs(30);
+        let failed = tokio::time::timeout(bound, failing)
+            .await
+            .expect("the failing read's waiter is told, not left hanging");
+        assert!(failed.is_err_and(|error| error.is_panic()));
+        for waiter in queued {
+            let answer = tokio::time::timeout(bound, waiter)
+                .await
+                .expect("a queued waiter is answered, not left hanging");
+            assert_eq!(answer.expect("no panic"), 3);
+        }
         assert_eq!(fresh.keys_in_flight(), 0);
-        assert_eq!(*fresh.read("page", || async { 3 }).await, 3);
+        assert_eq!(*fresh.read("page", || async { 4 }).await, 4);
     }
 }

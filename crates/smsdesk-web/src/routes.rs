@@ -28,7 +28,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ErrorCode, store_error};
 use crate::query::QueryParams;
-use crate::state::WebState;
+use crate::state::{ListPageBody, WebState};
 use crate::webhooks;
 
 pub(crate) type Query = web::Query<Vec<(String, String)>>;
@@ -475,14 +475,6 @@ fn next_page_url_from(base: &str, pairs: &[(String, String)], next: &str) -> Str
     query.append_pair("cursor", next);
     format!("{base}?{}", query.finish())
 }
-
-/// Identical list requests of one team at the same time share one read and one JSON body
-/// ([`crate::coalesce`]): the key is the team and everything the body depends on, the base URL
-/// (for the `next` link) and the query string as sent.
-pub(crate) type ListPageKey = (TeamId, String);
-
-/// A page of the list as the JSON body every sharer is sent, or the error they all get.
-pub(crate) type ListPageBody = Result<Bytes, ApiError>;
 
 async fn list_messages(
     state: web::Data<WebState>,

@@ -5,8 +5,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::web::Bytes;
 use async_trait::async_trait;
-use smsdesk_domain::RefreshPolicy;
 use smsdesk_domain::changes::{ChangeNotifier, FanOut, LogPosition};
 use smsdesk_domain::ports::{
     ApiKeyAuthenticator, ApiKeyRepository, CallbackInbox, ChangeLog, Clock, IdempotencyStore,
@@ -20,14 +20,15 @@ use smsdesk_domain::services::{
 use smsdesk_domain::summary::SummarizeDelivery;
 use smsdesk_domain::sweep::{SweepPolicy, TrafficEstimates};
 use smsdesk_domain::webhooks::UrlPolicy;
+use smsdesk_domain::{RefreshPolicy, TeamId};
 
 use crate::auth::KeyCache;
 use crate::coalesce::FreshReads;
 use crate::consequences::ServiceConsequences;
 use crate::edge::EdgeRateLimiter;
+use crate::error::ApiError;
 use crate::events::{FleetDoorbell, MessageEvents};
 use crate::metrics::{MeteredSmsProvider, Metrics};
-use crate::routes::{ListPageBody, ListPageKey};
 
 /// Whether the service can do its work (for `/readyz`); the app implements it over the database.
 #[async_trait]
@@ -187,6 +188,14 @@ pub struct WebPorts {
     /// Where endpoints' signing secrets come from.
     pub secrets: Arc<dyn SecretGenerator>,
 }
+
+/// Identical list requests of one team at the same time share one read and one JSON body
+/// ([`crate::coalesce`]): the key is the team and everything the body depends on, the base URL
+/// (for the `next` link) and the query string as sent.
+pub(crate) type ListPageKey = (TeamId, String);
+
+/// A page of the list as the JSON body every sharer is sent, or the error they all get.
+pub(crate) type ListPageBody = Result<Bytes, ApiError>;
 
 /// Everything the handlers share. Cheap to clone (one `Arc`); build one per process and clone it
 /// into each worker's `App`.
