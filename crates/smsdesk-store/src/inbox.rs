@@ -13,12 +13,9 @@ use smsdesk_domain::{
 };
 
 use crate::error::{corrupt, repo_err};
+use crate::messages::observation_values;
 use crate::schema::ParkedCallbacks;
 use crate::store::{Store, execute, stored_time};
-
-fn to_i64(value: Option<u32>) -> Option<i64> {
-    value.map(i64::from)
-}
 
 fn get<T: sea_orm::TryGetable>(
     row: &sea_orm::QueryResult,
@@ -75,7 +72,6 @@ impl CallbackInbox for Store {
         sid: &MessageSid,
         observation: StatusObservation,
     ) -> Result<(), RepositoryError> {
-        let state = &observation.state;
         let insert = Query::insert()
             .into_table(ParkedCallbacks::Table)
             .columns(
@@ -83,18 +79,12 @@ impl CallbackInbox for Store {
                     .into_iter()
                     .chain(PARKED_OBSERVATION_COLUMNS),
             )
-            .values_panic([
-                team.get().into(),
-                sid.as_str().into(),
-                state.status.as_str().into(),
-                to_i64(state.error_code).into(),
-                state.error_message.clone().into(),
-                to_i64(state.num_segments).into(),
-                state.price.clone().into(),
-                state.price_unit.clone().into(),
-                observation.source.as_str().into(),
-                stored_time(observation.observed_at).into(),
-            ])
+            .values_panic(
+                [team.get().into(), sid.as_str().into()]
+                    .into_iter()
+                    .chain(observation_values(&observation))
+                    .map(Expr::val),
+            )
             .on_conflict(
                 OnConflict::columns([
                     ParkedCallbacks::TeamId,
@@ -106,7 +96,7 @@ impl CallbackInbox for Store {
             )
             .to_owned();
         execute(self.writer(), &insert).await.map_err(repo_err)?;
-        tracing::debug!(%sid, %team, status = %state.status.as_str(), "callback parked");
+        tracing::debug!(%sid, %team, status = %observation.state.status.as_str(), "callback parked");
         Ok(())
     }
 

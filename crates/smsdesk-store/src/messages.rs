@@ -86,21 +86,16 @@ pub(crate) const NEW_MESSAGE_COLUMNS: [SmsMessages; 16] = [
 
 /// A new message row's values, in the order of [`NEW_MESSAGE_COLUMNS`]; `updated_at` is the
 /// first observation's time.
-pub(crate) fn new_message_values(message: &NewMessage) -> [Expr; 16] {
-    let state = &message.first_observation.state;
-    [
+pub(crate) fn new_message_values(message: &NewMessage) -> Vec<Expr> {
+    let parties: [sea_orm::Value; 6] = [
         message.sid.as_str().into(),
         message.team_id.get().into(),
         message.direction.as_str().into(),
         message.from.as_str().into(),
         message.to.as_str().into(),
         message.body.as_str().into(),
-        state.status.as_str().into(),
-        to_i64(state.error_code).into(),
-        state.error_message.clone().into(),
-        to_i64(state.num_segments).into(),
-        state.price.clone().into(),
-        state.price_unit.clone().into(),
+    ];
+    let rest: [sea_orm::Value; 4] = [
         message.account_sid.as_str().into(),
         stored_time(message.created_at).into(),
         stored_time(message.first_observation.observed_at).into(),
@@ -109,7 +104,36 @@ pub(crate) fn new_message_values(message: &NewMessage) -> [Expr; 16] {
             .as_ref()
             .map(MessageReference::as_str)
             .into(),
+    ];
+    parties
+        .into_iter()
+        .chain(state_values(&message.first_observation.state))
+        .chain(rest)
+        .map(Expr::val)
+        .collect()
+}
+
+/// A delivery state's values (status, error code and text, segments, price and its unit), in
+/// the order every table that stores one (messages, history, parked callbacks) lists them.
+pub(crate) fn state_values(state: &DeliveryState) -> [sea_orm::Value; 6] {
+    [
+        state.status.as_str().into(),
+        to_i64(state.error_code).into(),
+        state.error_message.clone().into(),
+        to_i64(state.num_segments).into(),
+        state.price.clone().into(),
+        state.price_unit.clone().into(),
     ]
+}
+
+/// An observation's values: its state's ([`state_values`]), then its source and time.
+pub(crate) fn observation_values(
+    observation: &StatusObservation,
+) -> impl Iterator<Item = sea_orm::Value> {
+    state_values(&observation.state).into_iter().chain([
+        observation.source.as_str().into(),
+        stored_time(observation.observed_at).into(),
+    ])
 }
 
 fn to_i64(value: Option<u32>) -> Option<i64> {
@@ -334,19 +358,11 @@ const EVENT_COLUMNS: [MessageStatusEvents; 9] = [
 
 /// A history row's values after its message id, in [`EVENT_COLUMNS`] order: what every way of
 /// inserting history rows writes.
-fn history_values(observation: &StatusObservation, applied: bool) -> [sea_orm::Value; 9] {
-    let state = &observation.state;
-    [
-        state.status.as_str().into(),
-        to_i64(state.error_code).into(),
-        state.error_message.clone().into(),
-        to_i64(state.num_segments).into(),
-        state.price.clone().into(),
-        state.price_unit.clone().into(),
-        observation.source.as_str().into(),
-        stored_time(observation.observed_at).into(),
-        applied.into(),
-    ]
+fn history_values(
+    observation: &StatusObservation,
+    applied: bool,
+) -> impl Iterator<Item = sea_orm::Value> {
+    observation_values(observation).chain([applied.into()])
 }
 
 /// Inserts history rows with one multi-row INSERT per chunk.
