@@ -13,8 +13,9 @@
 //! The outcome is the one serial execution would give: inside the transaction the writes to one
 //! message run in the order their calls queued and each sees the writes before it, so the
 //! forward-only rule holds exactly as between separate transactions. The group's claims run
-//! first, each its own conditional UPDATE in queue order, so of two claims on one message in a
-//! group only the first is granted under a cool-down, as between separate transactions; claims
+//! first, decided together in queue order (`limiter::claim_group_in`: one read, the domain's
+//! cool-down rule claim by claim, one UPDATE), so of two claims on one message in a group only
+//! the first is granted under a cool-down, as between separate transactions; claims
 //! and status writes of one group were all in flight together, so either order is one a serial
 //! execution could have taken. If any call fails, the
 //! whole group is rolled back and each call runs again in a transaction of its own, so one
@@ -30,7 +31,7 @@ use smsdesk_domain::ports::{ObservationWrite, RepositoryError, WriteOutcome};
 use tokio::sync::oneshot;
 
 use crate::error::repo_err;
-use crate::limiter::{MessageClaim, claim_in};
+use crate::limiter::{MessageClaim, claim_group_in, claim_in};
 use crate::messages::{TeamWrites, apply_in};
 use crate::store::Store;
 
@@ -250,21 +251,22 @@ struct GroupAnswers {
 
 async fn together(store: &Store, group: &[Call]) -> Result<GroupAnswers, RepositoryError> {
     let tx = store.begin_write().await.map_err(repo_err)?;
-    let mut granted = std::collections::VecDeque::new();
+    let mut claims: Vec<&MessageClaim> = Vec::new();
     let mut calls: Vec<TeamWrites<'_>> = Vec::with_capacity(group.len());
     for call in group {
         match &call.work {
-            Work::Claim { claim, .. } => granted.push_back(
-                claim_in(&tx, store.backend(), claim)
-                    .await
-                    .map_err(repo_err)?,
-            ),
+            Work::Claim { claim, .. } => claims.push(claim),
             Work::Apply { team, writes, .. } => calls.push(TeamWrites {
                 team: *team,
                 writes,
             }),
         }
     }
+    let granted = if claims.is_empty() {
+        std::collections::VecDeque::new()
+    } else {
+        claim_group_in(&tx, &claims).await.map_err(repo_err)?.into()
+    };
     let outcomes = if calls.is_empty() {
         Vec::new()
     } else {

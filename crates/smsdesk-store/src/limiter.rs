@@ -3,7 +3,7 @@
 //! per (team, user) in `bulk_refresh_claims`, claimed by a conditional upsert. Either way the
 //! database decides, so of concurrent claimers exactly one wins, across replicas and restarts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -87,6 +87,90 @@ pub(crate) async fn claim_in(
         .iter()
         .map(|row| row.try_get::<String>("", "sid"))
         .collect()
+}
+
+/// The claims of one SQLite group transaction, decided together: one read of every claimed
+/// message's last claim, the domain's rule ([`CooldownClaim::decide`]) applied claim by claim in
+/// queue order (a claim granted earlier in the group is the next one's last claim, as between
+/// separate transactions), and one UPDATE stamping every granted message with its last granted
+/// claim's time. Two statements for the whole group instead of one per claim; the group's
+/// transaction holds the writer, so nothing changes between the read and the write. Returns
+/// each claim's granted SIDs, as [`claim_in`] does.
+pub(crate) async fn claim_group_in(
+    tx: &impl ConnectionTrait,
+    claims: &[&MessageClaim],
+) -> Result<Vec<Vec<String>>, sea_orm::DbErr> {
+    let mut teams: Vec<i64> = claims.iter().map(|claim| claim.team.get()).collect();
+    teams.sort_unstable();
+    teams.dedup();
+    let mut sids: Vec<&str> = claims
+        .iter()
+        .flat_map(|claim| claim.sids.iter().map(String::as_str))
+        .collect();
+    sids.sort_unstable();
+    sids.dedup();
+    let read = Query::select()
+        .columns([
+            SmsMessages::Id,
+            SmsMessages::TeamId,
+            SmsMessages::Sid,
+            SmsMessages::LastRefreshedAt,
+        ])
+        .from(SmsMessages::Table)
+        .and_where(Expr::col(SmsMessages::TeamId).is_in(teams))
+        .and_where(Expr::col(SmsMessages::Sid).is_in(sids))
+        .to_owned();
+    // (team, SID) -> (message id, last claim): only the team's own messages have a cool-down.
+    let mut last_claims: HashMap<(i64, String), (i64, Option<Timestamp>)> = HashMap::new();
+    for row in tx.query_all(&read).await? {
+        last_claims.insert(
+            (row.try_get("", "team_id")?, row.try_get("", "sid")?),
+            (
+                row.try_get("", "id")?,
+                row.try_get("", "last_refreshed_at")?,
+            ),
+        );
+    }
+    let mut stamped: BTreeMap<i64, Timestamp> = BTreeMap::new();
+    let granted = claims
+        .iter()
+        .map(|claim| {
+            claim
+                .sids
+                .iter()
+                .filter(|sid| {
+                    let Some((id, last)) = last_claims.get_mut(&(claim.team.get(), (*sid).clone()))
+                    else {
+                        return false;
+                    };
+                    if !CooldownClaim::decide(*last, claim.now, claim.cooldown).is_granted() {
+                        return false;
+                    }
+                    *last = Some(claim.now);
+                    stamped.insert(*id, claim.now);
+                    true
+                })
+                .cloned()
+                .collect()
+        })
+        .collect();
+    let mut stamps = stamped.iter();
+    if let Some((first, first_at)) = stamps.next() {
+        let mut at = Expr::case(Expr::col(SmsMessages::Id).eq(*first), Expr::val(*first_at));
+        for (id, when) in stamps {
+            at = at.case(Expr::col(SmsMessages::Id).eq(*id), Expr::val(*when));
+        }
+        let stamp = Query::update()
+            .table(SmsMessages::Table)
+            .value(
+                SmsMessages::LastRefreshedAt,
+                at.finally(Expr::col(SmsMessages::LastRefreshedAt)),
+            )
+            .and_where(Expr::col(SmsMessages::Id).is_in(stamped.keys().copied()))
+            .to_owned();
+        execute(tx, &stamp).await?;
+    }
+    Ok(granted)
 }
 
 #[async_trait]
