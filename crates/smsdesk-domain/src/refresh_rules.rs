@@ -145,8 +145,13 @@ impl CooldownClaim {
         let Some(last) = last_granted.filter(|_| !cooldown.is_zero()) else {
             return Self::Granted;
         };
-        let cooldown = chrono::Duration::from_std(cooldown).unwrap_or(chrono::Duration::MAX);
-        let available_at = last + cooldown;
+        let wait = chrono::Duration::from_std(cooldown).unwrap_or(chrono::Duration::MAX);
+        // A cool-down beyond the calendar's end never ends: denied for all of it.
+        let Some(available_at) = last.checked_add_signed(wait) else {
+            return Self::Denied {
+                retry_after_secs: cooldown.as_secs().max(1),
+            };
+        };
         if now >= available_at {
             return Self::Granted;
         }
@@ -191,6 +196,22 @@ mod tests {
         assert_eq!(
             CooldownClaim::decide(Some(later), now, Duration::ZERO),
             CooldownClaim::Granted
+        );
+    }
+
+    #[test]
+    fn a_cooldown_past_the_calendars_end_denies_for_all_of_it_without_panicking() {
+        let now = chrono::Utc::now();
+        assert_eq!(
+            CooldownClaim::decide(Some(now), now, Duration::from_secs(u64::MAX)),
+            CooldownClaim::Denied {
+                retry_after_secs: u64::MAX
+            }
+        );
+        assert_eq!(
+            CooldownClaim::decide(None, now, Duration::from_secs(u64::MAX)),
+            CooldownClaim::Granted,
+            "never claimed: nothing to wait for"
         );
     }
 

@@ -94,8 +94,9 @@ pub(crate) async fn claim_in(
 /// queue order (a claim granted earlier in the group is the next one's last claim, as between
 /// separate transactions), and one UPDATE stamping every granted message with its last granted
 /// claim's time. Two statements for the whole group instead of one per claim; the group's
-/// transaction holds the writer, so nothing changes between the read and the write. Returns
-/// each claim's granted SIDs, as [`claim_in`] does.
+/// transaction holds the writer, so nothing changes between the read and the write. That holds
+/// on SQLite only (`BEGIN IMMEDIATE`): on PostgreSQL the read would need row locks, and
+/// PostgreSQL never groups. Returns each claim's granted SIDs, as [`claim_in`] does.
 pub(crate) async fn claim_group_in(
     tx: &impl ConnectionTrait,
     claims: &[&MessageClaim],
@@ -154,11 +155,23 @@ pub(crate) async fn claim_group_in(
                 .collect()
         })
         .collect();
-    let mut stamps = stamped.iter();
-    if let Some((first, first_at)) = stamps.next() {
-        let mut at = Expr::case(Expr::col(SmsMessages::Id).eq(*first), Expr::val(*first_at));
-        for (id, when) in stamps {
-            at = at.case(Expr::col(SmsMessages::Id).eq(*id), Expr::val(*when));
+    // One branch per claim time (at most one per claim), not per message: the CASE stays
+    // short however many messages the group's claims name.
+    let mut by_time: BTreeMap<Timestamp, Vec<i64>> = BTreeMap::new();
+    for (id, when) in &stamped {
+        by_time.entry(*when).or_default().push(*id);
+    }
+    let mut branches = by_time.iter();
+    if let Some((first_at, first)) = branches.next() {
+        let mut at = Expr::case(
+            Expr::col(SmsMessages::Id).is_in(first.iter().copied()),
+            Expr::val(*first_at),
+        );
+        for (when, ids) in branches {
+            at = at.case(
+                Expr::col(SmsMessages::Id).is_in(ids.iter().copied()),
+                Expr::val(*when),
+            );
         }
         let stamp = Query::update()
             .table(SmsMessages::Table)

@@ -136,6 +136,15 @@ pub async fn claims_and_status_writes_arriving_together_keep_the_outcomes_of_a_s
             next: DeliveryState::new(MessageStatus::Delivered),
         }),
     };
+    // The lone claims each at a time of their own, as requests' clocks read: a group stamps
+    // each granted message with its own claim's time.
+    let claimed_at = |n: u32| {
+        at(if (2..=11).contains(&n) {
+            100 + i64::from(n)
+        } else {
+            100
+        })
+    };
     // All at once, as a burst of refreshes sends them (on a SQLite file they share group
     // transactions): ten claims racing for message 1, one claim and one status write for each
     // of messages 2 to 11, and five claims of team B's message made as team A.
@@ -145,7 +154,11 @@ pub async fn claims_and_status_writes_arriving_together_keep_the_outcomes_of_a_s
         .collect();
     let claims: Vec<_> = claimed
         .iter()
-        .map(|n| async move { store.claim_messages(a, &[sid(*n)], at(100), MINUTE).await })
+        .map(|n| async move {
+            store
+                .claim_messages(a, &[sid(*n)], claimed_at(*n), MINUTE)
+                .await
+        })
         .collect();
     let writes = (2..=11).map(|n| store.apply_observations(a, vec![deliver(n)]));
     let (claims, writes) = futures::join!(
@@ -187,7 +200,11 @@ pub async fn claims_and_status_writes_arriving_together_keep_the_outcomes_of_a_s
             .await
             .expect("readable")
             .expect("present");
-        assert_eq!(message.last_refreshed_at, Some(at(100)), "message {n}");
+        assert_eq!(
+            message.last_refreshed_at,
+            Some(claimed_at(n)),
+            "message {n}"
+        );
         if n > 1 {
             assert_eq!(message.delivery.status, MessageStatus::Delivered);
         }
