@@ -8,6 +8,7 @@ pub mod api_keys;
 mod apply;
 pub mod callback;
 pub mod integration;
+pub mod recent_integrations;
 pub mod reconcile;
 pub mod refresh;
 pub mod retention;
@@ -17,12 +18,13 @@ pub mod webhooks;
 pub use crate::access::TeamAdmin;
 pub use api_keys::{ManageApiKeys, ManageApiKeysError};
 pub use callback::{
-    ApplyStatusCallback, CallbackOutcome, INTEGRATION_FRESH_FOR, InboundSms, ReceiveOutcome,
-    ReceiveSms, RecentIntegrations, SignedBy, StatusCallback, WebhookError,
+    ApplyStatusCallback, CallbackOutcome, InboundSms, ReceiveOutcome, ReceiveSms, SignedBy,
+    StatusCallback, WebhookError,
 };
 pub use integration::{
     ConfigureIntegration, ConfigureIntegrationError, IntegrationField, IntegrationSettings,
 };
+pub use recent_integrations::{INTEGRATION_FRESH_FOR, RecentIntegrations};
 pub use reconcile::{Reconcile, ReconcilePolicy, ReconcileReport};
 pub use refresh::{
     FailureReason, MessageOutcome, OutcomeKind, RefreshAnswer, RefreshError, RefreshOneError,
