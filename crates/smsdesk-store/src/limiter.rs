@@ -89,6 +89,14 @@ pub(crate) async fn claim_in(
         .collect()
 }
 
+/// A claimed message as [`claim_group_in`] decides it.
+struct ClaimedRow {
+    team: i64,
+    id: i64,
+    last: Option<Timestamp>,
+    stamped: bool,
+}
+
 /// The claims of one SQLite group transaction, decided together: one read of every claimed
 /// message's last claim, the domain's rule ([`CooldownClaim::decide`]) applied claim by claim in
 /// queue order (a claim granted earlier in the group is the next one's last claim, as between
@@ -121,18 +129,20 @@ pub(crate) async fn claim_group_in(
         .and_where(Expr::col(SmsMessages::TeamId).is_in(teams))
         .and_where(Expr::col(SmsMessages::Sid).is_in(sids))
         .to_owned();
-    // (team, SID) -> (message id, last claim): only the team's own messages have a cool-down.
-    let mut last_claims: HashMap<(i64, String), (i64, Option<Timestamp>)> = HashMap::new();
+    // By SID (unique across teams): the owner, the message id, its last claim and whether this
+    // group stamps it. Only a team's own messages have a cool-down.
+    let mut claimed: HashMap<String, ClaimedRow> = HashMap::new();
     for row in tx.query_all(&read).await? {
-        last_claims.insert(
-            (row.try_get("", "team_id")?, row.try_get("", "sid")?),
-            (
-                row.try_get("", "id")?,
-                row.try_get("", "last_refreshed_at")?,
-            ),
+        claimed.insert(
+            row.try_get("", "sid")?,
+            ClaimedRow {
+                team: row.try_get("", "team_id")?,
+                id: row.try_get("", "id")?,
+                last: row.try_get("", "last_refreshed_at")?,
+                stamped: false,
+            },
         );
     }
-    let mut stamped: BTreeMap<i64, Timestamp> = BTreeMap::new();
     let granted = claims
         .iter()
         .map(|claim| {
@@ -140,15 +150,17 @@ pub(crate) async fn claim_group_in(
                 .sids
                 .iter()
                 .filter(|sid| {
-                    let Some((id, last)) = last_claims.get_mut(&(claim.team.get(), (*sid).clone()))
+                    let Some(row) = claimed
+                        .get_mut(sid.as_str())
+                        .filter(|row| row.team == claim.team.get())
                     else {
                         return false;
                     };
-                    if !CooldownClaim::decide(*last, claim.now, claim.cooldown).is_granted() {
+                    if !CooldownClaim::decide(row.last, claim.now, claim.cooldown).is_granted() {
                         return false;
                     }
-                    *last = Some(claim.now);
-                    stamped.insert(*id, claim.now);
+                    row.last = Some(claim.now);
+                    row.stamped = true;
                     true
                 })
                 .cloned()
@@ -156,10 +168,13 @@ pub(crate) async fn claim_group_in(
         })
         .collect();
     // One branch per claim time (at most one per claim), not per message: the CASE stays
-    // short however many messages the group's claims name.
+    // short however many messages the group's claims name. A message claimed twice keeps the
+    // later time, its `last` now.
     let mut by_time: BTreeMap<Timestamp, Vec<i64>> = BTreeMap::new();
-    for (id, when) in &stamped {
-        by_time.entry(*when).or_default().push(*id);
+    for row in claimed.values().filter(|row| row.stamped) {
+        if let Some(last) = row.last {
+            by_time.entry(last).or_default().push(row.id);
+        }
     }
     let mut branches = by_time.iter();
     if let Some((first_at, first)) = branches.next() {
@@ -179,7 +194,7 @@ pub(crate) async fn claim_group_in(
                 SmsMessages::LastRefreshedAt,
                 at.finally(Expr::col(SmsMessages::LastRefreshedAt)),
             )
-            .and_where(Expr::col(SmsMessages::Id).is_in(stamped.keys().copied()))
+            .and_where(Expr::col(SmsMessages::Id).is_in(by_time.values().flatten().copied()))
             .to_owned();
         execute(tx, &stamp).await?;
     }

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use sea_orm::sea_query::{
-    Alias, CommonTableExpression, Condition, Expr, ExprTrait, LockBehavior, LockType, Order, Query,
-    SelectStatement, UpdateStatement, WithClause,
+    Alias, CommonTableExpression, Condition, Expr, ExprTrait, InsertStatement, LockBehavior,
+    LockType, Order, Query, SelectStatement, UpdateStatement, WithClause,
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, Statement, TransactionTrait};
 use smsdesk_domain::ports::{
@@ -374,10 +374,7 @@ async fn insert_events<C: ConnectionTrait>(
     // transaction. Teams without endpoints (most writes) cost one indexed read.
     let endpoints = webhooks::subscribed_endpoints(conn, events).await?;
     for chunk in events.chunks(EVENT_INSERT_CHUNK) {
-        let mut insert = Query::insert();
-        insert
-            .into_table(MessageStatusEvents::Table)
-            .columns(std::iter::once(MessageStatusEvents::MessageId).chain(EVENT_COLUMNS));
+        let mut insert = history_insert();
         for event in chunk {
             insert.values_panic(
                 std::iter::once(event.message_id.into())
@@ -808,7 +805,7 @@ pub(crate) async fn record_one_in_one_statement<C: ConnectionTrait>(
     team: TeamId,
     write: &ObservationWrite,
 ) -> Result<WriteOutcome, sea_orm::DbErr> {
-    let row = history_row_values(
+    let insert = history_insert_from(
         Query::select()
             .column(SmsMessages::Id)
             .from(SmsMessages::Table)
@@ -816,13 +813,7 @@ pub(crate) async fn record_one_in_one_statement<C: ConnectionTrait>(
             .and_where(Expr::col(SmsMessages::Sid).eq(write.sid.as_str())),
         &write.observation,
         false,
-    );
-    let insert = Query::insert()
-        .into_table(MessageStatusEvents::Table)
-        .columns(std::iter::once(MessageStatusEvents::MessageId).chain(EVENT_COLUMNS))
-        .select_from(row)
-        .map_err(|e| sea_orm::DbErr::Custom(format!("the history insert: {e}")))?
-        .to_owned();
+    )?;
     Ok(if execute(db, &insert).await? == 0 {
         WriteOutcome::Missing
     } else {
@@ -830,16 +821,27 @@ pub(crate) async fn record_one_in_one_statement<C: ConnectionTrait>(
     })
 }
 
-/// `select` (which names a message id first) with a history row's other columns for
-/// `observation` appended as values, in [`EVENT_COLUMNS`] order.
-fn history_row_values(
+/// An INSERT into the history naming its columns: the message id, then [`EVENT_COLUMNS`].
+fn history_insert() -> InsertStatement {
+    Query::insert()
+        .into_table(MessageStatusEvents::Table)
+        .columns(std::iter::once(MessageStatusEvents::MessageId).chain(EVENT_COLUMNS))
+        .to_owned()
+}
+
+/// The history rows `select` yields (it names message ids), each with `observation`'s values.
+fn history_insert_from(
     select: &mut SelectStatement,
     observation: &StatusObservation,
     applied: bool,
-) -> SelectStatement {
-    select
+) -> Result<InsertStatement, sea_orm::DbErr> {
+    let rows = select
         .exprs(history_values(observation, applied).map(Expr::val))
-        .to_owned()
+        .to_owned();
+    Ok(history_insert()
+        .select_from(rows)
+        .map_err(|e| sea_orm::DbErr::Custom(format!("the history insert: {e}")))?
+        .to_owned())
 }
 
 /// On PostgreSQL, one call with one change (a status callback, a single refresh) is one
@@ -861,22 +863,17 @@ pub(crate) async fn apply_one_change_in_one_statement<C: ConnectionTrait>(
         .returning_col(SmsMessages::Id)
         .to_owned();
     let observation = &write.observation;
-    let history_row = history_row_values(
+    let history = history_insert_from(
         Query::select()
             .column((changed.clone(), SmsMessages::Id))
             .from(changed.clone()),
         observation,
         true,
-    );
-    let history = Query::insert()
-        .into_table(MessageStatusEvents::Table)
-        .columns(std::iter::once(MessageStatusEvents::MessageId).chain(EVENT_COLUMNS))
-        .select_from(history_row)
-        .map_err(|e| sea_orm::DbErr::Custom(format!("the history insert: {e}")))?
-        .returning(
-            Query::returning().columns([MessageStatusEvents::Id, MessageStatusEvents::MessageId]),
-        )
-        .to_owned();
+    )?
+    .returning(
+        Query::returning().columns([MessageStatusEvents::Id, MessageStatusEvents::MessageId]),
+    )
+    .to_owned();
     let mut with = WithClause::new();
     with.cte(
         CommonTableExpression::new()

@@ -484,7 +484,7 @@ async fn list_messages(
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::with_repeatable(query.into_inner(), &LIST_PARAMETERS, &["status"])?;
     let query = parse_list_query(&params)?;
-    let body = shared_list_page(&state, requester.team_id, &req, &params, query).await?;
+    let body = shared_list_page(&state, requester.team_id, &req, params, query).await?;
     Ok(HttpResponse::Ok()
         .insert_header(header::ContentType::json())
         .body(body))
@@ -497,13 +497,12 @@ async fn shared_list_page(
     state: &WebState,
     team: TeamId,
     req: &HttpRequest,
-    params: &QueryParams,
+    params: QueryParams,
     query: MessageQuery,
 ) -> ListPageBody {
     let base = request_base_url(req);
     let key = (team, format!("{base}?{}", req.query_string()));
     let messages = state.messages().clone();
-    let pairs = params.pairs().to_vec();
     let body = state
         .list_pages()
         .read(key, move || async move {
@@ -516,7 +515,7 @@ async fn shared_list_page(
                 links: PageLinksDto {
                     next: next_cursor
                         .as_deref()
-                        .map(|next| next_page_url_from(&base, &pairs, next)),
+                        .map(|next| next_page_url_from(&base, params.pairs(), next)),
                 },
                 next_cursor,
                 messages: page.messages.into_iter().map(MessageDto::from).collect(),

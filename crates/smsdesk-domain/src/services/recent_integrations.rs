@@ -87,17 +87,6 @@ impl RecentIntegrations {
             .await
     }
 
-    /// Reads the team's integration from the port now, and remembers a found one.
-    ///
-    /// # Errors
-    /// As [`IntegrationRepository::for_team`].
-    pub async fn for_team_now(
-        &self,
-        team: TeamId,
-    ) -> Result<Option<TwilioIntegration>, RepositoryError> {
-        self.read_now(IntegrationKey::Team(team)).await
-    }
-
     /// The integration `key` names, read from the port now, or from memory while fresh.
     async fn read(
         &self,
