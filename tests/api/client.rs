@@ -202,10 +202,21 @@ async fn delivery_webhooks_reach_a_real_receiver_signed_in_order_and_listed() {
         );
     }
 
-    let page = client
-        .webhook_deliveries(&endpoint, None)
-        .await
-        .expect("listed");
+    // The receiver answers before the worker records that answer: wait (bounded) until the
+    // listing has caught up with what the receiver saw.
+    let caught_up = std::time::Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let page = client
+            .webhook_deliveries(&endpoint, None)
+            .await
+            .expect("listed");
+        let recorded = page.deliveries.iter().all(|d| !d.attempts.is_empty());
+        if recorded || std::time::Instant::now() > caught_up {
+            break page;
+        }
+        // A polling interval, not a wait for the outcome.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(page.deliveries.len(), 3, "{page:?}");
     for delivery in &page.deliveries {
         assert_eq!(delivery.status, "delivered", "{delivery:?}");
