@@ -42,6 +42,10 @@
 //! ```
 
 pub mod admin;
+mod batched_claims;
+mod batched_finds;
+mod batched_writes;
+mod batches;
 #[cfg(feature = "bench-support")]
 pub mod bench_support;
 pub mod change_log;

@@ -23,6 +23,12 @@ fn threshold(now: Timestamp, cooldown: Duration) -> Timestamp {
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
 }
 
+/// The latest last-claim time that lets a claim at `now` through, as stored; `None` when there
+/// is no cool-down and every claim goes through (`CooldownClaim::decide`'s rule).
+pub(crate) fn cutoff(now: Timestamp, cooldown: Duration) -> Option<Timestamp> {
+    (!cooldown.is_zero()).then(|| stored_time(threshold(now, cooldown)))
+}
+
 /// A denial computed from the stored time. The conditional write already refused the claim, so
 /// if the arithmetic disagrees (clock skew between replicas) the answer is still a denial.
 fn denial(last: Option<Timestamp>, now: Timestamp, cooldown: Duration) -> CooldownClaim {
@@ -225,11 +231,18 @@ impl RefreshLimiter for Store {
         };
         // On a SQLite file the claim joins the group commit: one write transaction for the
         // claims and status writes that arrive together, instead of a commit of its own.
-        let granted = match self.group_commit() {
-            Some(group) => group.claim(self, claim).await?,
-            None => claim_in(self.writer(), self.backend(), &claim)
+        // On PostgreSQL a single refresh's claim shares a statement with the claims that arrive
+        // together (`batched_claims`).
+        let granted = if let Some(group) = self.group_commit() {
+            group.claim(self, claim).await?
+        } else if let Some(batches) = self.batches()
+            && claim.sids.len() == 1
+        {
+            batches.claims.call(self, claim).await?
+        } else {
+            claim_in(self.writer(), self.backend(), &claim)
                 .await
-                .map_err(repo_err)?,
+                .map_err(repo_err)?
         };
 
         let refused: Vec<&str> = wanted

@@ -24,6 +24,7 @@ use smsdesk_domain::{
     Timestamp,
 };
 
+use crate::batched_finds::FindCall;
 use crate::cipher::{SecretCipher, is_encrypted};
 use crate::error::{StoreError, corrupt, repo_err, store_err};
 use crate::schema::{MessageStatusEvents, SmsMessages};
@@ -38,7 +39,7 @@ const EVENT_INSERT_CHUNK: usize = 200;
 
 /// Every column a message is read from: what it is written with, its last refresh and its
 /// redaction.
-fn select_messages() -> SelectStatement {
+pub(crate) fn select_messages() -> SelectStatement {
     Query::select()
         .columns(NEW_MESSAGE_COLUMNS)
         .columns([
@@ -253,6 +254,19 @@ const PAGE_COLUMNS: [&str; 19] = [
 /// A page of messages as SQLite aggregates it: one row holding a JSON array with one array of
 /// [`PAGE_COLUMNS`] per message. SQLx runs each SQLite connection on a thread of its own and
 /// hands every result row across a channel; one row instead of 51 saves those hand-offs.
+/// A message row and, when the query `asked`, whether its history holds the observation
+/// (`already_observed`).
+pub(crate) fn found_message(
+    row: &QueryResult,
+    cipher: &SecretCipher,
+    asked: bool,
+) -> Result<FoundMessage, RepositoryError> {
+    Ok(FoundMessage {
+        message: message_from_row(row, cipher)?,
+        already_observed: asked && get::<bool>(row, "already_observed")?,
+    })
+}
+
 fn aggregated_page(page: SelectStatement) -> SelectStatement {
     Query::select()
         .expr_as(
@@ -1001,6 +1015,24 @@ pub(crate) async fn apply_in(
 }
 
 impl Store {
+    /// `call` as one statement of its own: the message row by the team's SID and, when the
+    /// call asks, whether its history holds the observation ([`found_message_query`]).
+    pub(crate) async fn find_alone(
+        &self,
+        call: &FindCall,
+    ) -> Result<Option<FoundMessage>, RepositoryError> {
+        let query = match &call.observed {
+            Some((source, status)) => found_message_query(call.team, &call.sid, *source, status),
+            None => select_messages()
+                .and_where(Expr::col(SmsMessages::TeamId).eq(call.team.get()))
+                .and_where(Expr::col(SmsMessages::Sid).eq(call.sid.as_str()))
+                .to_owned(),
+        };
+        let row = self.reader.query_one(&query).await.map_err(repo_err)?;
+        row.map(|row| found_message(&row, &self.cipher, call.observed.is_some()))
+            .transpose()
+    }
+
     /// `writes` in a write transaction of their own; on PostgreSQL a single write is one
     /// statement instead, all or nothing as well.
     pub(crate) async fn apply_alone(
@@ -1098,13 +1130,16 @@ impl MessageRepository for Store {
         team: TeamId,
         sid: &MessageSid,
     ) -> Result<Option<Message>, RepositoryError> {
-        let query = select_messages()
-            .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
-            .and_where(Expr::col(SmsMessages::Sid).eq(sid.as_str()))
-            .to_owned();
-        let row = self.reader.query_one(&query).await.map_err(repo_err)?;
-        row.map(|row| message_from_row(&row, &self.cipher))
-            .transpose()
+        let call = FindCall {
+            team,
+            sid: sid.clone(),
+            observed: None,
+        };
+        let found = match self.batches() {
+            Some(batches) => batches.finds.call(self, call).await?,
+            None => self.find_alone(&call).await?,
+        };
+        Ok(found.map(|found| found.message))
     }
 
     async fn refresh_candidates(
@@ -1126,15 +1161,22 @@ impl MessageRepository for Store {
     async fn apply_observations(
         &self,
         team: TeamId,
-        writes: Vec<ObservationWrite>,
+        mut writes: Vec<ObservationWrite>,
     ) -> Result<Vec<WriteOutcome>, RepositoryError> {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
-        match self.group_commit() {
-            Some(group) => group.apply(self, team, writes).await,
-            None => self.apply_alone(team, &writes).await,
+        if let Some(group) = self.group_commit() {
+            return group.apply(self, team, writes).await;
         }
+        if let Some(batches) = self.batches()
+            && let [_] = writes.as_slice()
+            && let Some(write) = writes.pop()
+        {
+            let outcome = batches.writes.call(self, (team, write)).await?;
+            return Ok(vec![outcome]);
+        }
+        self.apply_alone(team, &writes).await
     }
 
     async fn history(
@@ -1215,14 +1257,15 @@ impl MessageRepository for Store {
         source: ObservationSource,
         status: &MessageStatus,
     ) -> Result<Option<FoundMessage>, RepositoryError> {
-        let query = found_message_query(team, sid, source, status);
-        let Some(row) = self.reader.query_one(&query).await.map_err(repo_err)? else {
-            return Ok(None);
+        let call = FindCall {
+            team,
+            sid: sid.clone(),
+            observed: Some((source, status.clone())),
         };
-        Ok(Some(FoundMessage {
-            message: message_from_row(&row, &self.cipher)?,
-            already_observed: get::<bool>(&row, "already_observed")?,
-        }))
+        match self.batches() {
+            Some(batches) => batches.finds.call(self, call).await,
+            None => self.find_alone(&call).await,
+        }
     }
 }
 

@@ -17,9 +17,14 @@ use sea_orm::{
 use smsdesk_domain::Timestamp;
 use smsdesk_migrations::{Migrator, MigratorTrait};
 
+use crate::batched_finds::FindCall;
+use crate::batched_writes::SingleWrite;
+use crate::batches::Batcher;
 use crate::cipher::SecretCipher;
 use crate::error::{StoreError, store_err};
 use crate::group_commit::GroupCommit;
+use crate::limiter::MessageClaim;
+use smsdesk_domain::ports::{FoundMessage, WriteOutcome};
 
 /// How long a SQLite writer waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,6 +61,26 @@ pub enum Backend {
     Postgres,
 }
 
+/// What shares statements on PostgreSQL ([`crate::batches`]).
+pub(crate) struct PostgresBatches {
+    /// Single writes: [`crate::batched_writes`].
+    pub(crate) writes: Batcher<SingleWrite, WriteOutcome>,
+    /// Reads of one message by SID: [`crate::batched_finds`].
+    pub(crate) finds: Batcher<FindCall, Option<FoundMessage>>,
+    /// Single-message cool-down claims: [`crate::batched_claims`].
+    pub(crate) claims: Batcher<MessageClaim, Vec<String>>,
+}
+
+impl PostgresBatches {
+    fn new() -> Self {
+        Self {
+            writes: crate::batched_writes::batcher(),
+            finds: crate::batched_finds::batcher(),
+            claims: crate::batched_claims::batcher(),
+        }
+    }
+}
+
 /// smsdesk's storage: implements `MessageRepository`, `IntegrationRepository`, `RefreshLimiter`,
 /// `ApiKeyAuthenticator` and `CallbackInbox`, plus the administrative functions. Cheap to clone (the pool and
 /// the cipher are shared).
@@ -67,6 +92,8 @@ pub struct Store {
     writer: DatabaseConnection,
     /// On a SQLite file, concurrent status writes share a transaction ([`crate::group_commit`]).
     group_commit: Option<Arc<GroupCommit>>,
+    /// On PostgreSQL, concurrent single writes, reads by SID and cool-down claims share statements.
+    batches: Option<Arc<PostgresBatches>>,
     pub(crate) cipher: Arc<SecretCipher>,
     backend: Backend,
 }
@@ -167,6 +194,7 @@ impl Store {
             reader,
             writer,
             group_commit: file.then(Arc::default),
+            batches: (backend == Backend::Postgres).then(|| Arc::new(PostgresBatches::new())),
             cipher: options.cipher,
             backend,
         };
@@ -263,6 +291,11 @@ impl Store {
     /// The group commit of a SQLite file, if this store has one.
     pub(crate) fn group_commit(&self) -> Option<&GroupCommit> {
         self.group_commit.as_deref()
+    }
+
+    /// On PostgreSQL, the batchers of single writes and reads by SID ([`crate::batches`]).
+    pub(crate) fn batches(&self) -> Option<&PostgresBatches> {
+        self.batches.as_deref()
     }
 
     /// The connection every write goes through (see the module's documentation).

@@ -13,5 +13,6 @@ crate::on_both_databases!(
     references_are_stored_and_every_list_filter_combines,
     status_counts_cover_the_teams_messages_created_in_the_window_by_current_status,
     find_with_observed_reads_the_message_and_whether_its_history_holds_a_source_and_status,
+    reads_arriving_together_answer_as_each_read_alone,
     forty_concurrent_status_writes_keep_the_outcomes_of_a_serial_order,
 );

@@ -702,6 +702,124 @@ pub async fn references_are_stored_and_every_list_filter_combines(subject: &dyn 
     }
 }
 
+pub async fn reads_arriving_together_answer_as_each_read_alone(subject: &dyn ContractSubject) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    let b = team(subject, "B").await;
+    for n in 1..=6_u32 {
+        let owner = if n % 2 == 0 { b } else { a };
+        stored(
+            store,
+            new_message(owner, n, Direction::OutboundApi, MessageStatus::Sent, at(0)),
+        )
+        .await;
+    }
+    let delivered = |n: u32| ObservationWrite {
+        sid: sid(n),
+        observation: observation(MessageStatus::Delivered, ObservationSource::Callback, at(1)),
+        change: Some(StateChange {
+            expected_status: MessageStatus::Sent,
+            expected_updated_at: None,
+            next: DeliveryState::new(MessageStatus::Delivered),
+        }),
+    };
+    for n in [1, 2] {
+        let owner = if n % 2 == 0 { b } else { a };
+        let written = store
+            .apply_observations(owner, vec![delivered(n)])
+            .await
+            .expect("writable");
+        assert_eq!(written, vec![WriteOutcome::Written]);
+    }
+    // Every kind of read by SID: its own team's and a stranger's messages, one nobody has, with
+    // and without asking about an observation its history holds (or does not).
+    // Who reads, which message, and the observation asked about (if any).
+    type Read = (TeamId, u32, Option<(ObservationSource, MessageStatus)>);
+    let mut reads: Vec<Read> = Vec::new();
+    for n in [1, 2, 3, 4, 5, 6, 99] {
+        for reader in [a, b] {
+            reads.push((reader, n, None));
+            reads.push((
+                reader,
+                n,
+                Some((ObservationSource::Callback, MessageStatus::Delivered)),
+            ));
+            reads.push((
+                reader,
+                n,
+                Some((ObservationSource::Poll, MessageStatus::Delivered)),
+            ));
+            reads.push((
+                reader,
+                n,
+                Some((ObservationSource::Send, MessageStatus::Sent)),
+            ));
+            reads.push((
+                reader,
+                n,
+                Some((ObservationSource::Send, MessageStatus::Delivered)),
+            ));
+        }
+    }
+    let read = |(reader, n, observed): (
+        TeamId,
+        u32,
+        Option<(ObservationSource, MessageStatus)>,
+    )| async move {
+        match observed {
+            Some((source, status)) => store
+                .find_with_observed(reader, &sid(n), source, &status)
+                .await
+                .expect("readable")
+                .map(|found| (found.message, Some(found.already_observed))),
+            None => store
+                .find(reader, &sid(n))
+                .await
+                .expect("readable")
+                .map(|message| (message, None)),
+        }
+    };
+    let together = futures::future::join_all(reads.iter().cloned().map(read)).await;
+    let mut alone = Vec::new();
+    for call in reads.iter().cloned() {
+        alone.push(read(call).await);
+    }
+    assert_eq!(
+        together, alone,
+        "a read among many answers as it does alone"
+    );
+    let found: Vec<_> = reads
+        .iter()
+        .zip(&alone)
+        .map(|(call, answer)| {
+            (
+                call.clone(),
+                answer
+                    .as_ref()
+                    .map(|(m, seen)| (m.delivery.status.clone(), *seen)),
+            )
+        })
+        .collect();
+    for ((reader, n, observed), answer) in found {
+        let owner = if n % 2 == 0 { b } else { a };
+        if n == 99 || reader != owner {
+            assert_eq!(answer, None, "message {n} is missing to another team");
+            continue;
+        }
+        let status = if n <= 2 {
+            MessageStatus::Delivered
+        } else {
+            MessageStatus::Sent
+        };
+        let seen = observed.map(|(source, asked)| match source {
+            ObservationSource::Callback => n <= 2 && asked == MessageStatus::Delivered,
+            ObservationSource::Send => asked == MessageStatus::Sent,
+            _ => false,
+        });
+        assert_eq!(answer, Some((status, seen)), "message {n} read by its team");
+    }
+}
+
 pub async fn forty_concurrent_status_writes_keep_the_outcomes_of_a_serial_order(
     subject: &dyn ContractSubject,
 ) {

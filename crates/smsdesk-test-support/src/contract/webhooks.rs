@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use smsdesk_domain::ports::{MessageRepository, ObservationWrite, StuckMessages};
+use smsdesk_domain::ports::{MessageRepository, ObservationWrite, StuckMessages, WriteOutcome};
 use smsdesk_domain::webhooks::{
     AfterAttempt, DeliveryAttempt, DeliveryStatus, DisabledReason, DueDelivery, EndpointId,
     EndpointPatch, EndpointUrl, EventSelection, NewEndpoint, UrlPolicy, WebhookEndpoint,
@@ -355,6 +355,233 @@ pub async fn a_single_change_alone_is_one_delivery_per_subscribed_enabled_endpoi
         "the change's history row and the recorded one; none for the stale or the stranger's \
          writes"
     );
+}
+
+pub async fn single_writes_arriving_together_keep_every_rule_of_a_write_alone(
+    subject: &dyn ContractSubject,
+) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    let b = team(subject, "B").await;
+    let statuses = endpoint(store, a, "statuses", STATUS_ONLY, true).await;
+    let inbound = endpoint(store, a, "inbound", RECEIVED_ONLY, true).await;
+    let disabled = endpoint(store, a, "disabled", EventSelection::ALL, false).await;
+    let others = endpoint(store, b, "other-team", EventSelection::ALL, true).await;
+    for n in 1..=20 {
+        outbound(store, a, n, 0).await;
+    }
+    outbound(store, b, 100, 0).await;
+    // The creations' deliveries, answered (a message's deliveries go out in order).
+    let created = claim(store, at(50)).await;
+    assert_eq!(created.len(), 21);
+    for delivery in created {
+        store
+            .webhooks()
+            .record_attempt(delivery.id, answered(200, 51), AfterAttempt::Delivered)
+            .await
+            .expect("recorded");
+    }
+
+    let mut calls: Vec<(TeamId, ObservationWrite)> = Vec::new();
+    // Messages 1 to 12: a change each, as a status callback would write it; 12's stored state
+    // is more than what was observed (the row keeps the state decided, history the observation).
+    for n in 1..=12 {
+        let mut write = change_write(n, MessageStatus::Queued, MessageStatus::Delivered, at(60));
+        if n == 12
+            && let Some(change) = write.change.as_mut()
+        {
+            change.next.price = Some("-0.0079".into());
+            change.next.price_unit = Some("USD".into());
+        }
+        calls.push((a, write));
+    }
+    // 13: decided from an older time, so a conflict; 14: from the stored time, so written.
+    for (n, read_at) in [(13, 5), (14, 0)] {
+        let mut write = change_write(n, MessageStatus::Queued, MessageStatus::Sent, at(61));
+        if let Some(change) = write.change.as_mut() {
+            change.expected_updated_at = Some(at(read_at));
+        }
+        calls.push((a, write));
+    }
+    // 15: a change from an inbound observation, told to the endpoint that wants received ones.
+    let mut received = change_write(15, MessageStatus::Queued, MessageStatus::Received, at(62));
+    received.observation.source = ObservationSource::Inbound;
+    calls.push((a, received));
+    // 16: decided from a status it no longer has; 17: only recorded.
+    calls.push((
+        a,
+        change_write(16, MessageStatus::Sent, MessageStatus::Delivered, at(63)),
+    ));
+    let mut recorded = change_write(17, MessageStatus::Queued, MessageStatus::Queued, at(64));
+    recorded.change = None;
+    calls.push((a, recorded.clone()));
+    // Strangers: B naming A's messages (a change and a record), A naming one nobody has.
+    calls.push((
+        b,
+        change_write(18, MessageStatus::Queued, MessageStatus::Sent, at(65)),
+    ));
+    let mut strangers_record = recorded.clone();
+    strangers_record.sid = sid(19);
+    calls.push((b, strangers_record));
+    calls.push((
+        a,
+        change_write(999, MessageStatus::Queued, MessageStatus::Sent, at(66)),
+    ));
+    // B's own change, and a second writer racing the first for message 1.
+    calls.push((
+        b,
+        change_write(100, MessageStatus::Queued, MessageStatus::Sent, at(67)),
+    ));
+    calls.push((
+        a,
+        change_write(1, MessageStatus::Queued, MessageStatus::Sent, at(68)),
+    ));
+
+    let outcomes: Vec<WriteOutcome> =
+        futures::future::join_all(calls.into_iter().map(|(owner, write)| async move {
+            store.apply_observations(owner, vec![write]).await
+        }))
+        .await
+        .into_iter()
+        .map(|outcome| outcome.expect("writable").pop().expect("one outcome"))
+        .collect();
+    let racers = [outcomes[0].clone(), outcomes[21].clone()];
+    let mut expected = vec![WriteOutcome::Written; 22];
+    expected[0] = racers[0].clone();
+    expected[12] = WriteOutcome::Conflict;
+    expected[15] = WriteOutcome::Conflict;
+    expected[16] = WriteOutcome::Recorded;
+    expected[17..=19].fill(WriteOutcome::Missing);
+    expected[21] = racers[1].clone();
+    assert_eq!(outcomes, expected);
+    assert!(
+        racers.contains(&WriteOutcome::Written) && racers.contains(&WriteOutcome::Conflict),
+        "of two writers racing for one status, one wins: {racers:?}"
+    );
+    let winner = if racers[0] == WriteOutcome::Written {
+        MessageStatus::Delivered
+    } else {
+        MessageStatus::Sent
+    };
+
+    let status_of = |owner: TeamId, n: u32| async move {
+        store
+            .find(owner, &sid(n))
+            .await
+            .expect("readable")
+            .expect("present")
+            .delivery
+            .status
+    };
+    assert_eq!(status_of(a, 1).await, winner);
+    for (n, status) in [
+        (2, MessageStatus::Delivered),
+        (12, MessageStatus::Delivered),
+        (13, MessageStatus::Queued),
+        (14, MessageStatus::Sent),
+        (15, MessageStatus::Received),
+        (16, MessageStatus::Queued),
+        (17, MessageStatus::Queued),
+        (18, MessageStatus::Queued),
+        (19, MessageStatus::Queued),
+    ] {
+        assert_eq!(status_of(a, n).await, status, "message {n}");
+    }
+    assert_eq!(status_of(b, 100).await, MessageStatus::Sent);
+    let decided = store
+        .find(a, &sid(12))
+        .await
+        .expect("readable")
+        .expect("present")
+        .delivery;
+    assert_eq!(
+        (decided.price.as_deref(), decided.price_unit.as_deref()),
+        (Some("-0.0079"), Some("USD")),
+        "the row holds the state the change decided"
+    );
+    let observed = store.history(a, &sid(12)).await.expect("readable");
+    assert_eq!(
+        observed
+            .last()
+            .map(|event| event.observation.state.price.clone()),
+        Some(None),
+        "the history holds what was observed"
+    );
+    let history = |n: u32| async move {
+        store
+            .history(a, &sid(n))
+            .await
+            .expect("readable")
+            .iter()
+            .map(|event| (event.observation.state.status.clone(), event.applied))
+            .collect::<Vec<_>>()
+    };
+    let created = (MessageStatus::Queued, true);
+    assert_eq!(
+        history(2).await,
+        vec![created.clone(), (MessageStatus::Delivered, true)]
+    );
+    assert_eq!(
+        history(17).await,
+        vec![created.clone(), (MessageStatus::Queued, false)],
+        "the recorded observation, not applied"
+    );
+    for untouched in [13, 16, 18, 19] {
+        assert_eq!(
+            history(untouched).await,
+            vec![created.clone()],
+            "message {untouched}: nothing for a conflict or a stranger"
+        );
+    }
+
+    // One delivery per applied change and enabled endpoint of its team that wants its event.
+    let told = claim(store, at(100)).await;
+    let to = |url: &EndpointUrl| {
+        let mut sids: Vec<String> = told
+            .iter()
+            .filter(|delivery| delivery.url == *url)
+            .map(|delivery| delivery.facts.sid.as_str().to_owned())
+            .collect();
+        sids.sort();
+        sids
+    };
+    let mut status_changes: Vec<String> = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14]
+        .map(|n| sid(n).as_str().to_owned())
+        .to_vec();
+    status_changes.sort();
+    assert_eq!(to(&statuses.url), status_changes);
+    assert_eq!(to(&inbound.url), vec![sid(15).as_str().to_owned()]);
+    assert_eq!(to(&others.url), vec![sid(100).as_str().to_owned()]);
+    assert_eq!(told.len(), 15, "none to the disabled endpoint: {told:?}");
+    for delivery in &told {
+        let stored = store
+            .find(
+                if delivery.url == others.url { b } else { a },
+                &delivery.facts.sid,
+            )
+            .await
+            .expect("readable")
+            .expect("present");
+        assert_eq!(
+            delivery.facts.state.status, stored.delivery.status,
+            "each delivery tells the status its change wrote"
+        );
+    }
+    // Nothing was kept back for the disabled endpoint either, to go out once it is enabled.
+    store
+        .webhooks()
+        .update_endpoint(
+            a,
+            disabled.id,
+            EndpointPatch {
+                enabled: Some(true),
+                ..EndpointPatch::default()
+            },
+            at(101),
+        )
+        .await
+        .expect("enabled");
+    assert!(claim(store, at(102)).await.is_empty());
 }
 
 pub async fn claims_are_leased_retried_on_time_dead_after_the_last_and_replayable(

@@ -1,0 +1,134 @@
+//! On PostgreSQL, concurrent reads of one message by SID (a status callback's
+//! `find_with_observed`, a single refresh's `find`) share one statement ([`crate::batches`]).
+//!
+//! Alone, a read is the one indexed statement it always was. When reads arrive together, a
+//! batch of them (at most [`MAX_BATCH`]) is one statement: each read's team and SID (and, for a
+//! callback, the observation it asks about) as an input row, each looked up by the same index
+//! and scoped to its own team, so another team's SID finds nothing, as alone. A read of a
+//! batch sees at least every write committed before the read was asked for: the batch's
+//! statement starts after every call in it was queued.
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use sea_orm::sea_query::{Expr, ExprTrait, PostgresQueryBuilder};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use smsdesk_domain::ports::{FoundMessage, RepositoryError};
+use smsdesk_domain::{MessageSid, MessageStatus, ObservationSource, TeamId};
+
+use crate::batches::{BatchAnswers, Batcher, together_or_alone};
+use crate::error::repo_err;
+use crate::messages::{found_message, select_messages};
+use crate::schema::SmsMessages;
+use crate::store::Store;
+
+/// The most reads one batch statement takes (5 parameters each).
+const MAX_BATCH: usize = 64;
+
+/// One caller's read: a team's message by SID and, for a callback, whether its history holds
+/// an observation of this source and status ([`FoundMessage::already_observed`]).
+pub(crate) struct FindCall {
+    pub(crate) team: TeamId,
+    pub(crate) sid: MessageSid,
+    pub(crate) observed: Option<(ObservationSource, MessageStatus)>,
+}
+
+/// The batcher of reads by SID.
+pub(crate) fn batcher() -> Batcher<FindCall, Option<FoundMessage>> {
+    Batcher::new(
+        MAX_BATCH,
+        |_| None,
+        |store, calls| Box::pin(async move { run(&store, calls).await }),
+    )
+}
+
+async fn run(store: &Store, calls: Vec<FindCall>) -> BatchAnswers<Option<FoundMessage>> {
+    together_or_alone(
+        calls.len(),
+        "reads by SID",
+        find_batch(store, &calls),
+        |index| store.find_alone(&calls[index]),
+    )
+    .await
+}
+
+/// The message columns [`select_messages`] reads, and the id, for one SID of the input rows:
+/// a lateral subquery, so the columns come from the one place that lists them.
+fn message_of_input() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        select_messages()
+            .column((SmsMessages::Table, SmsMessages::Id))
+            .and_where(
+                Expr::col((SmsMessages::Table, SmsMessages::TeamId))
+                    .eq(Expr::cust("input.team_id")),
+            )
+            .and_where(
+                Expr::col((SmsMessages::Table, SmsMessages::Sid)).eq(Expr::cust("input.sid")),
+            )
+            .to_string(PostgresQueryBuilder)
+    })
+}
+
+/// Reads `calls` in one statement; answers in their order.
+async fn find_batch(
+    store: &Store,
+    calls: &[FindCall],
+) -> Result<Vec<Option<FoundMessage>>, RepositoryError> {
+    let mut values: Vec<Value> = Vec::with_capacity(calls.len() * 5);
+    let mut sql = String::from("WITH input (i, team_id, sid, source, status) AS (VALUES ");
+    for (index, call) in calls.iter().enumerate() {
+        let (source, status) = call
+            .observed
+            .as_ref()
+            .map(|(source, status)| (source.as_str(), status.as_str()))
+            .unzip();
+        values.extend([
+            i64::try_from(index).unwrap_or(i64::MAX).into(),
+            call.team.get().into(),
+            call.sid.as_str().into(),
+            source.into(),
+            status.map(str::to_owned).into(),
+        ]);
+        let n = values.len();
+        let _ = write!(
+            sql,
+            "{}(${}::bigint, ${}::bigint, ${}::text, ${}::text, ${}::text)",
+            if index == 0 { "" } else { ", " },
+            n - 4,
+            n - 3,
+            n - 2,
+            n - 1,
+            n
+        );
+    }
+    let _ = write!(
+        sql,
+        ") SELECT input.i, m.*, EXISTS (SELECT 1 FROM message_status_events e \
+         WHERE e.message_id = m.id AND e.source = input.source AND e.status = input.status) \
+         AS already_observed FROM input CROSS JOIN LATERAL ({}) m",
+        message_of_input()
+    );
+    let rows = store
+        .reader
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await
+        .map_err(repo_err)?;
+    let mut found: Vec<Option<FoundMessage>> = calls.iter().map(|_| None).collect();
+    for row in &rows {
+        let index: i64 = row.try_get("", "i").map_err(repo_err)?;
+        let slot_index = usize::try_from(index).unwrap_or(usize::MAX);
+        let slot = found.get_mut(slot_index).ok_or_else(|| {
+            RepositoryError::Unexpected("a batched read's row is no call's".into())
+        })?;
+        let asked = calls
+            .get(slot_index)
+            .is_some_and(|call| call.observed.is_some());
+        *slot = Some(found_message(row, &store.cipher, asked)?);
+    }
+    Ok(found)
+}

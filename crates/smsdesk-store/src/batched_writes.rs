@@ -1,0 +1,245 @@
+//! On PostgreSQL, concurrent single writes (a status callback's, a single refresh's) share one
+//! statement ([`crate::batches`]).
+//!
+//! Alone, a single write is already one statement
+//! ([`crate::messages::apply_one_change_in_one_statement`]); when writes arrive together (a burst
+//! of Twilio callbacks), a batch of them (at most [`MAX_BATCH`], one per message) is one
+//! statement too. The batch statement keeps every rule of the single write:
+//! - each change is conditional on the status (and time) its caller read, so a concurrent writer
+//!   that got there first makes it a [`WriteOutcome::Conflict`] and the caller decides again;
+//! - each write is scoped to its caller's team: another team's SID is [`WriteOutcome::Missing`];
+//! - every applied change gets its history row and one webhook delivery per enabled endpoint of
+//!   its team that wants the event; a write that only records gets its history row;
+//! - all of it commits or none of it does.
+//!
+//! The rows a batch changes are locked in message-id order before they are updated, as a
+//! multi-write transaction locks them ([`crate::messages::apply_in`]), so batches of different
+//! replicas touching the same messages cannot deadlock. A batch holds one write per message, so
+//! no write in it can depend on another; a second write to the same message waits for the next
+//! batch. If the batch fails, each of its writes runs again alone, so one write's failure is
+//! never another's.
+
+use std::fmt::Write as _;
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use smsdesk_domain::TeamId;
+use smsdesk_domain::ports::{ObservationWrite, RepositoryError, WriteOutcome};
+use smsdesk_domain::webhooks::{DeliveryStatus, WebhookEvent};
+
+use crate::batches::{BatchAnswers, Batcher, together_or_alone};
+use crate::error::repo_err;
+use crate::messages::{observation_values, state_values};
+use crate::store::{Store, stored_time};
+
+/// The most writes one batch statement takes (21 parameters each).
+const MAX_BATCH: usize = 64;
+
+/// One caller's single write: its team and the write.
+pub(crate) type SingleWrite = (TeamId, ObservationWrite);
+
+/// The batcher of single writes.
+pub(crate) fn batcher() -> Batcher<SingleWrite, WriteOutcome> {
+    Batcher::new(
+        MAX_BATCH,
+        |(_, write)| Some(write.sid.as_str()),
+        |store, writes| Box::pin(async move { run(&store, writes).await }),
+    )
+}
+
+async fn run(store: &Store, batch: Vec<SingleWrite>) -> BatchAnswers<WriteOutcome> {
+    together_or_alone(
+        batch.len(),
+        "status writes",
+        apply_batch(store.writer(), &batch),
+        |index| {
+            let (team, write) = &batch[index];
+            async move {
+                let mut outcomes = store
+                    .apply_alone(*team, std::slice::from_ref(write))
+                    .await?;
+                outcomes.pop().ok_or_else(|| {
+                    RepositoryError::Unexpected("a single write gave no outcome".into())
+                })
+            }
+        },
+    )
+    .await
+}
+
+/// The columns of the batch's input rows, each with the type its placeholders are cast to:
+/// which write (its index in the batch), the team and SID it names, whether it changes the
+/// message, the status and time the change expects and the state it stores (`next_…`), then
+/// the observation as history stores it (state, source, time) and the webhook event an applied
+/// change raises.
+const INPUT_COLUMNS: [(&str, &str); 21] = [
+    ("i", "bigint"),
+    ("team_id", "bigint"),
+    ("sid", "text"),
+    ("has_change", "boolean"),
+    ("expected_status", "text"),
+    ("expected_updated_at", "timestamptz"),
+    ("next_status", "text"),
+    ("next_error_code", "bigint"),
+    ("next_error_message", "text"),
+    ("next_num_segments", "bigint"),
+    ("next_price", "text"),
+    ("next_price_unit", "text"),
+    ("status", "text"),
+    ("error_code", "bigint"),
+    ("error_message", "text"),
+    ("num_segments", "bigint"),
+    ("price", "text"),
+    ("price_unit", "text"),
+    ("source", "text"),
+    ("observed_at", "timestamptz"),
+    ("event_type", "text"),
+];
+
+/// The batch statement after its input rows. `target` locks the messages to change, in id
+/// order; `found` finds those only recorded; `changed` applies each change under its condition;
+/// `recorded` writes the history; `delivered` the webhook outbox. The answer is one row per
+/// write: whether its message was found (by its own team), and whether its change landed.
+const BATCH_STATEMENT: &str = "
+target AS (
+    SELECT m.id, input.i FROM sms_messages m
+    JOIN input ON m.team_id = input.team_id AND m.sid = input.sid
+    WHERE input.has_change
+    ORDER BY m.id
+    FOR NO KEY UPDATE OF m
+),
+found AS (
+    SELECT m.id, input.i FROM sms_messages m
+    JOIN input ON m.team_id = input.team_id AND m.sid = input.sid
+    WHERE NOT input.has_change
+),
+changed AS (
+    UPDATE sms_messages m SET
+        status = input.next_status, error_code = input.next_error_code,
+        error_message = input.next_error_message, num_segments = input.next_num_segments,
+        price = input.next_price, price_unit = input.next_price_unit,
+        updated_at = input.observed_at, delivery_unknown_at = NULL
+    FROM target JOIN input ON input.i = target.i
+    WHERE m.id = target.id
+      AND m.status = input.expected_status
+      AND (input.expected_updated_at IS NULL OR m.updated_at = input.expected_updated_at)
+    RETURNING m.id, input.i
+),
+written AS (
+    SELECT id, i, TRUE AS applied FROM changed
+    UNION ALL
+    SELECT id, i, FALSE AS applied FROM found
+),
+recorded AS (
+    INSERT INTO message_status_events (message_id, status, error_code, error_message,
+        num_segments, price, price_unit, source, observed_at, applied)
+    SELECT written.id, input.status, input.error_code, input.error_message,
+        input.num_segments, input.price, input.price_unit, input.source, input.observed_at,
+        written.applied
+    FROM written JOIN input ON input.i = written.i
+    ORDER BY input.i
+    RETURNING id, message_id, applied
+),
+delivered AS (
+    INSERT INTO webhook_deliveries (endpoint_id, event_id, message_id, event_type, status,
+        attempt_count, next_attempt_at, created_at)
+    SELECT e.id, recorded.id, recorded.message_id, input.event_type, $1, 0,
+        input.observed_at, input.observed_at
+    FROM recorded
+    JOIN changed ON changed.id = recorded.message_id
+    JOIN input ON input.i = changed.i
+    JOIN webhook_endpoints e ON e.team_id = input.team_id AND e.enabled
+    WHERE recorded.applied
+      AND ((input.event_type = $2 AND e.wants_status_changed)
+        OR (input.event_type = $3 AND e.wants_received))
+)
+SELECT input.i,
+    (target.id IS NOT NULL OR found.id IS NOT NULL) AS found,
+    (changed.id IS NOT NULL) AS written
+FROM input
+LEFT JOIN target ON target.i = input.i
+LEFT JOIN found ON found.i = input.i
+LEFT JOIN changed ON changed.i = input.i
+ORDER BY input.i";
+
+/// Runs `batch` (at most one write per message) as one statement in autocommit and returns each
+/// write's outcome, in the batch's order.
+async fn apply_batch<C: ConnectionTrait>(
+    db: &C,
+    batch: &[SingleWrite],
+) -> Result<Vec<WriteOutcome>, RepositoryError> {
+    let mut values: Vec<Value> = vec![
+        DeliveryStatus::Pending.as_str().into(),
+        WebhookEvent::StatusChanged.as_str().into(),
+        WebhookEvent::Received.as_str().into(),
+    ];
+    let mut sql = String::from("WITH input (");
+    let names: Vec<&str> = INPUT_COLUMNS.iter().map(|(name, _)| *name).collect();
+    sql.push_str(&names.join(", "));
+    sql.push_str(") AS (VALUES ");
+    for (index, (team, write)) in batch.iter().enumerate() {
+        let change = write.change.as_ref();
+        let row = [
+            i64::try_from(index).unwrap_or(i64::MAX).into(),
+            team.get().into(),
+            write.sid.as_str().into(),
+            change.is_some().into(),
+            change.map(|change| change.expected_status.as_str()).into(),
+            change
+                .and_then(|change| change.expected_updated_at)
+                .map(stored_time)
+                .into(),
+        ]
+        .into_iter()
+        .chain(match change {
+            Some(change) => state_values(&change.next),
+            // NULLs of the types `state_values` binds: a prepared statement keeps the types
+            // its parameters were first bound with.
+            None => [
+                Value::String(None),
+                Value::BigInt(None),
+                Value::String(None),
+                Value::BigInt(None),
+                Value::String(None),
+                Value::String(None),
+            ],
+        })
+        .chain(observation_values(&write.observation))
+        .chain(std::iter::once(
+            WebhookEvent::for_history(write.observation.source, change.is_some())
+                .map(WebhookEvent::as_str)
+                .into(),
+        ));
+        sql.push_str(if index == 0 { "(" } else { ", (" });
+        for (column, value) in row.enumerate() {
+            values.push(value);
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "${}::{}", values.len(), INPUT_COLUMNS[column].1);
+        }
+        sql.push(')');
+    }
+    sql.push_str("),");
+    sql.push_str(BATCH_STATEMENT);
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await
+        .map_err(repo_err)?;
+    rows.iter()
+        .zip(batch)
+        .map(|(row, (_, write))| {
+            let found: bool = row.try_get("", "found").map_err(repo_err)?;
+            let written: bool = row.try_get("", "written").map_err(repo_err)?;
+            Ok(match (found, written, write.change.is_some()) {
+                (false, _, _) => WriteOutcome::Missing,
+                (true, true, _) => WriteOutcome::Written,
+                (true, false, true) => WriteOutcome::Conflict,
+                (true, false, false) => WriteOutcome::Recorded,
+            })
+        })
+        .collect()
+}
