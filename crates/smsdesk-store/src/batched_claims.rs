@@ -2,65 +2,62 @@
 //! Twilio) share one statement ([`crate::batches`]).
 //!
 //! Alone, a claim is the conditional UPDATE it always was ([`crate::limiter::claim_in`]). When
-//! claims arrive together, a batch of them (at most [`MAX_BATCH`], one per message) is one
+//! claims arrive together, a batch of them (at most 64, one per message) is one
 //! statement with the same rule for each: a message of the claimer's own team is stamped with
 //! the claim's time only if its last claim is older than the claim's cool-down (or it has none),
 //! so of concurrent claimers of one message exactly one wins, in a batch or across replicas. A
 //! second claim of the same message waits for the next batch, where it sees the first's stamp.
 //! The rows are locked in message-id order with the lock an UPDATE of non-key columns takes, as
-//! every write of this store locks them.
+//! every write of this store locks them; a due message another transaction holds is skipped and
+//! its claim runs alone, which waits for that row only.
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
-use smsdesk_domain::ports::RepositoryError;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
-use crate::batches::{BatchAnswers, Batcher, together_or_alone};
+use crate::batches::{BatchResult, Batcher};
 use crate::error::repo_err;
 use crate::limiter::{MessageClaim, claim_in, cutoff};
-use crate::store::{Backend, Store};
+use crate::store::Backend;
 
-/// The most claims one batch statement takes (5 parameters each).
-const MAX_BATCH: usize = 64;
-
-/// The batcher of single-message claims; each answers the SIDs it was granted.
+/// The batcher of single-message claims, at most one per message in a batch; each answers the
+/// SIDs it was granted.
 pub(crate) fn batcher() -> Batcher<MessageClaim, Vec<String>> {
     Batcher::new(
-        MAX_BATCH,
-        |claim| claim.sids.first().map(String::as_str),
-        |store, claims| Box::pin(async move { run(&store, claims).await }),
-    )
-}
-
-async fn run(store: &Store, claims: Vec<MessageClaim>) -> BatchAnswers<Vec<String>> {
-    together_or_alone(
-        claims.len(),
         "cool-down claims",
-        claim_batch(store.writer(), &claims),
-        |index| {
-            let claim = &claims[index];
-            async move {
-                claim_in(store.writer(), Backend::Postgres, claim)
+        |claim| claim.sids.first().map(String::as_str),
+        |store, claims| {
+            Box::pin(async move {
+                let result = claim_batch(store.writer(), &claims).await;
+                (claims, result)
+            })
+        },
+        |store, claim| {
+            Box::pin(async move {
+                claim_in(store.writer(), Backend::Postgres, &claim)
                     .await
                     .map_err(repo_err)
-            }
+            })
         },
     )
-    .await
 }
 
-/// The batch statement after its input rows: `in_order` locks the due messages in id order,
-/// `stamped` stamps each with its claim's time under the same condition; the answer is the
-/// index of every claim granted.
+/// The batch statement after its input rows: `due` finds each claim's message of its own team
+/// if its cool-down has passed, `in_order` locks those in id order (skipping rows another
+/// transaction holds), `stamped` stamps each with its claim's time under the same condition.
+/// The answer says per claim whether it was granted, or its message locked (then it runs alone).
 const BATCH_STATEMENT: &str = "
-in_order AS (
+due AS (
     SELECT m.id, input.i FROM sms_messages m
     JOIN input ON m.team_id = input.team_id AND m.sid = input.sid
     WHERE input.cutoff IS NULL OR m.last_refreshed_at IS NULL
         OR m.last_refreshed_at <= input.cutoff
+),
+in_order AS (
+    SELECT m.id, due.i FROM sms_messages m
+    JOIN due ON due.id = m.id
     ORDER BY m.id
-    FOR NO KEY UPDATE OF m
+    FOR NO KEY UPDATE OF m SKIP LOCKED
 ),
 stamped AS (
     UPDATE sms_messages m SET last_refreshed_at = input.claimed_at
@@ -70,21 +67,26 @@ stamped AS (
         OR m.last_refreshed_at <= input.cutoff)
     RETURNING input.i
 )
-SELECT i FROM stamped";
+SELECT input.i,
+    (stamped.i IS NOT NULL) AS granted,
+    (due.i IS NOT NULL AND in_order.i IS NULL) AS locked
+FROM input
+LEFT JOIN due ON due.i = input.i
+LEFT JOIN in_order ON in_order.i = input.i
+LEFT JOIN stamped ON stamped.i = input.i
+ORDER BY input.i";
 
 /// Runs `claims` (one message each, no two the same) as one statement in autocommit and returns
 /// each claim's granted SIDs, in the batch's order.
 async fn claim_batch<C: ConnectionTrait>(
     db: &C,
     claims: &[MessageClaim],
-) -> Result<Vec<Vec<String>>, RepositoryError> {
+) -> BatchResult<Vec<String>> {
     let mut values: Vec<Value> = Vec::with_capacity(claims.len() * 5);
     let mut sql = String::from("WITH input (i, team_id, sid, claimed_at, cutoff) AS (VALUES ");
     for (index, claim) in claims.iter().enumerate() {
         let [sid] = claim.sids.as_slice() else {
-            return Err(RepositoryError::Unexpected(
-                "a batched claim names one message".into(),
-            ));
+            return Err(DbErr::Custom("a batched claim names one message".into()));
         };
         values.extend([
             i64::try_from(index).unwrap_or(i64::MAX).into(),
@@ -113,22 +115,17 @@ async fn claim_batch<C: ConnectionTrait>(
             sql,
             values,
         ))
-        .await
-        .map_err(repo_err)?;
-    let granted: HashSet<i64> = rows
-        .iter()
-        .map(|row| row.try_get::<i64>("", "i"))
-        .collect::<Result<_, _>>()
-        .map_err(repo_err)?;
-    Ok(claims
-        .iter()
-        .enumerate()
-        .map(|(index, claim)| {
-            if granted.contains(&i64::try_from(index).unwrap_or(i64::MAX)) {
-                claim.sids.clone()
-            } else {
-                Vec::new()
-            }
+        .await?;
+    rows.iter()
+        .zip(claims)
+        .map(|(row, claim)| {
+            let granted: bool = row.try_get("", "granted")?;
+            let locked: bool = row.try_get("", "locked")?;
+            Ok(match (locked, granted) {
+                (true, _) => None,
+                (false, true) => Some(Ok(claim.sids.clone())),
+                (false, false) => Some(Ok(Vec::new())),
+            })
         })
-        .collect())
+        .collect()
 }

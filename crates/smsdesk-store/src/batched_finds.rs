@@ -2,7 +2,7 @@
 //! `find_with_observed`, a single refresh's `find`) share one statement ([`crate::batches`]).
 //!
 //! Alone, a read is the one indexed statement it always was. When reads arrive together, a
-//! batch of them (at most [`MAX_BATCH`]) is one statement: each read's team and SID (and, for a
+//! batch of them (at most 64) is one statement: each read's team and SID (and, for a
 //! callback, the observation it asks about) as an input row, each looked up by the same index
 //! and scoped to its own team, so another team's SID finds nothing, as alone. A read of a
 //! batch sees at least every write committed before the read was asked for: the batch's
@@ -16,14 +16,10 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 use smsdesk_domain::ports::{FoundMessage, RepositoryError};
 use smsdesk_domain::{MessageSid, MessageStatus, ObservationSource, TeamId};
 
-use crate::batches::{BatchAnswers, Batcher, together_or_alone};
-use crate::error::repo_err;
+use crate::batches::{BatchResult, Batcher};
 use crate::messages::{found_message, select_messages};
 use crate::schema::SmsMessages;
 use crate::store::Store;
-
-/// The most reads one batch statement takes (5 parameters each).
-const MAX_BATCH: usize = 64;
 
 /// One caller's read: a team's message by SID and, for a callback, whether its history holds
 /// an observation of this source and status ([`FoundMessage::already_observed`]).
@@ -36,20 +32,16 @@ pub(crate) struct FindCall {
 /// The batcher of reads by SID.
 pub(crate) fn batcher() -> Batcher<FindCall, Option<FoundMessage>> {
     Batcher::new(
-        MAX_BATCH,
-        |_| None,
-        |store, calls| Box::pin(async move { run(&store, calls).await }),
-    )
-}
-
-async fn run(store: &Store, calls: Vec<FindCall>) -> BatchAnswers<Option<FoundMessage>> {
-    together_or_alone(
-        calls.len(),
         "reads by SID",
-        find_batch(store, &calls),
-        |index| store.find_alone(&calls[index]),
+        |_| None,
+        |store, calls| {
+            Box::pin(async move {
+                let result = find_batch(&store, &calls).await;
+                (calls, result)
+            })
+        },
+        |store, call| Box::pin(async move { store.find_alone(&call).await }),
     )
-    .await
 }
 
 /// The message columns [`select_messages`] reads, and the id, for one SID of the input rows:
@@ -71,10 +63,7 @@ fn message_of_input() -> &'static str {
 }
 
 /// Reads `calls` in one statement; answers in their order.
-async fn find_batch(
-    store: &Store,
-    calls: &[FindCall],
-) -> Result<Vec<Option<FoundMessage>>, RepositoryError> {
+async fn find_batch(store: &Store, calls: &[FindCall]) -> BatchResult<Option<FoundMessage>> {
     let mut values: Vec<Value> = Vec::with_capacity(calls.len() * 5);
     let mut sql = String::from("WITH input (i, team_id, sid, source, status) AS (VALUES ");
     for (index, call) in calls.iter().enumerate() {
@@ -116,19 +105,19 @@ async fn find_batch(
             sql,
             values,
         ))
-        .await
-        .map_err(repo_err)?;
-    let mut found: Vec<Option<FoundMessage>> = calls.iter().map(|_| None).collect();
+        .await?;
+    // Found or not, every read is answered here: none runs alone.
+    let mut found: Vec<Option<Result<Option<FoundMessage>, RepositoryError>>> =
+        calls.iter().map(|_| Some(Ok(None))).collect();
     for row in &rows {
-        let index: i64 = row.try_get("", "i").map_err(repo_err)?;
-        let slot_index = usize::try_from(index).unwrap_or(usize::MAX);
-        let slot = found.get_mut(slot_index).ok_or_else(|| {
-            RepositoryError::Unexpected("a batched read's row is no call's".into())
-        })?;
-        let asked = calls
-            .get(slot_index)
-            .is_some_and(|call| call.observed.is_some());
-        *slot = Some(found_message(row, &store.cipher, asked)?);
+        let index: i64 = row.try_get("", "i")?;
+        let index = usize::try_from(index).unwrap_or(usize::MAX);
+        let (Some(slot), Some(call)) = (found.get_mut(index), calls.get(index)) else {
+            return Err(sea_orm::DbErr::Custom(
+                "a batched read's row is no call's".into(),
+            ));
+        };
+        *slot = Some(found_message(row, &store.cipher, call.observed.is_some()).map(Some));
     }
     Ok(found)
 }

@@ -3,7 +3,7 @@
 //!
 //! Alone, a single write is already one statement
 //! ([`crate::messages::apply_one_change_in_one_statement`]); when writes arrive together (a burst
-//! of Twilio callbacks), a batch of them (at most [`MAX_BATCH`], one per message) is one
+//! of Twilio callbacks), a batch of them (at most 64, one per message) is one
 //! statement too. The batch statement keeps every rule of the single write:
 //! - each change is conditional on the status (and time) its caller read, so a concurrent writer
 //!   that got there first makes it a [`WriteOutcome::Conflict`] and the caller decides again;
@@ -14,10 +14,11 @@
 //!
 //! The rows a batch changes are locked in message-id order before they are updated, as a
 //! multi-write transaction locks them ([`crate::messages::apply_in`]), so batches of different
-//! replicas touching the same messages cannot deadlock. A batch holds one write per message, so
-//! no write in it can depend on another; a second write to the same message waits for the next
-//! batch. If the batch fails, each of its writes runs again alone, so one write's failure is
-//! never another's.
+//! replicas touching the same messages cannot deadlock; a row another transaction holds is
+//! skipped, and its write runs alone, waiting for that row only. A batch holds one write per
+//! message, so no write in it can depend on another; a second write to the same message waits
+//! for the next batch. A batch statement the server refused wrote nothing, and each of its
+//! writes runs alone, so one write's failure is never another's.
 
 use std::fmt::Write as _;
 
@@ -26,44 +27,35 @@ use smsdesk_domain::TeamId;
 use smsdesk_domain::ports::{ObservationWrite, RepositoryError, WriteOutcome};
 use smsdesk_domain::webhooks::{DeliveryStatus, WebhookEvent};
 
-use crate::batches::{BatchAnswers, Batcher, together_or_alone};
-use crate::error::repo_err;
+use crate::batches::{BatchResult, Batcher};
 use crate::messages::{observation_values, state_values};
-use crate::store::{Store, stored_time};
-
-/// The most writes one batch statement takes (21 parameters each).
-const MAX_BATCH: usize = 64;
+use crate::store::stored_time;
 
 /// One caller's single write: its team and the write.
 pub(crate) type SingleWrite = (TeamId, ObservationWrite);
 
-/// The batcher of single writes.
+/// The batcher of single writes: at most one per message in a batch.
 pub(crate) fn batcher() -> Batcher<SingleWrite, WriteOutcome> {
     Batcher::new(
-        MAX_BATCH,
-        |(_, write)| Some(write.sid.as_str()),
-        |store, writes| Box::pin(async move { run(&store, writes).await }),
-    )
-}
-
-async fn run(store: &Store, batch: Vec<SingleWrite>) -> BatchAnswers<WriteOutcome> {
-    together_or_alone(
-        batch.len(),
         "status writes",
-        apply_batch(store.writer(), &batch),
-        |index| {
-            let (team, write) = &batch[index];
-            async move {
+        |(_, write)| Some(write.sid.as_str()),
+        |store, batch| {
+            Box::pin(async move {
+                let result = apply_batch(store.writer(), &batch).await;
+                (batch, result)
+            })
+        },
+        |store, (team, write)| {
+            Box::pin(async move {
                 let mut outcomes = store
-                    .apply_alone(*team, std::slice::from_ref(write))
+                    .apply_alone(team, std::slice::from_ref(&write))
                     .await?;
                 outcomes.pop().ok_or_else(|| {
                     RepositoryError::Unexpected("a single write gave no outcome".into())
                 })
-            }
+            })
         },
     )
-    .await
 }
 
 /// The columns of the batch's input rows, each with the type its placeholders are cast to:
@@ -96,21 +88,23 @@ const INPUT_COLUMNS: [(&str, &str); 21] = [
 ];
 
 /// The batch statement after its input rows. `target` locks the messages to change, in id
-/// order; `found` finds those only recorded; `changed` applies each change under its condition;
-/// `recorded` writes the history; `delivered` the webhook outbox. The answer is one row per
-/// write: whether its message was found (by its own team), and whether its change landed.
+/// order, skipping those another transaction holds; `present` finds every write's message by
+/// its own team; `changed` applies each change under its condition; `history` and `recorded`
+/// write the history (applied changes, and writes that only record); `delivered` the webhook
+/// outbox. The answer is one row per write: whether its message was found, whether it was
+/// locked by another transaction (then it runs alone, which waits for the lock), and whether
+/// its change landed.
 const BATCH_STATEMENT: &str = "
 target AS (
     SELECT m.id, input.i FROM sms_messages m
     JOIN input ON m.team_id = input.team_id AND m.sid = input.sid
     WHERE input.has_change
     ORDER BY m.id
-    FOR NO KEY UPDATE OF m
+    FOR NO KEY UPDATE OF m SKIP LOCKED
 ),
-found AS (
+present AS (
     SELECT m.id, input.i FROM sms_messages m
     JOIN input ON m.team_id = input.team_id AND m.sid = input.sid
-    WHERE NOT input.has_change
 ),
 changed AS (
     UPDATE sms_messages m SET
@@ -124,18 +118,20 @@ changed AS (
       AND (input.expected_updated_at IS NULL OR m.updated_at = input.expected_updated_at)
     RETURNING m.id, input.i
 ),
-written AS (
+history AS (
     SELECT id, i, TRUE AS applied FROM changed
     UNION ALL
-    SELECT id, i, FALSE AS applied FROM found
+    SELECT present.id, present.i, FALSE AS applied
+    FROM present JOIN input ON input.i = present.i
+    WHERE NOT input.has_change
 ),
 recorded AS (
     INSERT INTO message_status_events (message_id, status, error_code, error_message,
         num_segments, price, price_unit, source, observed_at, applied)
-    SELECT written.id, input.status, input.error_code, input.error_message,
+    SELECT history.id, input.status, input.error_code, input.error_message,
         input.num_segments, input.price, input.price_unit, input.source, input.observed_at,
-        written.applied
-    FROM written JOIN input ON input.i = written.i
+        history.applied
+    FROM history JOIN input ON input.i = history.i
     ORDER BY input.i
     RETURNING id, message_id, applied
 ),
@@ -153,11 +149,12 @@ delivered AS (
         OR (input.event_type = $3 AND e.wants_received))
 )
 SELECT input.i,
-    (target.id IS NOT NULL OR found.id IS NOT NULL) AS found,
+    (present.id IS NOT NULL) AS found,
+    (input.has_change AND present.id IS NOT NULL AND target.id IS NULL) AS locked,
     (changed.id IS NOT NULL) AS written
 FROM input
+LEFT JOIN present ON present.i = input.i
 LEFT JOIN target ON target.i = input.i
-LEFT JOIN found ON found.i = input.i
 LEFT JOIN changed ON changed.i = input.i
 ORDER BY input.i";
 
@@ -166,7 +163,7 @@ ORDER BY input.i";
 async fn apply_batch<C: ConnectionTrait>(
     db: &C,
     batch: &[SingleWrite],
-) -> Result<Vec<WriteOutcome>, RepositoryError> {
+) -> BatchResult<WriteOutcome> {
     let mut values: Vec<Value> = vec![
         DeliveryStatus::Pending.as_str().into(),
         WebhookEvent::StatusChanged.as_str().into(),
@@ -227,18 +224,19 @@ async fn apply_batch<C: ConnectionTrait>(
             sql,
             values,
         ))
-        .await
-        .map_err(repo_err)?;
+        .await?;
     rows.iter()
         .zip(batch)
         .map(|(row, (_, write))| {
-            let found: bool = row.try_get("", "found").map_err(repo_err)?;
-            let written: bool = row.try_get("", "written").map_err(repo_err)?;
-            Ok(match (found, written, write.change.is_some()) {
-                (false, _, _) => WriteOutcome::Missing,
-                (true, true, _) => WriteOutcome::Written,
-                (true, false, true) => WriteOutcome::Conflict,
-                (true, false, false) => WriteOutcome::Recorded,
+            let found: bool = row.try_get("", "found")?;
+            let locked: bool = row.try_get("", "locked")?;
+            let written: bool = row.try_get("", "written")?;
+            Ok(match (found, locked, written, write.change.is_some()) {
+                (_, true, _, _) => None,
+                (false, ..) => Some(Ok(WriteOutcome::Missing)),
+                (true, false, true, _) => Some(Ok(WriteOutcome::Written)),
+                (true, false, false, true) => Some(Ok(WriteOutcome::Conflict)),
+                (true, false, false, false) => Some(Ok(WriteOutcome::Recorded)),
             })
         })
         .collect()

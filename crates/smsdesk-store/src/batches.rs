@@ -1,14 +1,23 @@
 //! Calls that arrive together share one statement: the queue and the leadership every batched
-//! operation on PostgreSQL uses ([`crate::batched_writes`], [`crate::batched_finds`]).
+//! operation on PostgreSQL uses ([`crate::batched_writes`], [`crate::batched_finds`],
+//! [`crate::batched_claims`]).
 //!
 //! PostgreSQL's cost is per statement as much as per row: each one is a round trip, a wake-up of
 //! a server process and, for a write, a commit, on the same CPUs as the service. A caller queues
 //! its call; when no batch of its kind is running it becomes the leader: it takes what is queued
 //! (at most the batcher's limit) and runs it as one batch, which answers every call in it. Calls
-//! that arrive meanwhile queue for the next batch, so under load batches grow by themselves and
-//! a caller alone runs alone, at once. The batch runs in a task of its own, so a leader whose
-//! request is cancelled (a client that hung up) does not take the others' calls with it; a
-//! caller that goes away before a batch took its call takes the call back out of the queue.
+//! that arrive meanwhile queue for the next batch, so under load batches grow by themselves.
+//! The batch runs in a task of its own, so a leader whose request is cancelled (a client that
+//! hung up) does not take the others' calls with it; a caller that goes away before a batch took
+//! its call takes the call back out of the queue.
+//!
+//! Every batch, even of one call, is the batch statement: it skips rows another transaction
+//! holds locked rather than wait, so one stalled lock never holds up the calls queued behind it.
+//! A batch hands a call back to run alone, in its caller's own task and as the statement it
+//! is without batches, when its row was locked (the call then waits for that row alone), and
+//! when the server refused the batch statement, so nothing of it was written. A batch that may have been written and then
+//! failed (the connection dropped before the answer came back) answers its calls with the error
+//! instead: running them again could write them twice.
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
@@ -16,9 +25,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use sea_orm::DbErr;
 use smsdesk_domain::ports::RepositoryError;
 use tokio::sync::oneshot;
 
+use crate::error::{nothing_was_written, repo_err};
 use crate::store::Store;
 
 /// How many batches of one kind run at once. One: while it runs, the calls that arrive queue
@@ -27,18 +38,47 @@ use crate::store::Store;
 /// read 15-30 % lower (smaller batches, more statements).
 const BATCHES_AT_ONCE: usize = 1;
 
-/// What a batch answers: one result per call, in the batch's order.
-pub(crate) type BatchAnswers<O> = Vec<Result<O, RepositoryError>>;
+/// The most calls one batch takes, so a batch stays short and its parameters few.
+const MAX_BATCH: usize = 64;
 
-/// Runs one batch of calls.
-pub(crate) type RunBatch<I, O> =
-    fn(Store, Vec<I>) -> Pin<Box<dyn Future<Output = BatchAnswers<O>> + Send>>;
+/// What a batch tells one of its calls.
+pub(crate) enum Reply<I, O> {
+    /// The call's answer.
+    Answered(Result<O, RepositoryError>),
+    /// Run the call alone, in the caller's task (see the module's documentation).
+    RunAlone(I),
+}
+
+/// Runs one batch of calls as one statement; hands the calls back with what the statement
+/// answered for each, in the batch's order.
+pub(crate) type RunBatch<I, O> = fn(Store, Vec<I>) -> BoxFuture<(Vec<I>, BatchResult<O>)>;
+
+/// Runs one call alone: the statement it is without batches.
+pub(crate) type RunAlone<I, O> = fn(Store, I) -> BoxFuture<Result<O, RepositoryError>>;
+
+/// A boxed future a batcher can hold a function for.
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// What a batch statement answers for each call: `None` to run it alone (its row was locked),
+/// else its answer.
+pub(crate) type BatchAnswers<O> = Vec<Option<Result<O, RepositoryError>>>;
+
+/// A batch statement's answers, or why it failed.
+pub(crate) type BatchResult<O> = Result<BatchAnswers<O>, DbErr>;
+
+/// Batches run as one statement, and those whose statement failed: what tests and operators
+/// read to know the batch statements work ([`Store::batch_counts`]).
+#[derive(Default)]
+struct Counts {
+    run: AtomicU64,
+    failed: AtomicU64,
+}
 
 /// One caller's call and where its answer goes.
 struct Pending<I, O> {
     id: u64,
     call: I,
-    reply: oneshot::Sender<Result<O, RepositoryError>>,
+    reply: oneshot::Sender<Reply<I, O>>,
 }
 
 /// The queue of one kind of call and the leadership of its next batch.
@@ -47,12 +87,14 @@ pub(crate) struct Batcher<I, O> {
     /// One permit per batch that may run at once.
     running: Arc<tokio::sync::Semaphore>,
     next_id: AtomicU64,
-    /// The most calls one batch takes, so a batch stays short and its parameters few.
-    max: usize,
     /// Calls with the same key never share a batch (writes to one message: a later one waits,
     /// in its place, for the next batch); `None` joins any batch.
     key: fn(&I) -> Option<&str>,
     run: RunBatch<I, O>,
+    alone: RunAlone<I, O>,
+    /// What the calls are, for the log.
+    what: &'static str,
+    counts: Arc<Counts>,
 }
 
 /// Takes a caller's call back out of the queue if the caller goes away before a batch took it:
@@ -75,19 +117,34 @@ impl<I, O> Batcher<I, O> {
 }
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
-    pub(crate) fn new(max: usize, key: fn(&I) -> Option<&str>, run: RunBatch<I, O>) -> Self {
+    pub(crate) fn new(
+        what: &'static str,
+        key: fn(&I) -> Option<&str>,
+        run: RunBatch<I, O>,
+        alone: RunAlone<I, O>,
+    ) -> Self {
         Self {
             queued: Mutex::default(),
             running: Arc::new(tokio::sync::Semaphore::new(BATCHES_AT_ONCE)),
             next_id: AtomicU64::new(0),
-            max,
             key,
             run,
+            alone,
+            what,
+            counts: Arc::default(),
         }
     }
 
-    /// Runs `call` in the next batch and returns its answer.
+    /// Runs `call` in the next batch (or alone, when the batch hands it back) and returns its
+    /// answer.
     pub(crate) async fn call(&self, store: &Store, call: I) -> Result<O, RepositoryError> {
+        match self.queue_and_wait(store, call).await {
+            Reply::Answered(answer) => answer,
+            Reply::RunAlone(call) => (self.alone)(store.clone(), call).await,
+        }
+    }
+
+    async fn queue_and_wait(&self, store: &Store, call: I) -> Reply<I, O> {
         let (reply, mut answer) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.queue().push_back(Pending { id, call, reply });
@@ -98,28 +155,35 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                 answered = &mut answer => return lost_if_dropped(answered),
                 permit = self.running.clone().acquire_owned() => permit,
             };
-            // A batch that ended just now may have answered this call.
-            if let Ok(answered) = answer.try_recv() {
-                return answered;
+            // A batch that ended just now may have answered this call, or ended without an
+            // answer (its task panicked): a closed channel is not awaited again.
+            match answer.try_recv() {
+                Ok(reply) => return reply,
+                Err(oneshot::error::TryRecvError::Closed) => return unanswered(),
+                Err(oneshot::error::TryRecvError::Empty) => {}
             }
-            let (calls, replies): (Vec<I>, Vec<_>) = self
-                .take_batch()
-                .into_iter()
-                .map(|pending| (pending.call, pending.reply))
-                .unzip();
-            if calls.is_empty() {
-                // Nothing queued: a batch that is still running took this call, and answers it.
+            let batch = self.take_batch();
+            if batch.is_empty() {
+                // Nothing queued: a batch still running took this call (possible only with
+                // more than one batch at once), and answers it.
                 drop(permit);
                 return lost_if_dropped(answer.await);
             }
-            let (store, run) = (store.clone(), self.run);
+            self.counts.run.fetch_add(1, Ordering::Relaxed);
+            let (calls, senders): (Vec<I>, Vec<_>) = batch
+                .into_iter()
+                .map(|pending| (pending.call, pending.reply))
+                .unzip();
+            let (store, run, what, counts) =
+                (store.clone(), self.run, self.what, self.counts.clone());
             tokio::spawn(async move {
-                let mut answers = run(store, calls).await.into_iter();
-                for reply in replies {
+                let (calls, result) = run(store, calls).await;
+                let mut answers = replies(&counts, what, calls, result).into_iter();
+                for reply in senders {
                     let _ = reply.send(answers.next().unwrap_or_else(|| {
-                        Err(RepositoryError::Unexpected(
+                        Reply::Answered(Err(RepositoryError::Unexpected(
                             "a batch gave a call no answer".into(),
-                        ))
+                        )))
                     }));
                 }
                 drop(permit);
@@ -127,15 +191,23 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         }
     }
 
+    /// How many batches ran as one statement, and how many of those failed.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.run.load(Ordering::Relaxed),
+            self.counts.failed.load(Ordering::Relaxed),
+        )
+    }
+
     /// The next batch: queued calls in queue order, at most one per key; a later call with a
     /// key already in the batch stays queued, in its place, for the next one.
     fn take_batch(&self) -> Vec<Pending<I, O>> {
         let mut queued = self.queue();
         let mut keys = HashSet::new();
-        let mut batch = Vec::with_capacity(queued.len().min(self.max));
+        let mut batch = Vec::with_capacity(queued.len().min(MAX_BATCH));
         let mut left = VecDeque::new();
         while let Some(pending) = queued.pop_front() {
-            if batch.len() == self.max {
+            if batch.len() == MAX_BATCH {
                 left.push_back(pending);
                 break;
             }
@@ -150,50 +222,65 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 }
 
-/// A batch's answers: `alone` (given a call's index) for a batch of one, the statement such a
-/// call always was; else `together`, one statement for all, and if that fails each call again
-/// `alone`, so one call's failure is never another's.
-pub(crate) async fn together_or_alone<O, Alone>(
-    calls: usize,
+/// Turns a batch statement's result into each call's reply: its answer, or back to run
+/// alone (a locked row; a statement the server refused, so nothing was written). A failure
+/// after which the statement may have been written answers every call with the error.
+fn replies<I, O>(
+    counts: &Counts,
     what: &'static str,
-    together: impl Future<Output = Result<Vec<O>, RepositoryError>>,
-    alone: impl Fn(usize) -> Alone,
-) -> BatchAnswers<O>
-where
-    Alone: Future<Output = Result<O, RepositoryError>>,
-{
-    if calls > 1 {
-        match together.await {
-            Ok(answers) if answers.len() == calls => {
-                return answers.into_iter().map(Ok).collect();
-            }
-            Ok(answers) => tracing::warn!(
-                calls,
-                answers = answers.len(),
-                what,
-                "a batch answered the wrong number of calls; each runs again alone"
-            ),
-            Err(error) => tracing::warn!(
-                calls,
+    calls: Vec<I>,
+    result: BatchResult<O>,
+) -> Vec<Reply<I, O>> {
+    let answers = match result {
+        Ok(answers) if answers.len() == calls.len() => answers,
+        Ok(answers) => {
+            counts.failed.fetch_add(1, Ordering::Relaxed);
+            let error = RepositoryError::Unexpected(format!(
+                "a batch of {} {what} answered {}",
+                calls.len(),
+                answers.len()
+            ));
+            return calls
+                .iter()
+                .map(|_| Reply::Answered(Err(error.clone())))
+                .collect();
+        }
+        Err(error) => {
+            counts.failed.fetch_add(1, Ordering::Relaxed);
+            let rerun = nothing_was_written(&error);
+            tracing::warn!(
+                calls = calls.len(),
                 %error,
                 what,
-                "a batch failed; each of its calls runs again alone"
-            ),
+                rerun,
+                "a batch statement failed"
+            );
+            if rerun {
+                return calls.into_iter().map(Reply::RunAlone).collect();
+            }
+            let error = repo_err(error);
+            return calls
+                .iter()
+                .map(|_| Reply::Answered(Err(error.clone())))
+                .collect();
         }
-    }
-    let mut answers = Vec::with_capacity(calls);
-    for index in 0..calls {
-        answers.push(alone(index).await);
-    }
-    answers
+    };
+    calls
+        .into_iter()
+        .zip(answers)
+        .map(|(call, answer)| match answer {
+            Some(answer) => Reply::Answered(answer),
+            None => Reply::RunAlone(call),
+        })
+        .collect()
 }
 
-fn lost_if_dropped<O>(
-    answered: Result<Result<O, RepositoryError>, oneshot::error::RecvError>,
-) -> Result<O, RepositoryError> {
-    answered.unwrap_or_else(|_| {
-        Err(RepositoryError::Unavailable(
-            "the batch ended without an answer".into(),
-        ))
-    })
+fn lost_if_dropped<I, O>(answered: Result<Reply<I, O>, oneshot::error::RecvError>) -> Reply<I, O> {
+    answered.unwrap_or_else(|_| unanswered())
+}
+
+fn unanswered<I, O>() -> Reply<I, O> {
+    Reply::Answered(Err(RepositoryError::Unavailable(
+        "the batch ended without an answer".into(),
+    )))
 }

@@ -68,6 +68,20 @@ fn driver_error(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
     }
 }
 
+/// Whether a failed statement certainly wrote nothing: the server refused it (a database error
+/// with its SQLSTATE: the statement's transaction was rolled back), or it never reached the
+/// server (no connection could be had). An I/O error after sending may hide a commit.
+pub(crate) fn nothing_was_written(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as SqlxError;
+    if matches!(err, DbErr::ConnectionAcquire(_)) {
+        return true;
+    }
+    matches!(
+        driver_error(err),
+        Some(SqlxError::Database(_) | SqlxError::PoolTimedOut | SqlxError::PoolClosed)
+    )
+}
+
 fn is_unavailable(err: &DbErr) -> bool {
     use sea_orm::sqlx::Error as SqlxError;
     if matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) {

@@ -134,9 +134,12 @@ impl GroupCommit {
                 answered = &mut answer => return lost_if_dropped(answered),
                 leadership = self.leader.clone().lock_owned() => leadership,
             };
-            // A group that ended just now may have answered this call.
-            if let Ok(answered) = answer.try_recv() {
-                return answered;
+            // A group that ended just now may have answered this call, or ended without an
+            // answer (its task panicked): a closed channel is not awaited again.
+            match answer.try_recv() {
+                Ok(answered) => return answered,
+                Err(oneshot::error::TryRecvError::Closed) => return ended_unanswered(),
+                Err(oneshot::error::TryRecvError::Empty) => {}
             }
             let group: Vec<Call> = {
                 let mut queued = self.queue();
@@ -195,11 +198,13 @@ fn spawn_group(group: impl std::future::Future<Output = ()> + Send + 'static) {
 fn lost_if_dropped<T>(
     answered: Result<Result<T, RepositoryError>, oneshot::error::RecvError>,
 ) -> Result<T, RepositoryError> {
-    answered.unwrap_or_else(|_| {
-        Err(RepositoryError::Unavailable(
-            "the group transaction ended without an answer".into(),
-        ))
-    })
+    answered.unwrap_or_else(|_| ended_unanswered())
+}
+
+fn ended_unanswered<T>() -> Result<T, RepositoryError> {
+    Err(RepositoryError::Unavailable(
+        "the group transaction ended without an answer".into(),
+    ))
 }
 
 /// Runs `group` in one transaction, or each call alone when the group fails.

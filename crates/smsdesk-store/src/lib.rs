@@ -14,6 +14,9 @@
 //!   the fleet's doorbell (`LISTEN/NOTIFY`);
 //! - [`integrations`]: Twilio integrations, secrets encrypted with the [`cipher`];
 //! - [`limiter`]: cool-downs claimed atomically in the database;
+//! - `batches` (with `batched_writes`, `batched_finds`, `batched_claims`): on PostgreSQL, calls
+//!   of one kind that arrive together share one statement; on a SQLite file, `group_commit`
+//!   shares one transaction instead;
 //! - [`inbox`]: status callbacks parked until their message is stored;
 //! - [`idempotency`]: sends' idempotency keys, claimed atomically;
 //! - [`admin`]: teams, users, API keys (issue, revoke, authenticate), secret re-encryption;

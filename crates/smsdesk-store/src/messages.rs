@@ -251,9 +251,6 @@ const PAGE_COLUMNS: [&str; 19] = [
     "delivery_unknown_at",
 ];
 
-/// A page of messages as SQLite aggregates it: one row holding a JSON array with one array of
-/// [`PAGE_COLUMNS`] per message. SQLx runs each SQLite connection on a thread of its own and
-/// hands every result row across a channel; one row instead of 51 saves those hand-offs.
 /// A message row and, when the query `asked`, whether its history holds the observation
 /// (`already_observed`).
 pub(crate) fn found_message(
@@ -267,6 +264,9 @@ pub(crate) fn found_message(
     })
 }
 
+/// A page of messages as SQLite aggregates it: one row holding a JSON array with one array of
+/// [`PAGE_COLUMNS`] per message. SQLx runs each SQLite connection on a thread of its own and
+/// hands every result row across a channel; one row instead of 51 saves those hand-offs.
 fn aggregated_page(page: SelectStatement) -> SelectStatement {
     Query::select()
         .expr_as(

@@ -293,9 +293,27 @@ impl Store {
         self.group_commit.as_deref()
     }
 
-    /// On PostgreSQL, the batchers of single writes and reads by SID ([`crate::batches`]).
+    /// On PostgreSQL, the batchers of single writes, reads by SID and single-message claims
+    /// ([`crate::batches`]).
     pub(crate) fn batches(&self) -> Option<&PostgresBatches> {
         self.batches.as_deref()
+    }
+
+    /// On PostgreSQL, how many batches of calls ran as one statement and how many of those
+    /// statements failed (their calls then ran alone or got the error), over every kind since
+    /// this store was connected; `None` elsewhere. Operators and tests read it to know the
+    /// batch statements work.
+    #[must_use]
+    pub fn batch_counts(&self) -> Option<(u64, u64)> {
+        self.batches().map(|batches| {
+            [
+                batches.writes.counts(),
+                batches.finds.counts(),
+                batches.claims.counts(),
+            ]
+            .into_iter()
+            .fold((0, 0), |(run, failed), (r, f)| (run + r, failed + f))
+        })
     }
 
     /// The connection every write goes through (see the module's documentation).

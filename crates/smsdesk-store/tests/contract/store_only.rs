@@ -28,6 +28,7 @@ crate::on_both_databases!(
     the_change_log_is_read_by_an_index_range_never_a_scan,
     a_closed_pool_is_reported_as_unavailable,
     row_locks_never_wait_on_a_history_inserts_key_share,
+    batches_share_statements_and_never_wait_on_another_transactions_lock,
 );
 
 pub(crate) async fn the_change_log_is_read_by_an_index_range_never_a_scan(db: &TestDb) {
@@ -607,4 +608,119 @@ pub(crate) async fn row_locks_never_wait_on_a_history_inserts_key_share(db: &Tes
         1,
         "a row under KEY SHARE is not skipped as if another replica held it"
     );
+}
+
+/// On PostgreSQL, single writes, reads and cool-down claims that arrive together share
+/// statements (`batch_counts` counts them, and none of those statements may fail: a failing
+/// one would hand its calls back to run alone, which the contract cases could not tell apart).
+/// A row another transaction holds (another replica's write in progress) holds up only the
+/// calls for that row: the batch skips it and hands its calls back, which then wait for the
+/// lock alone and see the row as it is once released. (SQLite's group commit has no row locks.)
+pub(crate) async fn batches_share_statements_and_never_wait_on_another_transactions_lock(
+    db: &TestDb,
+) {
+    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+    use smsdesk_domain::CooldownClaim;
+    use smsdesk_domain::ports::WriteOutcome;
+    use std::time::Duration;
+    if db.store.backend() != smsdesk_store::Backend::Postgres {
+        assert_eq!(db.store.batch_counts(), None);
+        return;
+    }
+    let store = &db.store;
+    let a = team(db, "A").await;
+    for n in 1..=12 {
+        stored(
+            store,
+            new_message(a, n, Direction::OutboundApi, MessageStatus::Sent, at(0)),
+        )
+        .await;
+    }
+    let delivered = |n: u32| {
+        smsdesk_test_support::contract::change_write(
+            n,
+            MessageStatus::Sent,
+            MessageStatus::Delivered,
+            at(30),
+        )
+    };
+    let holder = Database::connect(db.url.as_str())
+        .await
+        .expect("second connection");
+    let other_replica = holder.begin().await.expect("transaction");
+    other_replica
+        .execute_unprepared(&format!(
+            "SELECT id FROM sms_messages WHERE sid = '{}' FOR NO KEY UPDATE",
+            sid(1).as_str()
+        ))
+        .await
+        .expect("row locked");
+
+    let locked_write = tokio::spawn({
+        let store = store.clone();
+        async move { store.apply_observations(a, vec![delivered(1)]).await }
+    });
+    let locked_claim = tokio::spawn({
+        let store = store.clone();
+        async move { store.claim_messages(a, &[sid(1)], at(40), MINUTE).await }
+    });
+    let burst = async {
+        let writes = futures::future::join_all(
+            (2..=12).map(|n| store.apply_observations(a, vec![delivered(n)])),
+        );
+        let claims = futures::future::join_all(
+            (2..=12)
+                .map(|n| async move { store.claim_messages(a, &[sid(n)], at(40), MINUTE).await }),
+        );
+        let reads = futures::future::join_all(
+            (1..=12).map(|n| async move { store.find(a, &sid(n)).await }),
+        );
+        futures::join!(writes, claims, reads)
+    };
+    // Calls that waited would wait until the holder ends: the bound only turns a hang into a
+    // failure.
+    let bound = Duration::from_secs(30);
+    let (writes, claims, reads) = tokio::time::timeout(bound, burst)
+        .await
+        .expect("the other messages' calls do not wait on message 1's lock");
+    for outcome in writes {
+        assert_eq!(outcome.expect("writable"), vec![WriteOutcome::Written]);
+    }
+    for claim in claims {
+        assert_eq!(claim.expect("claimable"), vec![CooldownClaim::Granted]);
+    }
+    for (n, read) in (1..=12).zip(reads) {
+        let message = read.expect("readable").expect("present");
+        assert_eq!(message.sid, sid(n), "each read answers its own message");
+    }
+    other_replica.rollback().await.ok();
+    holder.close().await.ok();
+    let write = tokio::time::timeout(bound, locked_write)
+        .await
+        .expect("the locked message's write ends once the lock is released")
+        .expect("joins");
+    assert_eq!(
+        write.expect("writable"),
+        vec![WriteOutcome::Written],
+        "skipped by a batch, then written alone, not refused"
+    );
+    let claim = tokio::time::timeout(bound, locked_claim)
+        .await
+        .expect("the locked message's claim ends once the lock is released")
+        .expect("joins");
+    assert_eq!(claim.expect("claimable"), vec![CooldownClaim::Granted]);
+
+    // Without a cool-down every claim goes through, in a batch too.
+    let again = futures::future::join_all((1..=12).map(|n| async move {
+        store
+            .claim_messages(a, &[sid(n)], at(41), Duration::ZERO)
+            .await
+    }))
+    .await;
+    for claim in again {
+        assert_eq!(claim.expect("claimable"), vec![CooldownClaim::Granted]);
+    }
+    let (run, failed) = store.batch_counts().expect("PostgreSQL batches");
+    assert!(run >= 3, "the bursts ran as batches: {run}");
+    assert_eq!(failed, 0, "no batch statement failed");
 }
