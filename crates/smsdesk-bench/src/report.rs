@@ -656,7 +656,8 @@ impl Report {
              the account's integration and writes the observation (a duplicate `sent` here, \
              recorded in the history and ignored). SQLite takes one writer at a time: \
              concurrent writes and refresh claims share group transactions on it. On \
-             PostgreSQL a call's single write is one statement.\n"
+             PostgreSQL the single writes, reads by SID and refresh claims that arrive \
+             together share one statement per kind (`smsdesk-store/src/batches.rs`).\n"
         );
         let _ = writeln!(
             md,

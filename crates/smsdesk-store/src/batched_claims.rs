@@ -1,8 +1,9 @@
 //! On PostgreSQL, concurrent single-message cool-down claims (a single refresh's, before it asks
 //! Twilio) share one statement ([`crate::batches`]).
 //!
-//! Alone, a claim is the conditional UPDATE it always was ([`crate::limiter::claim_in`]). When
-//! claims arrive together, a batch of them (at most 64, one per message) is one
+//! Without batches a claim is one conditional UPDATE ([`crate::limiter::claim_in`], still what a
+//! claim handed back to run alone runs); here the claims that arrive together, at most 64 and one
+//! per message, are one
 //! statement with the same rule for each: a message of the claimer's own team is stamped with
 //! the claim's time only if its last claim is older than the claim's cool-down (or it has none),
 //! so of concurrent claimers of one message exactly one wins, in a batch or across replicas. A
@@ -11,11 +12,9 @@
 //! every write of this store locks them; a due message another transaction holds is skipped and
 //! its claim runs alone, which waits for that row only.
 
-use std::fmt::Write as _;
-
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
-use crate::batches::{BatchResult, Batcher};
+use crate::batches::{BatchResult, Batcher, input_rows};
 use crate::error::repo_err;
 use crate::limiter::{MessageClaim, claim_in, cutoff};
 use crate::store::Backend;
@@ -41,6 +40,15 @@ pub(crate) fn batcher() -> Batcher<MessageClaim, Vec<String>> {
         },
     )
 }
+
+/// The columns of the batch's input rows after the claim's index: the team, the SID, the claim's
+/// time and the latest last claim it lets through (`NULL`: no cool-down, always through).
+const INPUT_COLUMNS: [(&str, &str); 4] = [
+    ("team_id", "bigint"),
+    ("sid", "text"),
+    ("claimed_at", "timestamptz"),
+    ("cutoff", "timestamptz"),
+];
 
 /// The batch statement after its input rows: `due` finds each claim's message of its own team
 /// if its cool-down has passed, `in_order` locks those in id order (skipping rows another
@@ -82,32 +90,24 @@ async fn claim_batch<C: ConnectionTrait>(
     db: &C,
     claims: &[MessageClaim],
 ) -> BatchResult<Vec<String>> {
-    let mut values: Vec<Value> = Vec::with_capacity(claims.len() * 5);
-    let mut sql = String::from("WITH input (i, team_id, sid, claimed_at, cutoff) AS (VALUES ");
-    for (index, claim) in claims.iter().enumerate() {
-        let [sid] = claim.sids.as_slice() else {
-            return Err(DbErr::Custom("a batched claim names one message".into()));
-        };
-        values.extend([
-            i64::try_from(index).unwrap_or(i64::MAX).into(),
-            claim.team.get().into(),
-            sid.as_str().into(),
-            claim.now.into(),
-            cutoff(claim.now, claim.cooldown).into(),
-        ]);
-        let n = values.len();
-        let _ = write!(
-            sql,
-            "{}(${}::bigint, ${}::bigint, ${}::text, ${}::timestamptz, ${}::timestamptz)",
-            if index == 0 { "" } else { ", " },
-            n - 4,
-            n - 3,
-            n - 2,
-            n - 1,
-            n
-        );
+    if claims.iter().any(|claim| claim.sids.len() != 1) {
+        return Err(DbErr::Custom("a batched claim names one message".into()));
     }
-    sql.push_str("),");
+    let mut values: Vec<Value> = Vec::with_capacity(claims.len() * 5);
+    let mut sql = input_rows(
+        &INPUT_COLUMNS,
+        claims,
+        |claim| {
+            [
+                claim.team.get().into(),
+                claim.sids.first().map(String::as_str).into(),
+                claim.now.into(),
+                cutoff(claim.now, claim.cooldown).into(),
+            ]
+        },
+        &mut values,
+    )?;
+    sql.push(',');
     sql.push_str(BATCH_STATEMENT);
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(

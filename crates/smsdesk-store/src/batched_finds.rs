@@ -1,8 +1,7 @@
 //! On PostgreSQL, concurrent reads of one message by SID (a status callback's
 //! `find_with_observed`, a single refresh's `find`) share one statement ([`crate::batches`]).
 //!
-//! Alone, a read is the one indexed statement it always was. When reads arrive together, a
-//! batch of them (at most 64) is one statement: each read's team and SID (and, for a
+//! The reads that arrive together (at most 64) are one statement: each read's team and SID (and, for a
 //! callback, the observation it asks about) as an input row, each looked up by the same index
 //! and scoped to its own team, so another team's SID finds nothing, as alone. A read of a
 //! batch sees at least every write committed before the read was asked for: the batch's
@@ -16,7 +15,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 use smsdesk_domain::ports::{FoundMessage, RepositoryError};
 use smsdesk_domain::{MessageSid, MessageStatus, ObservationSource, TeamId};
 
-use crate::batches::{BatchResult, Batcher};
+use crate::batches::{BatchResult, Batcher, input_rows};
 use crate::messages::{found_message, select_messages};
 use crate::schema::SmsMessages;
 use crate::store::Store;
@@ -62,38 +61,39 @@ fn message_of_input() -> &'static str {
     })
 }
 
+/// The columns of the batch's input rows after the read's index: the team, the SID, and the
+/// observation's source and status a callback asks about (`NULL` for a plain read).
+const INPUT_COLUMNS: [(&str, &str); 4] = [
+    ("team_id", "bigint"),
+    ("sid", "text"),
+    ("source", "text"),
+    ("status", "text"),
+];
+
 /// Reads `calls` in one statement; answers in their order.
 async fn find_batch(store: &Store, calls: &[FindCall]) -> BatchResult<Option<FoundMessage>> {
     let mut values: Vec<Value> = Vec::with_capacity(calls.len() * 5);
-    let mut sql = String::from("WITH input (i, team_id, sid, source, status) AS (VALUES ");
-    for (index, call) in calls.iter().enumerate() {
-        let (source, status) = call
-            .observed
-            .as_ref()
-            .map(|(source, status)| (source.as_str(), status.as_str()))
-            .unzip();
-        values.extend([
-            i64::try_from(index).unwrap_or(i64::MAX).into(),
-            call.team.get().into(),
-            call.sid.as_str().into(),
-            source.into(),
-            status.map(str::to_owned).into(),
-        ]);
-        let n = values.len();
-        let _ = write!(
-            sql,
-            "{}(${}::bigint, ${}::bigint, ${}::text, ${}::text, ${}::text)",
-            if index == 0 { "" } else { ", " },
-            n - 4,
-            n - 3,
-            n - 2,
-            n - 1,
-            n
-        );
-    }
+    let mut sql = input_rows(
+        &INPUT_COLUMNS,
+        calls,
+        |call| {
+            let (source, status) = call
+                .observed
+                .as_ref()
+                .map(|(source, status)| (source.as_str(), status.as_str().to_owned()))
+                .unzip();
+            [
+                call.team.get().into(),
+                call.sid.as_str().into(),
+                source.into(),
+                status.into(),
+            ]
+        },
+        &mut values,
+    )?;
     let _ = write!(
         sql,
-        ") SELECT input.i, m.*, EXISTS (SELECT 1 FROM message_status_events e \
+        " SELECT input.i, m.*, EXISTS (SELECT 1 FROM message_status_events e \
          WHERE e.message_id = m.id AND e.source = input.source AND e.status = input.status) \
          AS already_observed FROM input CROSS JOIN LATERAL ({}) m",
         message_of_input()

@@ -1,10 +1,10 @@
 //! On PostgreSQL, concurrent single writes (a status callback's, a single refresh's) share one
 //! statement ([`crate::batches`]).
 //!
-//! Alone, a single write is already one statement
-//! ([`crate::messages::apply_one_change_in_one_statement`]); when writes arrive together (a burst
-//! of Twilio callbacks), a batch of them (at most 64, one per message) is one
-//! statement too. The batch statement keeps every rule of the single write:
+//! Without batches a single write is already one statement
+//! ([`crate::messages::apply_one_change_in_one_statement`], still what a write handed back to run
+//! alone runs); here the writes that arrive together (a burst of Twilio callbacks), at most 64
+//! and one per message, are one statement. The batch statement keeps every rule of the single write:
 //! - each change is conditional on the status (and time) its caller read, so a concurrent writer
 //!   that got there first makes it a [`WriteOutcome::Conflict`] and the caller decides again;
 //! - each write is scoped to its caller's team: another team's SID is [`WriteOutcome::Missing`];
@@ -20,14 +20,12 @@
 //! for the next batch. A batch statement the server refused wrote nothing, and each of its
 //! writes runs alone, so one write's failure is never another's.
 
-use std::fmt::Write as _;
-
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 use smsdesk_domain::TeamId;
 use smsdesk_domain::ports::{ObservationWrite, RepositoryError, WriteOutcome};
 use smsdesk_domain::webhooks::{DeliveryStatus, WebhookEvent};
 
-use crate::batches::{BatchResult, Batcher};
+use crate::batches::{BatchResult, Batcher, input_rows};
 use crate::messages::{observation_values, state_values};
 use crate::store::stored_time;
 
@@ -58,13 +56,12 @@ pub(crate) fn batcher() -> Batcher<SingleWrite, WriteOutcome> {
     )
 }
 
-/// The columns of the batch's input rows, each with the type its placeholders are cast to:
-/// which write (its index in the batch), the team and SID it names, whether it changes the
+/// The columns of the batch's input rows after the write's index, each with the type its
+/// placeholders are cast to: the team and SID it names, whether it changes the
 /// message, the status and time the change expects and the state it stores (`next_…`), then
 /// the observation as history stores it (state, source, time) and the webhook event an applied
 /// change raises.
-const INPUT_COLUMNS: [(&str, &str); 21] = [
-    ("i", "bigint"),
+const INPUT_COLUMNS: [(&str, &str); 20] = [
     ("team_id", "bigint"),
     ("sid", "text"),
     ("has_change", "boolean"),
@@ -169,54 +166,46 @@ async fn apply_batch<C: ConnectionTrait>(
         WebhookEvent::StatusChanged.as_str().into(),
         WebhookEvent::Received.as_str().into(),
     ];
-    let mut sql = String::from("WITH input (");
-    let names: Vec<&str> = INPUT_COLUMNS.iter().map(|(name, _)| *name).collect();
-    sql.push_str(&names.join(", "));
-    sql.push_str(") AS (VALUES ");
-    for (index, (team, write)) in batch.iter().enumerate() {
-        let change = write.change.as_ref();
-        let row = [
-            i64::try_from(index).unwrap_or(i64::MAX).into(),
-            team.get().into(),
-            write.sid.as_str().into(),
-            change.is_some().into(),
-            change.map(|change| change.expected_status.as_str()).into(),
-            change
-                .and_then(|change| change.expected_updated_at)
-                .map(stored_time)
-                .into(),
-        ]
-        .into_iter()
-        .chain(match change {
-            Some(change) => state_values(&change.next),
-            // NULLs of the types `state_values` binds: a prepared statement keeps the types
-            // its parameters were first bound with.
-            None => [
-                Value::String(None),
-                Value::BigInt(None),
-                Value::String(None),
-                Value::BigInt(None),
-                Value::String(None),
-                Value::String(None),
-            ],
-        })
-        .chain(observation_values(&write.observation))
-        .chain(std::iter::once(
-            WebhookEvent::for_history(write.observation.source, change.is_some())
-                .map(WebhookEvent::as_str)
-                .into(),
-        ));
-        sql.push_str(if index == 0 { "(" } else { ", (" });
-        for (column, value) in row.enumerate() {
-            values.push(value);
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            let _ = write!(sql, "${}::{}", values.len(), INPUT_COLUMNS[column].1);
-        }
-        sql.push(')');
-    }
-    sql.push_str("),");
+    let mut sql = input_rows(
+        &INPUT_COLUMNS,
+        batch,
+        |(team, write)| {
+            let change = write.change.as_ref();
+            [
+                team.get().into(),
+                write.sid.as_str().into(),
+                change.is_some().into(),
+                change.map(|change| change.expected_status.as_str()).into(),
+                change
+                    .and_then(|change| change.expected_updated_at)
+                    .map(stored_time)
+                    .into(),
+            ]
+            .into_iter()
+            .chain(match change {
+                Some(change) => state_values(&change.next),
+                // NULLs of the types `state_values` binds: a prepared statement keeps the types
+                // its parameters were first bound with.
+                None => [
+                    Value::String(None),
+                    Value::BigInt(None),
+                    Value::String(None),
+                    Value::BigInt(None),
+                    Value::String(None),
+                    Value::String(None),
+                ],
+            })
+            .chain(observation_values(&write.observation))
+            .chain(std::iter::once(
+                WebhookEvent::for_history(write.observation.source, change.is_some())
+                    .map(WebhookEvent::as_str)
+                    .into(),
+            ))
+            .collect::<Vec<Value>>()
+        },
+        &mut values,
+    )?;
+    sql.push(',');
     sql.push_str(BATCH_STATEMENT);
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(

@@ -20,12 +20,13 @@
 //! instead: running them again could write them twice.
 
 use std::collections::{HashSet, VecDeque};
+use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use sea_orm::DbErr;
+use sea_orm::{DbErr, Value};
 use smsdesk_domain::ports::RepositoryError;
 use tokio::sync::oneshot;
 
@@ -273,6 +274,53 @@ fn replies<I, O>(
             None => Reply::RunAlone(call),
         })
         .collect()
+}
+
+/// A batch statement's opening, `WITH input (i, …) AS (VALUES (…), …)`: one row per call, its
+/// index in the batch first (`i`, how each answer row finds its call), then `row`'s values in
+/// `columns`' order, each a placeholder cast to its column's type (`(name, type)` pairs).
+/// `values` holds the parameters bound before the rows (`$1`…) and gets the rows' after them.
+pub(crate) fn input_rows<C, R>(
+    columns: &[(&str, &str)],
+    calls: &[C],
+    mut row: impl FnMut(&C) -> R,
+    values: &mut Vec<Value>,
+) -> Result<String, DbErr>
+where
+    R: IntoIterator<Item = Value>,
+{
+    let mut sql = String::from("WITH input (i");
+    for (name, _) in columns {
+        let _ = write!(sql, ", {name}");
+    }
+    sql.push_str(") AS (VALUES ");
+    for (index, call) in calls.iter().enumerate() {
+        values.push(i64::try_from(index).unwrap_or(i64::MAX).into());
+        let _ = write!(
+            sql,
+            "{}(${}::bigint",
+            if index == 0 { "" } else { ", " },
+            values.len()
+        );
+        let mut given = 0;
+        for value in row(call) {
+            let Some((_, cast)) = columns.get(given) else {
+                break;
+            };
+            values.push(value);
+            let _ = write!(sql, ", ${}::{cast}", values.len());
+            given += 1;
+        }
+        if given != columns.len() {
+            return Err(DbErr::Custom(format!(
+                "a batch input row has {given} values for {} columns",
+                columns.len()
+            )));
+        }
+        sql.push(')');
+    }
+    sql.push(')');
+    Ok(sql)
 }
 
 fn lost_if_dropped<I, O>(answered: Result<Reply<I, O>, oneshot::error::RecvError>) -> Reply<I, O> {
