@@ -14,7 +14,7 @@
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
-use crate::batches::{BatchResult, Batcher, input_rows};
+use crate::batches::{BatchResult, Batcher, input_rows, on_this_runtime};
 use crate::error::repo_err;
 use crate::limiter::{MessageClaim, claim_in, cutoff};
 use crate::store::Backend;
@@ -38,6 +38,7 @@ pub(crate) fn batcher() -> Batcher<MessageClaim, Vec<String>> {
                     .map_err(repo_err)
             })
         },
+        on_this_runtime,
     )
 }
 

@@ -15,7 +15,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 use smsdesk_domain::ports::{FoundMessage, RepositoryError};
 use smsdesk_domain::{MessageSid, MessageStatus, ObservationSource, TeamId};
 
-use crate::batches::{BatchResult, Batcher, input_rows};
+use crate::batches::{BatchResult, Batcher, input_rows, on_this_runtime};
 use crate::messages::{found_message, select_messages};
 use crate::schema::SmsMessages;
 use crate::store::Store;
@@ -40,6 +40,7 @@ pub(crate) fn batcher() -> Batcher<FindCall, Option<FoundMessage>> {
             })
         },
         |store, call| Box::pin(async move { store.find_alone(&call).await }),
+        on_this_runtime,
     )
 }
 

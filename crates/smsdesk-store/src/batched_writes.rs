@@ -25,7 +25,7 @@ use smsdesk_domain::TeamId;
 use smsdesk_domain::ports::{ObservationWrite, RepositoryError, WriteOutcome};
 use smsdesk_domain::webhooks::{DeliveryStatus, WebhookEvent};
 
-use crate::batches::{BatchResult, Batcher, input_rows};
+use crate::batches::{BatchResult, Batcher, input_rows, on_this_runtime};
 use crate::messages::{observation_values, state_values};
 use crate::store::stored_time;
 
@@ -53,6 +53,7 @@ pub(crate) fn batcher() -> Batcher<SingleWrite, WriteOutcome> {
                 })
             })
         },
+        on_this_runtime,
     )
 }
 

@@ -1,6 +1,7 @@
 //! Calls that arrive together share one statement: the queue and the leadership every batched
 //! operation on PostgreSQL uses ([`crate::batched_writes`], [`crate::batched_finds`],
-//! [`crate::batched_claims`]).
+//! [`crate::batched_claims`]), and the SQLite group commit too ([`crate::group_commit`], whose
+//! batch is one transaction).
 //!
 //! PostgreSQL's cost is per statement as much as per row: each one is a round trip, a wake-up of
 //! a server process and, for a write, a commit, on the same CPUs as the service. A caller queues
@@ -57,6 +58,15 @@ pub(crate) type RunBatch<I, O> = fn(Store, Vec<I>) -> BoxFuture<(Vec<I>, BatchRe
 /// Runs one call alone: the statement it is without batches.
 pub(crate) type RunAlone<I, O> = fn(Store, I) -> BoxFuture<Result<O, RepositoryError>>;
 
+/// Starts a batch's task: on the caller's runtime ([`on_this_runtime`]), or elsewhere (the
+/// SQLite group commit's own thread).
+pub(crate) type Spawn = fn(BoxFuture<()>);
+
+/// Starts a batch's task on the runtime of the caller that leads it.
+pub(crate) fn on_this_runtime(batch: BoxFuture<()>) {
+    drop(tokio::spawn(batch));
+}
+
 /// A boxed future a batcher can hold a function for.
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -93,6 +103,7 @@ pub(crate) struct Batcher<I, O> {
     key: fn(&I) -> Option<&str>,
     run: RunBatch<I, O>,
     alone: RunAlone<I, O>,
+    spawn: Spawn,
     /// What the calls are, for the log.
     what: &'static str,
     counts: Arc<Counts>,
@@ -123,6 +134,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         key: fn(&I) -> Option<&str>,
         run: RunBatch<I, O>,
         alone: RunAlone<I, O>,
+        spawn: Spawn,
     ) -> Self {
         Self {
             queued: Mutex::default(),
@@ -131,6 +143,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             key,
             run,
             alone,
+            spawn,
             what,
             counts: Arc::default(),
         }
@@ -177,7 +190,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                 .unzip();
             let (store, run, what, counts) =
                 (store.clone(), self.run, self.what, self.counts.clone());
-            tokio::spawn(async move {
+            (self.spawn)(Box::pin(async move {
                 let (calls, result) = run(store, calls).await;
                 let mut answers = replies(&counts, what, calls, result).into_iter();
                 for reply in senders {
@@ -188,7 +201,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                     }));
                 }
                 drop(permit);
-            });
+            }));
         }
     }
 

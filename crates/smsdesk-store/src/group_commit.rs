@@ -4,7 +4,7 @@
 //! SQLite has one writer ([`crate::Store`]'s writer connection), and every transaction costs a
 //! `BEGIN` and a `COMMIT`, each a round trip to the connection's thread. When status changes
 //! arrive together (a burst of Twilio callbacks), the first caller becomes the leader: it takes
-//! what is queued (at most [`MAX_GROUP`] calls) and applies them in one transaction, with one
+//! what is queued (at most 64 calls) and applies them in one transaction, with one
 //! id lookup, one webhook-endpoint lookup and one history insert for the whole group, then hands
 //! each caller its own outcomes. Callers that arrive meanwhile queue for the next group.
 //! A refresh claims its message before asking Twilio; alone, each claim would be a commit of its
@@ -19,143 +19,90 @@
 //! and status writes of one group were all in flight together, so either order is one a serial
 //! execution could have taken. If any call fails, the
 //! whole group is rolled back and each call runs again in a transaction of its own, so one
-//! caller's failure is never another's. The group runs in a task of its own, on a thread kept
-//! for groups ([`spawn_group`]), so a leader whose request is cancelled (a client that hung up)
-//! does not take the others' writes with it.
+//! caller's failure is never another's. The queue and the leadership are the ones PostgreSQL's
+//! batches use ([`crate::batches::Batcher`]); the group runs in a task of its own, on a thread
+//! kept for groups ([`spawn_group`]), so a leader whose request is cancelled (a client that hung
+//! up) does not take the others' writes with it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::VecDeque;
 
+use sea_orm::DbErr;
 use smsdesk_domain::TeamId;
 use smsdesk_domain::ports::{ObservationWrite, RepositoryError, WriteOutcome};
-use tokio::sync::oneshot;
 
+use crate::batches::{BatchResult, Batcher, BoxFuture};
 use crate::error::repo_err;
 use crate::limiter::{MessageClaim, claim_group_in, claim_in};
 use crate::messages::{TeamWrites, apply_in};
 use crate::store::Store;
 
-/// The most calls one group transaction takes, so a group never holds the writer for long.
-pub(crate) const MAX_GROUP: usize = 64;
-
-type Answer = Result<Vec<WriteOutcome>, RepositoryError>;
-
-/// The SIDs a claim was granted.
-type ClaimAnswer = Result<Vec<String>, RepositoryError>;
-
-/// One caller's work and where its answer goes.
-struct Call {
-    id: u64,
-    work: Work,
-}
-
-/// What a caller queued.
-enum Work {
+/// What a caller queues.
+pub(crate) enum Work {
     /// `apply_observations` of one team.
     Apply {
         team: TeamId,
         writes: Vec<ObservationWrite>,
-        reply: oneshot::Sender<Answer>,
     },
     /// A refresh's per-message cool-down claim.
-    Claim {
-        claim: MessageClaim,
-        reply: oneshot::Sender<ClaimAnswer>,
-    },
+    Claim(MessageClaim),
 }
 
-/// The queue of calls and the leadership of the next group.
-#[derive(Default)]
-pub(crate) struct GroupCommit {
-    queued: Mutex<Vec<Call>>,
-    leader: Arc<tokio::sync::Mutex<()>>,
-    next_id: AtomicU64,
+/// What a call's work gave: a write's outcomes, or the SIDs a claim was granted.
+pub(crate) enum Done {
+    Outcomes(Vec<WriteOutcome>),
+    Granted(Vec<String>),
 }
 
-/// Takes a caller's call back out of the queue if the caller goes away (its request was
-/// cancelled) before a group took it: a write nobody waits for is not applied at some later
-/// moment.
-struct Withdraw<'a> {
-    group: &'a GroupCommit,
-    id: u64,
-}
+/// The group commit of a SQLite file: the queue of calls and the leadership of the next group.
+pub(crate) struct GroupCommit(Batcher<Work, Done>);
 
-impl Drop for Withdraw<'_> {
-    fn drop(&mut self) {
-        self.group.queue().retain(|call| call.id != self.id);
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self(Batcher::new(
+            "group commit",
+            |_| None,
+            |store, group| {
+                Box::pin(async move {
+                    let answers = run(&store, &group).await;
+                    (group, answers)
+                })
+            },
+            |store, work| Box::pin(async move { alone(&store, work).await }),
+            spawn_group,
+        ))
     }
 }
 
 impl GroupCommit {
-    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Call>> {
-        self.queued.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Applies `writes` of `team` in the next group and returns their outcomes.
     pub(crate) async fn apply(
         &self,
         store: &Store,
         team: TeamId,
         writes: Vec<ObservationWrite>,
-    ) -> Answer {
-        let (reply, answer) = oneshot::channel();
-        self.queue_and_wait(
-            store,
-            Work::Apply {
-                team,
-                writes,
-                reply,
-            },
-            answer,
-        )
-        .await
+    ) -> Result<Vec<WriteOutcome>, RepositoryError> {
+        match self.0.call(store, Work::Apply { team, writes }).await? {
+            Done::Outcomes(outcomes) => Ok(outcomes),
+            Done::Granted(_) => Err(mismatched()),
+        }
     }
 
     /// Runs `claim` in the next group and returns the SIDs it was granted.
-    pub(crate) async fn claim(&self, store: &Store, claim: MessageClaim) -> ClaimAnswer {
-        let (reply, answer) = oneshot::channel();
-        self.queue_and_wait(store, Work::Claim { claim, reply }, answer)
-            .await
-    }
-
-    /// Queues `work`, then waits for its answer, leading a group whenever no group is running.
-    async fn queue_and_wait<T>(
+    pub(crate) async fn claim(
         &self,
         store: &Store,
-        work: Work,
-        mut answer: oneshot::Receiver<Result<T, RepositoryError>>,
-    ) -> Result<T, RepositoryError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.queue().push(Call { id, work });
-        // Dropped on every return too, when the call has already left the queue: a no-op then.
-        let _withdraw = Withdraw { group: self, id };
-        loop {
-            let leadership = tokio::select! {
-                answered = &mut answer => return lost_if_dropped(answered),
-                leadership = self.leader.clone().lock_owned() => leadership,
-            };
-            // A group that ended just now may have answered this call, or ended without an
-            // answer (its task panicked): a closed channel is not awaited again.
-            match answer.try_recv() {
-                Ok(answered) => return answered,
-                Err(oneshot::error::TryRecvError::Closed) => return ended_unanswered(),
-                Err(oneshot::error::TryRecvError::Empty) => {}
-            }
-            let group: Vec<Call> = {
-                let mut queued = self.queue();
-                let take = queued.len().min(MAX_GROUP);
-                queued.drain(..take).collect()
-            };
-            if group.is_empty() {
-                continue;
-            }
-            let store = store.clone();
-            spawn_group(async move {
-                run(&store, group).await;
-                drop(leadership);
-            });
+        claim: MessageClaim,
+    ) -> Result<Vec<String>, RepositoryError> {
+        match self.0.call(store, Work::Claim(claim)).await? {
+            Done::Granted(granted) => Ok(granted),
+            Done::Outcomes(_) => Err(mismatched()),
         }
     }
+}
+
+/// An answer of the other kind of call (a bug: each call is answered for its own work).
+fn mismatched() -> RepositoryError {
+    RepositoryError::Unexpected("the group transaction answered another kind of call".into())
 }
 
 /// Runs a group on the process's writer thread: a thread of its own with a single-threaded
@@ -163,7 +110,7 @@ impl GroupCommit {
 /// instead of waiting its turn among an HTTP worker's requests (the group holds the one writer
 /// meanwhile). Measured on a single refresh: 5,306 -> 6,604 req/s. Falls back to the caller's
 /// runtime if the thread cannot be started.
-fn spawn_group(group: impl std::future::Future<Output = ()> + Send + 'static) {
+fn spawn_group(group: BoxFuture<()>) {
     static GROUPS: std::sync::OnceLock<Option<tokio::runtime::Handle>> = std::sync::OnceLock::new();
     let groups = GROUPS.get_or_init(|| {
         // The runtime is built on its own thread and only its handle comes back, so a thread
@@ -195,91 +142,74 @@ fn spawn_group(group: impl std::future::Future<Output = ()> + Send + 'static) {
     }
 }
 
-fn lost_if_dropped<T>(
-    answered: Result<Result<T, RepositoryError>, oneshot::error::RecvError>,
-) -> Result<T, RepositoryError> {
-    answered.unwrap_or_else(|_| ended_unanswered())
+/// One call in a transaction of its own (a group of one, or after its group failed).
+async fn alone(store: &Store, work: Work) -> Result<Done, RepositoryError> {
+    match work {
+        Work::Apply { team, writes } => store.apply_alone(team, &writes).await.map(Done::Outcomes),
+        Work::Claim(claim) => claim_in(store.writer(), store.backend(), &claim)
+            .await
+            .map(Done::Granted)
+            .map_err(repo_err),
+    }
 }
 
-fn ended_unanswered<T>() -> Result<T, RepositoryError> {
-    Err(RepositoryError::Unavailable(
-        "the group transaction ended without an answer".into(),
-    ))
-}
-
-/// Runs `group` in one transaction, or each call alone when the group fails.
-async fn run(store: &Store, group: Vec<Call>) {
+/// Runs `group` in one transaction, or each call alone when it is a group of one or the group
+/// failed (rolled back, so nothing of it was written): the group always answers every call.
+async fn run(store: &Store, group: &[Work]) -> BatchResult<Done> {
     if group.len() > 1
-        && let Ok(mut answers) = together(store, &group).await
+        && let Ok(answers) = together(store, group).await
     {
-        for call in group {
-            match call.work {
-                Work::Apply { reply, .. } => {
-                    let _ = reply.send(answers.outcomes.pop_front().ok_or_else(unanswered));
-                }
-                Work::Claim { reply, .. } => {
-                    let _ = reply.send(answers.granted.pop_front().ok_or_else(unanswered));
-                }
-            }
-        }
-        return;
+        return Ok(answers.into_iter().map(|answer| Some(Ok(answer))).collect());
     }
-    for call in group {
-        match call.work {
-            Work::Apply {
-                team,
-                writes,
-                reply,
-            } => {
-                let _ = reply.send(store.apply_alone(team, &writes).await);
-            }
-            Work::Claim { claim, reply } => {
-                let granted = claim_in(store.writer(), store.backend(), &claim)
-                    .await
-                    .map_err(repo_err);
-                let _ = reply.send(granted);
-            }
-        }
+    let mut answers = Vec::with_capacity(group.len());
+    for work in group {
+        let work = match work {
+            Work::Apply { team, writes } => Work::Apply {
+                team: *team,
+                writes: writes.clone(),
+            },
+            Work::Claim(claim) => Work::Claim(claim.clone()),
+        };
+        answers.push(Some(alone(store, work).await));
     }
+    Ok(answers)
 }
 
-/// A call the group's transaction gave no answer for (a bug: every call gets one).
-fn unanswered() -> RepositoryError {
-    RepositoryError::Unexpected("the group transaction gave a call no answer".into())
-}
-
-/// A group's answers, in the queue order of each kind of call.
-struct GroupAnswers {
-    outcomes: std::collections::VecDeque<Vec<WriteOutcome>>,
-    granted: std::collections::VecDeque<Vec<String>>,
-}
-
-async fn together(store: &Store, group: &[Call]) -> Result<GroupAnswers, RepositoryError> {
-    let tx = store.begin_write().await.map_err(repo_err)?;
+/// The group in one transaction: its claims decided together, then its writes applied
+/// together, then one commit. Answers in the group's order.
+async fn together(store: &Store, group: &[Work]) -> Result<Vec<Done>, DbErr> {
+    let tx = store.begin_write().await?;
     let mut claims: Vec<&MessageClaim> = Vec::new();
     let mut calls: Vec<TeamWrites<'_>> = Vec::with_capacity(group.len());
-    for call in group {
-        match &call.work {
-            Work::Claim { claim, .. } => claims.push(claim),
-            Work::Apply { team, writes, .. } => calls.push(TeamWrites {
+    for work in group {
+        match work {
+            Work::Claim(claim) => claims.push(claim),
+            Work::Apply { team, writes } => calls.push(TeamWrites {
                 team: *team,
                 writes,
             }),
         }
     }
-    let granted = if claims.is_empty() {
-        std::collections::VecDeque::new()
+    let mut granted: VecDeque<Vec<String>> = if claims.is_empty() {
+        VecDeque::new()
     } else {
-        claim_group_in(&tx, &claims).await.map_err(repo_err)?.into()
+        claim_group_in(&tx, &claims).await?.into()
     };
-    let outcomes = if calls.is_empty() {
-        Vec::new()
+    let mut outcomes: VecDeque<Vec<WriteOutcome>> = if calls.is_empty() {
+        VecDeque::new()
     } else {
-        apply_in(&tx, &calls).await.map_err(repo_err)?
+        apply_in(&tx, &calls).await?.into()
     };
-    tx.commit().await.map_err(repo_err)?;
-    Ok(GroupAnswers {
-        outcomes: outcomes.into(),
-        granted,
-    })
+    tx.commit().await?;
+    group
+        .iter()
+        .map(|work| {
+            let answer = match work {
+                Work::Claim(_) => granted.pop_front().map(Done::Granted),
+                Work::Apply { .. } => outcomes.pop_front().map(Done::Outcomes),
+            };
+            answer
+                .ok_or_else(|| DbErr::Custom("the group transaction gave a call no answer".into()))
+        })
+        .collect()
 }

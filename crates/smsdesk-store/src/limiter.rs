@@ -56,13 +56,13 @@ pub(crate) async fn claim_in(
     backend: Backend,
     claim: &MessageClaim,
 ) -> Result<Vec<String>, sea_orm::DbErr> {
-    let cutoff = stored_time(threshold(claim.now, claim.cooldown));
+    let cutoff = cutoff(claim.now, claim.cooldown);
     let due = || {
-        // No cool-down: every claim goes through (`CooldownClaim::decide`'s rule).
+        // No cut-off (no cool-down): every claim goes through.
         Expr::col(SmsMessages::LastRefreshedAt)
             .is_null()
             .or(Expr::col(SmsMessages::LastRefreshedAt).lte(cutoff))
-            .or(Expr::value(claim.cooldown.is_zero()))
+            .or(Expr::value(cutoff.is_none()))
     };
     // The rows are locked in message-id order, the order every write of this store takes,
     // so a claim and a batch write over the same messages can never wait on each other in

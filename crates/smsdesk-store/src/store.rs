@@ -15,6 +15,7 @@ use sea_orm::{
     DbErr, SqliteTransactionMode, StatementBuilder, TransactionOptions, TransactionTrait,
 };
 use smsdesk_domain::Timestamp;
+use smsdesk_domain::ports::{FoundMessage, WriteOutcome};
 use smsdesk_migrations::{Migrator, MigratorTrait};
 
 use crate::batched_finds::FindCall;
@@ -24,7 +25,6 @@ use crate::cipher::SecretCipher;
 use crate::error::{StoreError, store_err};
 use crate::group_commit::GroupCommit;
 use crate::limiter::MessageClaim;
-use smsdesk_domain::ports::{FoundMessage, WriteOutcome};
 
 /// How long a SQLite writer waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
