@@ -57,8 +57,7 @@ pub(crate) fn batcher() -> Batcher<SingleWrite, WriteOutcome> {
     )
 }
 
-/// The columns of the batch's input rows after the write's index, each with the type its
-/// placeholders are cast to: the team and SID it names, whether it changes the
+/// The columns of the batch's input rows after the write's index, each with its type: the team and SID it names, whether it changes the
 /// message, the status and time the change expects and the state it stores (`next_…`), then
 /// the observation as history stores it (state, source, time) and the webhook event an applied
 /// change raises.
@@ -185,8 +184,7 @@ async fn apply_batch<C: ConnectionTrait>(
             .into_iter()
             .chain(match change {
                 Some(change) => state_values(&change.next),
-                // NULLs of the types `state_values` binds: a prepared statement keeps the types
-                // its parameters were first bound with.
+                // NULLs for the values `state_values` gives a change.
                 None => [
                     Value::String(None),
                     Value::BigInt(None),

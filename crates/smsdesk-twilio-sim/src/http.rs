@@ -24,21 +24,17 @@ type State = web::Data<SimState>;
 
 /// Registers every route.
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/2010-04-01/Accounts/{account}/Messages.json",
-        web::post().to(create),
+    // One resource per path, the message's first: the router tries each dynamic path's
+    // pattern in turn, and a refresh's fetch is by far the most frequent request.
+    cfg.service(
+        web::resource("/2010-04-01/Accounts/{account}/Messages/{file}")
+            .route(web::get().to(fetch))
+            .route(web::delete().to(delete)),
     )
-    .route(
-        "/2010-04-01/Accounts/{account}/Messages.json",
-        web::get().to(list),
-    )
-    .route(
-        "/2010-04-01/Accounts/{account}/Messages/{file}",
-        web::get().to(fetch),
-    )
-    .route(
-        "/2010-04-01/Accounts/{account}/Messages/{file}",
-        web::delete().to(delete),
+    .service(
+        web::resource("/2010-04-01/Accounts/{account}/Messages.json")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
     )
     .service(
         web::scope("/_sim")

@@ -71,6 +71,9 @@ impl TwilioClient {
             .pool_max_idle_per_host(config.per_account_concurrency)
             .tcp_keepalive(Duration::from_secs(60))
             .user_agent(concat!("smsdesk/", env!("CARGO_PKG_VERSION")))
+            // Twilio's API answers where it is asked; a redirect is an unexpected answer
+            // (see `classify`), and the account's credentials never follow one elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientBuildError::Http(e.to_string()))?;
         let share = Arc::new(AtomicUsize::new(config.per_account_concurrency));
@@ -152,19 +155,26 @@ impl TwilioClient {
         if status == 429 {
             limit.penalise();
         }
-        let redacted = redact(&body, credentials);
-        tracing::debug!(
-            operation,
-            account = %credentials.account_sid,
-            status,
-            body = %redacted,
-            "Twilio answered"
-        );
+        // The redacted copy of the body is made only for a reader: the debug log, or an error
+        // (its text ends up in answers to clients). A success is read as it came.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(
+                operation,
+                account = %credentials.account_sid,
+                status,
+                body = %redact(&body, credentials),
+                "Twilio answered"
+            );
+        }
         if (200..300).contains(&status) {
             classify(status, &body, retry_after, parse)
         } else {
-            // Error texts end up in answers to clients: read them from the redacted body.
-            classify(status, redacted.as_bytes(), retry_after, parse)
+            classify(
+                status,
+                redact(&body, credentials).as_bytes(),
+                retry_after,
+                parse,
+            )
         }
     }
 }

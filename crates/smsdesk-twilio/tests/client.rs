@@ -624,6 +624,37 @@ async fn canned_answers_map_to_the_domain() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_not_followed_and_the_credentials_go_nowhere_else() {
+    // The redirect points at a second server, which counts what it is asked: a client that
+    // followed the redirect would ask it, with the account's credentials.
+    let elsewhere = canned_server(vec![canned(
+        200,
+        &format!(r#"{{"sid":"{SID}","status":"sent"}}"#),
+    )])
+    .await;
+    let redirect = Canned {
+        status: 302,
+        headers: vec![("Location", format!("{}/stolen", elsewhere.base_url))],
+        body: String::new(),
+    };
+    let server = canned_server(vec![redirect]).await;
+    let client = client(&server.base_url, RetryPolicy::none());
+    let result = client
+        .fetch_message(&credentials(), &MessageSid::parse(SID).unwrap())
+        .await;
+    assert!(
+        matches!(result, Err(ProviderError::Unexpected { .. })),
+        "a redirect is an unexpected answer: {result:?}"
+    );
+    assert_eq!(server.count.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        elsewhere.count.load(Ordering::SeqCst),
+        0,
+        "the redirect's target was never asked"
+    );
+}
+
+#[tokio::test]
 async fn retry_after_is_waited_for_before_the_retry() {
     let limited = Canned {
         status: 429,

@@ -390,7 +390,9 @@ impl RefreshStatus {
     }
 
     /// Refreshes one message of the requester's team. Terminal messages are asked too (a
-    /// delivered message may still become read); the per-message cool-down applies.
+    /// delivered message may still become read); the per-message cool-down applies. The
+    /// message is read while its cool-down is claimed, so a read that fails may leave the
+    /// cool-down started, as a failed call to Twilio does.
     ///
     /// # Errors
     /// See [`RefreshOneError`]: the plan, a missing message (also another team's), the
@@ -406,31 +408,41 @@ impl RefreshStatus {
             });
         }
         let team = requester.team_id;
-        let message = self
-            .messages
-            .find(team, sid)
-            .await
-            .map_err(RefreshOneError::Store)?
-            .ok_or(RefreshOneError::MessageNotFound)?;
-        let credentials = self
+        // The integration comes from a cache, so it is asked first; the message's read and its
+        // cool-down claim then go to the store together rather than one after the other (one
+        // round trip of waiting instead of two). A claim of a SID the team has no message by
+        // stamps nothing, so running it before the read knows the message changes nothing.
+        // The answers keep their order: a missing message, then a missing integration, then
+        // the cool-down.
+        let integration = self
             .integrations
             .for_team(team)
             .await
-            .map_err(RefreshOneError::Store)?
-            .ok_or(RefreshOneError::IntegrationMissing)?
-            .credentials;
-
-        let now = self.clock.now();
-        let claims = self
-            .limiter
-            .claim_messages(
-                team,
-                std::slice::from_ref(sid),
-                now,
-                self.policy.message_cooldown,
-            )
-            .await
             .map_err(RefreshOneError::Store)?;
+        let now = self.clock.now();
+        let (found, claims) = match integration {
+            Some(_) => {
+                let (found, claims) = futures::join!(
+                    self.messages.find(team, sid),
+                    self.limiter.claim_messages(
+                        team,
+                        std::slice::from_ref(sid),
+                        now,
+                        self.policy.message_cooldown,
+                    )
+                );
+                (found, Some(claims))
+            }
+            None => (self.messages.find(team, sid).await, None),
+        };
+        let message = found
+            .map_err(RefreshOneError::Store)?
+            .ok_or(RefreshOneError::MessageNotFound)?;
+        let (Some(integration), Some(claims)) = (integration, claims) else {
+            return Err(RefreshOneError::IntegrationMissing);
+        };
+        let credentials = integration.credentials;
+        let claims = claims.map_err(RefreshOneError::Store)?;
         if let Some(CooldownClaim::Denied { retry_after_secs }) = claims.first() {
             self.notifier.activity(&Activity::CooldownRefused {
                 scope: CooldownScope::Message,

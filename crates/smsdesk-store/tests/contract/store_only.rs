@@ -1,6 +1,7 @@
 //! What only the database adapter promises, beyond the ports' contract: secrets encrypted at
 //! rest and surviving a key rotation, API keys stored as hashes, the account-SID data migration,
-//! the query plans of the hot queries, and a closed pool reported as unavailable.
+//! the query plans of the hot queries, a closed pool reported as unavailable, the batch
+//! statements on PostgreSQL (their locks, and values carried exactly).
 
 use secrecy::{ExposeSecret, SecretString};
 use smsdesk_domain::ports::{
@@ -29,6 +30,7 @@ crate::on_both_databases!(
     a_closed_pool_is_reported_as_unavailable,
     row_locks_never_wait_on_a_history_inserts_key_share,
     batches_share_statements_and_never_wait_on_another_transactions_lock,
+    a_write_carries_any_text_and_its_time_to_the_microsecond,
 );
 
 pub(crate) async fn the_change_log_is_read_by_an_index_range_never_a_scan(db: &TestDb) {
@@ -723,4 +725,82 @@ pub(crate) async fn batches_share_statements_and_never_wait_on_another_transacti
     let (run, failed) = store.batch_counts().expect("PostgreSQL batches");
     assert!(run >= 3, "the bursts ran as batches: {run}");
     assert_eq!(failed, 0, "no batch statement failed");
+}
+
+/// A write's values reach the database as they were given, whatever their text: on PostgreSQL
+/// a batch carries its calls as one JSON parameter, so quotes, backslashes, control characters
+/// and non-ASCII text must survive the trip, and a time must come back to the microsecond, or
+/// the next write's condition on it (the message's time as its caller read it) would never hold.
+pub(crate) async fn a_write_carries_any_text_and_its_time_to_the_microsecond(db: &TestDb) {
+    use smsdesk_domain::ports::{ObservationWrite, StateChange, WriteOutcome};
+    use smsdesk_domain::{DeliveryState, StatusObservation};
+    let store = &db.store;
+    let a = team(db, "A").await;
+    stored(
+        store,
+        new_message(a, 1, Direction::OutboundApi, MessageStatus::Sent, at(0)),
+    )
+    .await;
+    let text = "\"quoted\" \\ back\\slash\n\ttab \u{7f} \u{1} caf\u{e9} \u{2603} \u{1f680} ' ; --";
+    let observed_at = at(30) + chrono::Duration::microseconds(123_457);
+    let undelivered = DeliveryState {
+        error_code: Some(30_003),
+        error_message: Some(text.to_owned()),
+        price: Some("-0.00750".to_owned()),
+        price_unit: Some("USD".to_owned()),
+        num_segments: Some(3),
+        ..DeliveryState::new(MessageStatus::Undelivered)
+    };
+    let write = |expected_updated_at, next: &DeliveryState, when| ObservationWrite {
+        sid: sid(1),
+        observation: StatusObservation {
+            state: next.clone(),
+            source: ObservationSource::Callback,
+            observed_at: when,
+        },
+        change: Some(StateChange {
+            expected_status: MessageStatus::Sent,
+            expected_updated_at,
+            next: next.clone(),
+        }),
+    };
+    let outcome = store
+        .apply_observations(a, vec![write(None, &undelivered, observed_at)])
+        .await
+        .expect("writable");
+    assert_eq!(outcome, vec![WriteOutcome::Written]);
+    let message = store
+        .find(a, &sid(1))
+        .await
+        .expect("readable")
+        .expect("present");
+    assert_eq!(message.delivery, undelivered, "every value as it was given");
+    assert_eq!(message.updated_at, observed_at, "to the microsecond");
+
+    // The next change is conditional on the time just stored: one microsecond off is a
+    // conflict, the time itself lands.
+    let mut sent_again = undelivered.clone();
+    sent_again.status = MessageStatus::Sent;
+    let from_undelivered = |expected_updated_at| {
+        let mut write = write(Some(expected_updated_at), &sent_again, at(40));
+        if let Some(change) = write.change.as_mut() {
+            change.expected_status = MessageStatus::Undelivered;
+        }
+        write
+    };
+    let off = store
+        .apply_observations(
+            a,
+            vec![from_undelivered(
+                observed_at - chrono::Duration::microseconds(1),
+            )],
+        )
+        .await
+        .expect("writable");
+    assert_eq!(off, vec![WriteOutcome::Conflict]);
+    let exact = store
+        .apply_observations(a, vec![from_undelivered(observed_at)])
+        .await
+        .expect("writable");
+    assert_eq!(exact, vec![WriteOutcome::Written]);
 }
