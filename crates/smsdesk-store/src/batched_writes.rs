@@ -4,7 +4,8 @@
 //! Without batches a single write is already one statement
 //! ([`crate::messages::apply_one_change_in_one_statement`], still what a write handed back to run
 //! alone runs); here the writes that arrive together (a burst of Twilio callbacks), at most 64
-//! and one per message, are one statement. The batch statement keeps every rule of the single write:
+//! and one per message, are one statement. The batch statement keeps every rule of the single
+//! write:
 //! - each change is conditional on the status (and time) its caller read, so a concurrent writer
 //!   that got there first makes it a [`WriteOutcome::Conflict`] and the caller decides again;
 //! - each write is scoped to its caller's team: another team's SID is [`WriteOutcome::Missing`];
@@ -57,10 +58,10 @@ pub(crate) fn batcher() -> Batcher<SingleWrite, WriteOutcome> {
     )
 }
 
-/// The columns of the batch's input rows after the write's index, each with its type: the team and SID it names, whether it changes the
-/// message, the status and time the change expects and the state it stores (`next_…`), then
-/// the observation as history stores it (state, source, time) and the webhook event an applied
-/// change raises.
+/// The columns of the batch's input rows after the write's index, each with its type: the team
+/// and SID it names, whether it changes the message, the status and time the change expects and
+/// the state it stores (`next_…`), then the observation as history stores it (state, source,
+/// time) and the webhook event an applied change raises.
 const INPUT_COLUMNS: [(&str, &str); 20] = [
     ("team_id", "bigint"),
     ("sid", "text"),

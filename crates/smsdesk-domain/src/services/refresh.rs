@@ -410,7 +410,7 @@ impl RefreshStatus {
         let team = requester.team_id;
         // The integration comes from a cache, so it is asked first; the message's read and its
         // cool-down claim then go to the store together rather than one after the other (one
-        // round trip of waiting instead of two). A claim of a SID the team has no message by
+        // round trip of waiting instead of two). A claim of a SID the team has no message under
         // stamps nothing, so running it before the read knows the message changes nothing.
         // The answers keep their order: a missing message, then a missing integration, then
         // the cool-down.
