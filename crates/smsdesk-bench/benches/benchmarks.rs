@@ -17,6 +17,11 @@ use smsdesk_bench::service::{Backend, RunningService};
 use smsdesk_bench::webhooks::{self, WebhookConfig};
 use smsdesk_bench::{ONLY_ENV, POSTGRES_ENV, Size, throughput};
 
+/// The allocator the `smsdesk` binary runs with, so the service measured here allocates as it
+/// does in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Extra messages seeded into the service (a bulk refresh takes at most 100).
 const SERVICE_MESSAGES: usize = 100;
 

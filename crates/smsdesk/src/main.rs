@@ -2,6 +2,12 @@
 
 use clap::Parser;
 
+/// mimalloc instead of the system's allocator: a request allocates and frees many small
+/// buffers across threads, where glibc's malloc spent about a tenth of the service's CPU
+/// (docs/benchmarks-hot-path.md, step 26).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = smsdesk::cli::Cli::parse();
