@@ -14,7 +14,9 @@
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
-use crate::batches::{BatchResult, Batcher, input_rows, on_this_runtime};
+use std::sync::OnceLock;
+
+use crate::batches::{BatchResult, Batcher, input_opening, input_rows, on_this_runtime};
 use crate::error::repo_err;
 use crate::limiter::{MessageClaim, claim_in, cutoff};
 use crate::store::Backend;
@@ -85,6 +87,12 @@ LEFT JOIN in_order ON in_order.i = input.i
 LEFT JOIN stamped ON stamped.i = input.i
 ORDER BY input.i";
 
+/// The whole statement: the input rows (parameters 1 and 2), then [`BATCH_STATEMENT`].
+fn statement() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| format!("{},{BATCH_STATEMENT}", input_opening(&INPUT_COLUMNS, 1)))
+}
+
 /// Runs `claims` (one message each, no two the same) as one statement in autocommit and returns
 /// each claim's granted SIDs, in the batch's order.
 async fn claim_batch<C: ConnectionTrait>(
@@ -95,7 +103,7 @@ async fn claim_batch<C: ConnectionTrait>(
         return Err(DbErr::Custom("a batched claim names one message".into()));
     }
     let mut values: Vec<Value> = Vec::with_capacity(claims.len() * 5);
-    let mut sql = input_rows(
+    input_rows(
         &INPUT_COLUMNS,
         claims,
         |claim| {
@@ -108,12 +116,10 @@ async fn claim_batch<C: ConnectionTrait>(
         },
         &mut values,
     )?;
-    sql.push(',');
-    sql.push_str(BATCH_STATEMENT);
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            sql,
+            statement(),
             values,
         ))
         .await?;

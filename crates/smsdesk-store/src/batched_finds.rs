@@ -1,13 +1,12 @@
 //! On PostgreSQL, concurrent reads of one message by SID (a status callback's
 //! `find_with_observed`, a single refresh's `find`) share one statement ([`crate::batches`]).
 //!
-//! The reads that arrive together (at most 64) are one statement: each read's team and SID (and, for a
-//! callback, the observation it asks about) as an input row, each looked up by the same index
-//! and scoped to its own team, so another team's SID finds nothing, as alone. A read of a
-//! batch sees at least every write committed before the read was asked for: the batch's
+//! The reads that arrive together (at most 64) are one statement: each read's team and SID
+//! (and, for a callback, the observation it asks about) as an input row, each looked up by the
+//! same index and scoped to its own team, so another team's SID finds nothing, as alone. A read
+//! of a batch sees at least every write committed before the read was asked for: the batch's
 //! statement starts after every call in it was queued.
 
-use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use sea_orm::sea_query::{Expr, ExprTrait, PostgresQueryBuilder};
@@ -15,7 +14,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 use smsdesk_domain::ports::{FoundMessage, RepositoryError};
 use smsdesk_domain::{MessageSid, MessageStatus, ObservationSource, TeamId};
 
-use crate::batches::{BatchResult, Batcher, input_rows, on_this_runtime};
+use crate::batches::{BatchResult, Batcher, input_opening, input_rows, on_this_runtime};
 use crate::messages::{found_message, select_messages};
 use crate::schema::SmsMessages;
 use crate::store::Store;
@@ -44,12 +43,13 @@ pub(crate) fn batcher() -> Batcher<FindCall, Option<FoundMessage>> {
     )
 }
 
-/// The message columns [`select_messages`] reads, and the id, for one SID of the input rows:
-/// a lateral subquery, so the columns come from the one place that lists them.
-fn message_of_input() -> &'static str {
+/// The whole statement: the input rows (parameters 1 and 2), then for each the message columns
+/// [`select_messages`] reads and the id, found by a lateral subquery (so the columns come from
+/// the one place that lists them), and whether its history holds the observation asked about.
+fn statement() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| {
-        select_messages()
+        let message_of_input = select_messages()
             .column((SmsMessages::Table, SmsMessages::Id))
             .and_where(
                 Expr::col((SmsMessages::Table, SmsMessages::TeamId))
@@ -58,7 +58,13 @@ fn message_of_input() -> &'static str {
             .and_where(
                 Expr::col((SmsMessages::Table, SmsMessages::Sid)).eq(Expr::cust("input.sid")),
             )
-            .to_string(PostgresQueryBuilder)
+            .to_string(PostgresQueryBuilder);
+        format!(
+            "{} SELECT input.i, m.*, EXISTS (SELECT 1 FROM message_status_events e \
+             WHERE e.message_id = m.id AND e.source = input.source AND e.status = input.status) \
+             AS already_observed FROM input CROSS JOIN LATERAL ({message_of_input}) m",
+            input_opening(&INPUT_COLUMNS, 1)
+        )
     })
 }
 
@@ -74,7 +80,7 @@ const INPUT_COLUMNS: [(&str, &str); 4] = [
 /// Reads `calls` in one statement; answers in their order.
 async fn find_batch(store: &Store, calls: &[FindCall]) -> BatchResult<Option<FoundMessage>> {
     let mut values: Vec<Value> = Vec::with_capacity(calls.len() * 5);
-    let mut sql = input_rows(
+    input_rows(
         &INPUT_COLUMNS,
         calls,
         |call| {
@@ -92,18 +98,11 @@ async fn find_batch(store: &Store, calls: &[FindCall]) -> BatchResult<Option<Fou
         },
         &mut values,
     )?;
-    let _ = write!(
-        sql,
-        " SELECT input.i, m.*, EXISTS (SELECT 1 FROM message_status_events e \
-         WHERE e.message_id = m.id AND e.source = input.source AND e.status = input.status) \
-         AS already_observed FROM input CROSS JOIN LATERAL ({}) m",
-        message_of_input()
-    );
     let rows = store
         .reader
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            sql,
+            statement(),
             values,
         ))
         .await?;

@@ -21,12 +21,14 @@
 //! for the next batch. A batch statement the server refused wrote nothing, and each of its
 //! writes runs alone, so one write's failure is never another's.
 
+use std::sync::OnceLock;
+
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 use smsdesk_domain::TeamId;
 use smsdesk_domain::ports::{ObservationWrite, RepositoryError, WriteOutcome};
 use smsdesk_domain::webhooks::{DeliveryStatus, WebhookEvent};
 
-use crate::batches::{BatchResult, Batcher, input_rows, on_this_runtime};
+use crate::batches::{BatchResult, Batcher, input_opening, input_rows, on_this_runtime};
 use crate::messages::{observation_values, state_values};
 use crate::store::stored_time;
 
@@ -156,6 +158,13 @@ LEFT JOIN target ON target.i = input.i
 LEFT JOIN changed ON changed.i = input.i
 ORDER BY input.i";
 
+/// The whole statement: the delivery status and the two events (parameters 1 to 3), the input
+/// rows (4 and 5), then [`BATCH_STATEMENT`].
+fn statement() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| format!("{},{BATCH_STATEMENT}", input_opening(&INPUT_COLUMNS, 4)))
+}
+
 /// Runs `batch` (at most one write per message) as one statement in autocommit and returns each
 /// write's outcome, in the batch's order.
 async fn apply_batch<C: ConnectionTrait>(
@@ -167,7 +176,7 @@ async fn apply_batch<C: ConnectionTrait>(
         WebhookEvent::StatusChanged.as_str().into(),
         WebhookEvent::Received.as_str().into(),
     ];
-    let mut sql = input_rows(
+    input_rows(
         &INPUT_COLUMNS,
         batch,
         |(team, write)| {
@@ -205,12 +214,10 @@ async fn apply_batch<C: ConnectionTrait>(
         },
         &mut values,
     )?;
-    sql.push(',');
-    sql.push_str(BATCH_STATEMENT);
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            sql,
+            statement(),
             values,
         ))
         .await?;

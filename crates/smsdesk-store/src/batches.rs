@@ -290,20 +290,19 @@ fn replies<I, O>(
         .collect()
 }
 
-/// A batch statement's opening, `WITH input AS (…)`: one row per call, its index in the batch
-/// first (`i`, how each answer row finds its call), then `row`'s values in `columns`' order,
-/// each of its column's type (`(name, type)` pairs). The rows travel as one JSON parameter that
-/// the server unpacks with `json_to_recordset`, so a kind's statement has one text whatever the
-/// batch's size: each connection prepares it once and the server can keep one plan for it,
-/// where a `VALUES` list of placeholders would be a new statement, parsed and planned again, for
-/// every size. `values` holds the parameters bound before the rows (`$1`…); the rows' parameter
-/// goes after them.
+/// A batch statement's input: one row per call, its index in the batch first (`i`, how each
+/// answer row finds its call), then `row`'s values in `columns`' order, each of its column's
+/// type (`(name, type)` pairs). The rows travel as one JSON parameter, pushed onto `values`
+/// after the parameters bound before them, followed by the batch's size; [`input_opening`]
+/// unpacks them. So a kind's statement has one text whatever the batch's size, built once and
+/// prepared once per connection, where a `VALUES` list of placeholders would be a new
+/// statement, parsed and planned again, for every size.
 pub(crate) fn input_rows<C, R>(
     columns: &[(&str, &str)],
     calls: &[C],
     mut row: impl FnMut(&C) -> R,
     values: &mut Vec<Value>,
-) -> Result<String, DbErr>
+) -> Result<(), DbErr>
 where
     R: IntoIterator<Item = Value>,
 {
@@ -338,9 +337,14 @@ where
         .map_err(|_| DbErr::Custom("a batch's input is not UTF-8".into()))?;
     values.push(rows.into());
     values.push(i64::try_from(calls.len()).unwrap_or(i64::MAX).into());
+    Ok(())
+}
+
+/// A batch statement's opening, `WITH input AS (…)`, unpacking what [`input_rows`] bound as
+/// parameters `$rows_param` (the rows) and the one after it (their number).
+pub(crate) fn input_opening(columns: &[(&str, &str)], rows_param: usize) -> String {
     let mut sql = format!(
-        "WITH input AS (SELECT * FROM json_to_recordset(${}::json) AS input (i bigint",
-        values.len() - 1
+        "WITH input AS (SELECT * FROM json_to_recordset(${rows_param}::json) AS input (i bigint"
     );
     for (name, cast) in columns {
         let _ = write!(sql, ", {name} {cast}");
@@ -350,8 +354,8 @@ where
     // a table of a few thousand the planner then reads the whole table instead of looking each
     // row up by its index. A plan made for this execution knows the size; one kept for every
     // execution counts a tenth of the input's estimate.
-    let _ = write!(sql, ") LIMIT ${})", values.len());
-    Ok(sql)
+    let _ = write!(sql, ") LIMIT ${})", rows_param + 1);
+    sql
 }
 
 /// Writes a bound value as the JSON the server's input function reads back as the same value:

@@ -155,17 +155,16 @@ impl TwilioClient {
         if status == 429 {
             limit.penalise();
         }
-        // The redacted copy of the body is made only for a reader: the debug log, or an error
-        // (its text ends up in answers to clients). A success is read as it came.
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            tracing::debug!(
-                operation,
-                account = %credentials.account_sid,
-                status,
-                body = %redact(&body, credentials),
-                "Twilio answered"
-            );
-        }
+        // The redacted copy of the body is made only for a reader: the debug log (whose fields
+        // are evaluated only when the level is on), or an error (its text ends up in answers to
+        // clients). A success is read as it came.
+        tracing::debug!(
+            operation,
+            account = %credentials.account_sid,
+            status,
+            body = %redact(&body, credentials),
+            "Twilio answered"
+        );
         if (200..300).contains(&status) {
             classify(status, &body, retry_after, parse)
         } else {

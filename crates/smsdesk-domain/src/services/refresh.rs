@@ -419,28 +419,26 @@ impl RefreshStatus {
             .for_team(team)
             .await
             .map_err(RefreshOneError::Store)?;
-        let now = self.clock.now();
-        let (found, claims) = match integration {
-            Some(_) => {
-                let (found, claims) = futures::join!(
-                    self.messages.find(team, sid),
-                    self.limiter.claim_messages(
-                        team,
-                        std::slice::from_ref(sid),
-                        now,
-                        self.policy.message_cooldown,
-                    )
-                );
-                (found, Some(claims))
-            }
-            None => (self.messages.find(team, sid).await, None),
+        let Some(integration) = integration else {
+            self.messages
+                .find(team, sid)
+                .await
+                .map_err(RefreshOneError::Store)?
+                .ok_or(RefreshOneError::MessageNotFound)?;
+            return Err(RefreshOneError::IntegrationMissing);
         };
+        let (found, claims) = futures::join!(
+            self.messages.find(team, sid),
+            self.limiter.claim_messages(
+                team,
+                std::slice::from_ref(sid),
+                self.clock.now(),
+                self.policy.message_cooldown,
+            )
+        );
         let message = found
             .map_err(RefreshOneError::Store)?
             .ok_or(RefreshOneError::MessageNotFound)?;
-        let (Some(integration), Some(claims)) = (integration, claims) else {
-            return Err(RefreshOneError::IntegrationMissing);
-        };
         let credentials = integration.credentials;
         let claims = claims.map_err(RefreshOneError::Store)?;
         if let Some(CooldownClaim::Denied { retry_after_secs }) = claims.first() {
