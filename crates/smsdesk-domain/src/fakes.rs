@@ -31,12 +31,12 @@ use crate::message::{
     DeliveryState, Message, NewMessage, StatusEvent, StatusObservation, Timestamp,
 };
 use crate::ports::{
-    ApiKeyRepository, CallbackInbox, ChangeLog, Clock, IdempotencyStore, IntegrationRepository,
-    Leases, MAX_LIST_PAGE_SIZE, MessageCursor, MessageListPage, MessageListQuery, MessagePage,
-    MessageQuery, MessageRepository, MessageRetention, NewIntegration, ObservationWrite,
-    OutboundSms, ProviderError, ProviderMessage, RefreshLimiter, ReplicaRegistry, RepositoryError,
-    SmsProvider, StuckMessages, TwilioAuth, TwilioCredentials, TwilioIntegration,
-    UnfinishedMessages, UnfinishedTeam, WriteOutcome,
+    ApiKeyRepository, CallbackInbox, ChangeLog, ClaimedRead, Clock, IdempotencyStore,
+    IntegrationRepository, Leases, MAX_LIST_PAGE_SIZE, MessageCursor, MessageListPage,
+    MessageListQuery, MessagePage, MessageQuery, MessageRepository, MessageRetention,
+    NewIntegration, ObservationWrite, OutboundSms, ProviderError, ProviderMessage, RefreshLimiter,
+    ReplicaRegistry, RepositoryError, SmsProvider, StuckMessages, TwilioAuth, TwilioCredentials,
+    TwilioIntegration, UnfinishedMessages, UnfinishedTeam, WriteOutcome,
 };
 use crate::refresh_rules::CooldownClaim;
 use crate::retention::RetentionPolicy;
@@ -412,6 +412,26 @@ impl RefreshLimiter for InMemoryStore {
                 claim
             })
             .collect())
+    }
+
+    /// In one step under the fake's lock, as the SQL store does in one statement.
+    async fn claim_and_read(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+        now: Timestamp,
+        cooldown: Duration,
+    ) -> Result<Option<ClaimedRead>, RepositoryError> {
+        let mut state = self.guard()?;
+        let Some(stored) = state.messages.get_mut(sid).filter(|m| m.team_id == team) else {
+            return Ok(Some(ClaimedRead::NotFound));
+        };
+        let message = stored.clone();
+        let claim = CooldownClaim::decide(stored.last_refreshed_at, now, cooldown);
+        if claim.is_granted() {
+            stored.last_refreshed_at = Some(now);
+        }
+        Ok(Some(ClaimedRead::Found { message, claim }))
     }
 
     async fn claim_bulk(

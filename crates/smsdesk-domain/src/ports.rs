@@ -617,6 +617,25 @@ pub trait SmsProvider: Send + Sync {
     ) -> Result<MessageListPage, ProviderError>;
 }
 
+/// What [`RefreshLimiter::claim_and_read`] found: no message of the team under the SID (nothing
+/// was claimed), or the message and its claim's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one answer per refresh, moved once: boxing would only add an allocation"
+)]
+pub enum ClaimedRead {
+    /// The team has no message under the SID; nothing was claimed.
+    NotFound,
+    /// The message, as stored before the claim's stamp, and whether the claim was granted.
+    Found {
+        /// The message.
+        message: Message,
+        /// The claim's answer.
+        claim: CooldownClaim,
+    },
+}
+
 /// Cool-downs that must hold across requests, restarts and replicas. A claim is atomic: of
 /// concurrent claims for the same key exactly one is granted (a message's cool-down is its own:
 /// a SID the team has no message under has none to keep, and every claim of it is granted).
@@ -635,6 +654,25 @@ pub trait RefreshLimiter: Send + Sync {
         now: Timestamp,
         cooldown: Duration,
     ) -> Result<Vec<CooldownClaim>, RepositoryError>;
+
+    /// A single refresh's claim and read in one step: claims the per-message cool-down of
+    /// `team`'s message `sid` at `now`, as [`Self::claim_messages`] does, and reads the message
+    /// (as stored before this claim's stamp). A store that can do both with one statement
+    /// implements it. The default answers `Ok(None)`, "not in one step": the caller then reads
+    /// ([`MessageRepository::find`]) and claims apart, which answers the same.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when the store cannot be reached; the claim may have been
+    /// made (as when the answer to a claim is lost).
+    async fn claim_and_read(
+        &self,
+        _team: TeamId,
+        _sid: &MessageSid,
+        _now: Timestamp,
+        _cooldown: Duration,
+    ) -> Result<Option<ClaimedRead>, RepositoryError> {
+        Ok(None)
+    }
 
     /// Claims the user's bulk-refresh cool-down.
     ///

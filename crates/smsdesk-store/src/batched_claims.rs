@@ -1,5 +1,7 @@
 //! On PostgreSQL, concurrent single-message cool-down claims (a single refresh's, before it asks
-//! Twilio) share one statement ([`crate::batches`]).
+//! Twilio) share one statement ([`crate::batches`]), which also reads each claimed message for a
+//! claim that asks (`RefreshLimiter::claim_and_read`): a refresh's read and claim are one
+//! statement.
 //!
 //! Without batches a claim is one conditional UPDATE ([`crate::limiter::claim_in`], still what a
 //! claim handed back to run alone runs); here the claims that arrive together, at most 64 and one
@@ -17,40 +19,36 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use std::sync::OnceLock;
 
 use crate::batches::{BatchResult, Batcher, input_opening, input_rows, on_this_runtime};
-use crate::error::repo_err;
-use crate::limiter::{MessageClaim, claim_in, cutoff};
-use crate::store::Backend;
+use crate::cipher::SecretCipher;
+use crate::limiter::{Claimed, MessageClaim, claim_alone, cutoff};
+use crate::messages::{PAGE_COLUMNS, message_from_row};
 
 /// The batcher of single-message claims, at most one per message in a batch; each answers the
-/// SIDs it was granted.
-pub(crate) fn batcher() -> Batcher<MessageClaim, Vec<String>> {
+/// SIDs it was granted and, for a claim that reads, its message.
+pub(crate) fn batcher() -> Batcher<MessageClaim, Claimed> {
     Batcher::new(
         "cool-down claims",
         |claim| claim.sids.first().map(String::as_str),
         |store, claims| {
             Box::pin(async move {
-                let result = claim_batch(store.writer(), &claims).await;
+                let result = claim_batch(store.writer(), &store.cipher, &claims).await;
                 (claims, result)
             })
         },
-        |store, claim| {
-            Box::pin(async move {
-                claim_in(store.writer(), Backend::Postgres, &claim)
-                    .await
-                    .map_err(repo_err)
-            })
-        },
+        |store, claim| Box::pin(async move { claim_alone(&store, &claim).await }),
         on_this_runtime,
     )
 }
 
 /// The columns of the batch's input rows after the claim's index: the team, the SID, the claim's
-/// time and the latest last claim it lets through (`NULL`: no cool-down, always through).
-const INPUT_COLUMNS: [(&str, &str); 4] = [
+/// time, the latest last claim it lets through (`NULL`: no cool-down, always through) and
+/// whether the claim reads its message.
+const INPUT_COLUMNS: [(&str, &str); 5] = [
     ("team_id", "bigint"),
     ("sid", "text"),
     ("claimed_at", "timestamptz"),
     ("cutoff", "timestamptz"),
+    ("read", "boolean"),
 ];
 
 /// The batch statement after its input rows: `due` finds each claim's message of its own team
@@ -80,29 +78,44 @@ stamped AS (
 )
 SELECT input.i,
     (stamped.i IS NOT NULL) AS granted,
-    (due.i IS NOT NULL AND in_order.i IS NULL) AS locked
+    (due.i IS NOT NULL AND in_order.i IS NULL) AS locked,
+    {message}
 FROM input
 LEFT JOIN due ON due.i = input.i
 LEFT JOIN in_order ON in_order.i = input.i
 LEFT JOIN stamped ON stamped.i = input.i
+LEFT JOIN sms_messages message
+    ON input.read AND message.team_id = input.team_id AND message.sid = input.sid
 ORDER BY input.i";
 
-/// The whole statement: the input rows (parameters 1 and 2), then [`BATCH_STATEMENT`].
+/// The whole statement: the input rows (parameters 1 and 2), then [`BATCH_STATEMENT`] with the
+/// message's columns. The final SELECT reads the message in the statement's snapshot, so as
+/// stored before the claim's stamp; it is joined only for a claim that reads.
 fn statement() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| format!("{},{BATCH_STATEMENT}", input_opening(&INPUT_COLUMNS, 1)))
+    SQL.get_or_init(|| {
+        let message = PAGE_COLUMNS
+            .map(|column| format!("message.{column}"))
+            .join(", ");
+        format!(
+            "{},{}",
+            input_opening(&INPUT_COLUMNS, 1),
+            BATCH_STATEMENT.replace("{message}", &message)
+        )
+    })
 }
 
 /// Runs `claims` (one message each, no two the same) as one statement in autocommit and returns
-/// each claim's granted SIDs, in the batch's order.
+/// each claim's answer, in the batch's order.
 async fn claim_batch<C: ConnectionTrait>(
     db: &C,
+    cipher: &SecretCipher,
     claims: &[MessageClaim],
-) -> BatchResult<Vec<String>> {
+) -> BatchResult<Claimed> {
     if claims.iter().any(|claim| claim.sids.len() != 1) {
         return Err(DbErr::Custom("a batched claim names one message".into()));
     }
-    let mut values: Vec<Value> = Vec::with_capacity(claims.len() * 5);
+    let mut values: Vec<Value> = Vec::with_capacity(2);
     input_rows(
         &INPUT_COLUMNS,
         claims,
@@ -112,6 +125,7 @@ async fn claim_batch<C: ConnectionTrait>(
                 claim.sids.first().map(String::as_str).into(),
                 claim.now.into(),
                 cutoff(claim.now, claim.cooldown).into(),
+                claim.read.into(),
             ]
         },
         &mut values,
@@ -128,11 +142,24 @@ async fn claim_batch<C: ConnectionTrait>(
         .map(|(row, claim)| {
             let granted: bool = row.try_get("", "granted")?;
             let locked: bool = row.try_get("", "locked")?;
-            Ok(match (locked, granted) {
-                (true, _) => None,
-                (false, true) => Some(Ok(claim.sids.clone())),
-                (false, false) => Some(Ok(Vec::new())),
-            })
+            if locked {
+                return Ok(None);
+            }
+            // A row without a message (none of the team's, or a claim that does not read) has
+            // NULL in every message column.
+            let message = row
+                .try_get::<Option<String>>("", "sid")?
+                .map(|_| message_from_row(row, cipher));
+            // A message that does not decode is this claim's error alone; its claim stands.
+            let answer = message.transpose().map(|message| Claimed {
+                granted: if granted {
+                    claim.sids.clone()
+                } else {
+                    Vec::new()
+                },
+                message,
+            });
+            Ok(Some(answer))
         })
         .collect()
 }

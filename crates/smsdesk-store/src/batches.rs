@@ -7,7 +7,9 @@
 //! a server process and, for a write, a commit, on the same CPUs as the service. A caller queues
 //! its call; when no batch of its kind is running it becomes the leader: it takes what is queued
 //! (at most the batcher's limit) and runs it as one batch, which answers every call in it. Calls
-//! that arrive meanwhile queue for the next batch, so under load batches grow by themselves.
+//! that arrive meanwhile queue for the next batch, so under load batches grow by themselves; the
+//! batch's task takes that next batch itself as soon as it has answered its own, and gives the
+//! lead back only when the queue is empty.
 //! The batch runs in a task of its own, so a leader whose request is cancelled (a client that
 //! hung up) does not take the others' calls with it; a caller that goes away before a batch took
 //! its call takes the call back out of the queue.
@@ -95,13 +97,11 @@ struct Pending<I, O> {
 
 /// The queue of one kind of call and the leadership of its next batch.
 pub(crate) struct Batcher<I, O> {
-    queued: Mutex<VecDeque<Pending<I, O>>>,
+    /// Shared with the running batch's task, which takes the next batch itself.
+    queued: Arc<Queue<I, O>>,
     /// One permit per batch that may run at once.
     running: Arc<tokio::sync::Semaphore>,
     next_id: AtomicU64,
-    /// Calls with the same key never share a batch (writes to one message: a later one waits,
-    /// in its place, for the next batch); `None` joins any batch.
-    key: fn(&I) -> Option<&str>,
     run: RunBatch<I, O>,
     alone: RunAlone<I, O>,
     spawn: Spawn,
@@ -125,7 +125,43 @@ impl<I, O> Drop for Withdraw<'_, I, O> {
 
 impl<I, O> Batcher<I, O> {
     fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending<I, O>>> {
-        self.queued.lock().unwrap_or_else(PoisonError::into_inner)
+        self.queued.calls()
+    }
+}
+
+/// The calls queued for the next batch, in arrival order.
+struct Queue<I, O> {
+    calls: Mutex<VecDeque<Pending<I, O>>>,
+    /// Calls with the same key never share a batch (writes to one message: a later one waits,
+    /// in its place, for the next batch); `None` joins any batch.
+    key: fn(&I) -> Option<&str>,
+}
+
+impl<I, O> Queue<I, O> {
+    fn calls(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending<I, O>>> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next batch: queued calls in queue order, at most one per key; a later call with a
+    /// key already in the batch stays queued, in its place, for the next one.
+    fn take_batch(&self) -> Vec<Pending<I, O>> {
+        let mut queued = self.calls();
+        let mut keys = HashSet::new();
+        let mut batch = Vec::with_capacity(queued.len().min(MAX_BATCH));
+        let mut left = VecDeque::new();
+        while let Some(pending) = queued.pop_front() {
+            if batch.len() == MAX_BATCH {
+                left.push_back(pending);
+                break;
+            }
+            match (self.key)(&pending.call) {
+                Some(key) if !keys.insert(key.to_owned()) => left.push_back(pending),
+                _ => batch.push(pending),
+            }
+        }
+        left.extend(queued.drain(..));
+        *queued = left;
+        batch
     }
 }
 
@@ -138,10 +174,12 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         spawn: Spawn,
     ) -> Self {
         Self {
-            queued: Mutex::default(),
+            queued: Arc::new(Queue {
+                calls: Mutex::default(),
+                key,
+            }),
             running: Arc::new(tokio::sync::Semaphore::new(BATCHES_AT_ONCE)),
             next_id: AtomicU64::new(0),
-            key,
             run,
             alone,
             spawn,
@@ -177,29 +215,31 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                 Err(oneshot::error::TryRecvError::Closed) => return unanswered(),
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
-            let batch = self.take_batch();
+            let batch = self.queued.take_batch();
             if batch.is_empty() {
                 // Nothing queued: a batch still running took this call (possible only with
                 // more than one batch at once), and answers it.
                 drop(permit);
                 return lost_if_dropped(answer.await);
             }
-            self.counts.run.fetch_add(1, Ordering::Relaxed);
-            let (calls, senders): (Vec<I>, Vec<_>) = batch
-                .into_iter()
-                .map(|pending| (pending.call, pending.reply))
-                .unzip();
-            let (store, run, what, counts) =
-                (store.clone(), self.run, self.what, self.counts.clone());
+            let (queue, store, run, what, counts) = (
+                self.queued.clone(),
+                store.clone(),
+                self.run,
+                self.what,
+                self.counts.clone(),
+            );
             (self.spawn)(Box::pin(async move {
-                let (calls, result) = run(store, calls).await;
-                let mut answers = replies(&counts, what, calls, result).into_iter();
-                for reply in senders {
-                    let _ = reply.send(answers.next().unwrap_or_else(|| {
-                        Reply::Answered(Err(RepositoryError::Unexpected(
-                            "a batch gave a call no answer".into(),
-                        )))
-                    }));
+                // The task keeps the lead while calls are queued: it takes the next batch as
+                // soon as one is answered, rather than hand the permit to a waiting caller,
+                // who would first have to be woken and scheduled on its own worker (the
+                // writer sat idle meanwhile). It lets the permit go once the queue is empty;
+                // a call queued after that takes the permit and leads the next batch.
+                let mut batch = batch;
+                while !batch.is_empty() {
+                    counts.run.fetch_add(1, Ordering::Relaxed);
+                    run_and_answer(&store, run, &counts, what, batch).await;
+                    batch = queue.take_batch();
                 }
                 drop(permit);
             }));
@@ -213,27 +253,28 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             self.counts.failed.load(Ordering::Relaxed),
         )
     }
+}
 
-    /// The next batch: queued calls in queue order, at most one per key; a later call with a
-    /// key already in the batch stays queued, in its place, for the next one.
-    fn take_batch(&self) -> Vec<Pending<I, O>> {
-        let mut queued = self.queue();
-        let mut keys = HashSet::new();
-        let mut batch = Vec::with_capacity(queued.len().min(MAX_BATCH));
-        let mut left = VecDeque::new();
-        while let Some(pending) = queued.pop_front() {
-            if batch.len() == MAX_BATCH {
-                left.push_back(pending);
-                break;
-            }
-            match (self.key)(&pending.call) {
-                Some(key) if !keys.insert(key.to_owned()) => left.push_back(pending),
-                _ => batch.push(pending),
-            }
-        }
-        left.extend(queued.drain(..));
-        *queued = left;
-        batch
+/// Runs one batch and sends each of its calls its reply.
+async fn run_and_answer<I, O>(
+    store: &Store,
+    run: RunBatch<I, O>,
+    counts: &Counts,
+    what: &'static str,
+    batch: Vec<Pending<I, O>>,
+) {
+    let (calls, senders): (Vec<I>, Vec<_>) = batch
+        .into_iter()
+        .map(|pending| (pending.call, pending.reply))
+        .unzip();
+    let (calls, result) = run(store.clone(), calls).await;
+    let mut answers = replies(counts, what, calls, result).into_iter();
+    for reply in senders {
+        let _ = reply.send(answers.next().unwrap_or_else(|| {
+            Reply::Answered(Err(RepositoryError::Unexpected(
+                "a batch gave a call no answer".into(),
+            )))
+        }));
     }
 }
 

@@ -13,8 +13,8 @@
 //! The outcome is the one serial execution would give: inside the transaction the writes to one
 //! message run in the order their calls queued and each sees the writes before it, so the
 //! forward-only rule holds exactly as between separate transactions. The group's claims run
-//! first, decided together in queue order (`limiter::claim_group_in`: one read, the domain's
-//! cool-down rule claim by claim, one UPDATE), so of two claims on one message in a group only
+//! first, decided together in queue order (`limiter::claim_group_in`: one read shared with the
+//! group's writes, the domain's cool-down rule claim by claim, one UPDATE), so of two claims on one message in a group only
 //! the first is granted under a cool-down, as between separate transactions; claims
 //! and status writes of one group were all in flight together, so either order is one a serial
 //! execution could have taken. If any call fails, the
@@ -31,9 +31,8 @@ use smsdesk_domain::TeamId;
 use smsdesk_domain::ports::{ObservationWrite, RepositoryError, WriteOutcome};
 
 use crate::batches::{BatchResult, Batcher, BoxFuture};
-use crate::error::repo_err;
-use crate::limiter::{MessageClaim, claim_group_in, claim_in};
-use crate::messages::{TeamWrites, apply_in};
+use crate::limiter::{Claimed, MessageClaim, claim_alone, claim_group_in};
+use crate::messages::{TeamWrites, apply_known_in, message_keys, push_written};
 use crate::store::Store;
 
 /// What a caller queues.
@@ -47,10 +46,14 @@ pub(crate) enum Work {
     Claim(MessageClaim),
 }
 
-/// What a call's work gave: a write's outcomes, or the SIDs a claim was granted.
+/// What a call's work gave: a write's outcomes, or a claim's answer.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one answer per call, moved once: boxing would only add an allocation"
+)]
 pub(crate) enum Done {
     Outcomes(Vec<WriteOutcome>),
-    Granted(Vec<String>),
+    Claimed(Claimed),
 }
 
 /// The group commit of a SQLite file: the queue of calls and the leadership of the next group.
@@ -83,18 +86,18 @@ impl GroupCommit {
     ) -> Result<Vec<WriteOutcome>, RepositoryError> {
         match self.0.call(store, Work::Apply { team, writes }).await? {
             Done::Outcomes(outcomes) => Ok(outcomes),
-            Done::Granted(_) => Err(mismatched()),
+            Done::Claimed(_) => Err(mismatched()),
         }
     }
 
-    /// Runs `claim` in the next group and returns the SIDs it was granted.
+    /// Runs `claim` in the next group and returns its answer.
     pub(crate) async fn claim(
         &self,
         store: &Store,
         claim: MessageClaim,
-    ) -> Result<Vec<String>, RepositoryError> {
+    ) -> Result<Claimed, RepositoryError> {
         match self.0.call(store, Work::Claim(claim)).await? {
-            Done::Granted(granted) => Ok(granted),
+            Done::Claimed(claimed) => Ok(claimed),
             Done::Outcomes(_) => Err(mismatched()),
         }
     }
@@ -146,10 +149,7 @@ fn spawn_group(group: BoxFuture<()>) {
 async fn alone(store: &Store, work: Work) -> Result<Done, RepositoryError> {
     match work {
         Work::Apply { team, writes } => store.apply_alone(team, &writes).await.map(Done::Outcomes),
-        Work::Claim(claim) => claim_in(store.writer(), store.backend(), &claim)
-            .await
-            .map(Done::Granted)
-            .map_err(repo_err),
+        Work::Claim(claim) => claim_alone(store, &claim).await.map(Done::Claimed),
     }
 }
 
@@ -175,8 +175,8 @@ async fn run(store: &Store, group: &[Work]) -> BatchResult<Done> {
     Ok(answers)
 }
 
-/// The group in one transaction: its claims decided together, then its writes applied
-/// together, then one commit. Answers in the group's order.
+/// The group in one transaction: one read of its messages, its claims decided together, then
+/// its writes applied together, then one commit. Answers in the group's order.
 async fn together(store: &Store, group: &[Work]) -> Result<Vec<Done>, DbErr> {
     let tx = store.begin_write().await?;
     let mut claims: Vec<&MessageClaim> = Vec::new();
@@ -190,22 +190,44 @@ async fn together(store: &Store, group: &[Work]) -> Result<Vec<Done>, DbErr> {
             }),
         }
     }
+    // One read of every message the group claims or writes: the claims' last claims and the
+    // writes' ids. Claims stamp only the cool-down, so the ids the writes need stay as read.
+    let mut wanted: Vec<(TeamId, &str)> = Vec::with_capacity(group.len());
+    for claim in &claims {
+        wanted.extend(claim.sids.iter().map(|sid| (claim.team, sid.as_str())));
+    }
+    push_written(&mut wanted, &calls);
+    // Whole messages only when a claim reads its message (a refresh's claim).
+    let whole = claims
+        .iter()
+        .any(|claim| claim.read)
+        .then_some(&*store.cipher);
+    let known = message_keys(&tx, &wanted, whole).await?;
     let mut granted: VecDeque<Vec<String>> = if claims.is_empty() {
         VecDeque::new()
     } else {
-        claim_group_in(&tx, &claims).await?.into()
+        claim_group_in(&tx, &claims, &known).await?.into()
     };
     let mut outcomes: VecDeque<Vec<WriteOutcome>> = if calls.is_empty() {
         VecDeque::new()
     } else {
-        apply_in(&tx, &calls).await?.into()
+        apply_known_in(&tx, &calls, &known).await?.into()
     };
     tx.commit().await?;
     group
         .iter()
         .map(|work| {
             let answer = match work {
-                Work::Claim(_) => granted.pop_front().map(Done::Granted),
+                Work::Claim(claim) => granted.pop_front().map(|granted| {
+                    let message = claim
+                        .sids
+                        .first()
+                        .filter(|_| claim.read)
+                        .and_then(|sid| known.get(sid.as_str()))
+                        .filter(|key| key.team == claim.team.get())
+                        .and_then(|key| key.message.clone());
+                    Done::Claimed(Claimed { granted, message })
+                }),
                 Work::Apply { .. } => outcomes.pop_front().map(Done::Outcomes),
             };
             answer

@@ -2,6 +2,8 @@
 //! claimed by one conditional UPDATE for all the SIDs of a request; the bulk cool-down is a row
 //! per (team, user) in `bulk_refresh_claims`, claimed by a conditional upsert. Either way the
 //! database decides, so of concurrent claimers exactly one wins, across replicas and restarts.
+//! A single refresh claims and reads its message in one step (`claim_and_read`): one statement
+//! on PostgreSQL, one group transaction on a SQLite file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -9,10 +11,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Expr, ExprTrait, LockType, OnConflict, Order, Query};
-use smsdesk_domain::ports::{RefreshLimiter, RepositoryError};
-use smsdesk_domain::{CooldownClaim, MessageSid, TeamId, Timestamp, UserId};
+use smsdesk_domain::ports::{ClaimedRead, RefreshLimiter, RepositoryError};
+use smsdesk_domain::{CooldownClaim, Message, MessageSid, TeamId, Timestamp, UserId};
 
+use crate::batched_finds::FindCall;
 use crate::error::{corrupt, repo_err};
+use crate::messages::MessageKeys;
 use crate::schema::{BulkRefreshClaims, SmsMessages};
 use crate::store::{Backend, Store, execute, stored_time};
 
@@ -47,6 +51,38 @@ pub(crate) struct MessageClaim {
     pub(crate) sids: Vec<String>,
     pub(crate) now: Timestamp,
     pub(crate) cooldown: Duration,
+    /// Whether the claim also reads its (one) message ([`RefreshLimiter::claim_and_read`]).
+    pub(crate) read: bool,
+}
+
+/// What a claim answers: the SIDs granted and, when it asked to read ([`MessageClaim::read`]),
+/// its message as stored before the claim's stamp (`None`: the team has no such message).
+#[derive(Debug, Default)]
+pub(crate) struct Claimed {
+    pub(crate) granted: Vec<String>,
+    pub(crate) message: Option<Message>,
+}
+
+/// A claim on its own (no batch, or handed back by one): the read it asks for, then the claim.
+pub(crate) async fn claim_alone(
+    store: &Store,
+    claim: &MessageClaim,
+) -> Result<Claimed, RepositoryError> {
+    let message = match (claim.read, claim.sids.first()) {
+        (true, Some(sid)) => {
+            let call = FindCall {
+                team: claim.team,
+                sid: MessageSid::parse(sid).map_err(|err| corrupt("sid", err))?,
+                observed: None,
+            };
+            store.find_alone(&call).await?.map(|found| found.message)
+        }
+        _ => None,
+    };
+    let granted = claim_in(store.writer(), store.backend(), claim)
+        .await
+        .map_err(repo_err)?;
+    Ok(Claimed { granted, message })
 }
 
 /// Claims `claim`'s messages that are due on `db` (the writer, or a group's transaction) and
@@ -103,52 +139,37 @@ struct ClaimedRow {
     stamped: bool,
 }
 
-/// The claims of one SQLite group transaction, decided together: one read of every claimed
-/// message's last claim, the domain's rule ([`CooldownClaim::decide`]) applied claim by claim in
-/// queue order (a claim granted earlier in the group is the next one's last claim, as between
-/// separate transactions), and one UPDATE stamping every granted message with its last granted
-/// claim's time. Two statements for the whole group instead of one per claim; the group's
-/// transaction holds the writer, so nothing changes between the read and the write. That holds
-/// on SQLite only (`BEGIN IMMEDIATE`): on PostgreSQL the read would need row locks, and
-/// PostgreSQL never groups. Returns each claim's granted SIDs, as [`claim_in`] does.
+/// The claims of one SQLite group transaction, decided together: from `known`, the group's one
+/// read of its messages ([`message_keys`], every claimed message of its claimer's team among
+/// them), the domain's rule ([`CooldownClaim::decide`]) applied claim by claim in queue order (a
+/// claim granted earlier in the group is the next one's last claim, as between separate
+/// transactions), and one UPDATE stamping every granted message with its last granted claim's
+/// time. One read (shared with the group's writes) and one write for the whole group instead of
+/// a statement per claim; the group's transaction holds the writer, so nothing changes between
+/// the read and the write. That holds on SQLite only (`BEGIN IMMEDIATE`): on PostgreSQL the read
+/// would need row locks, and PostgreSQL never groups. Returns each claim's granted SIDs, as
+/// [`claim_in`] does.
 pub(crate) async fn claim_group_in(
     tx: &impl ConnectionTrait,
     claims: &[&MessageClaim],
+    known: &MessageKeys,
 ) -> Result<Vec<Vec<String>>, sea_orm::DbErr> {
-    let mut teams: Vec<i64> = claims.iter().map(|claim| claim.team.get()).collect();
-    teams.sort_unstable();
-    teams.dedup();
-    let mut sids: Vec<&str> = claims
-        .iter()
-        .flat_map(|claim| claim.sids.iter().map(String::as_str))
-        .collect();
-    sids.sort_unstable();
-    sids.dedup();
-    let read = Query::select()
-        .columns([
-            SmsMessages::Id,
-            SmsMessages::TeamId,
-            SmsMessages::Sid,
-            SmsMessages::LastRefreshedAt,
-        ])
-        .from(SmsMessages::Table)
-        .and_where(Expr::col(SmsMessages::TeamId).is_in(teams))
-        .and_where(Expr::col(SmsMessages::Sid).is_in(sids))
-        .to_owned();
     // By SID (unique across teams): the owner, the message id, its last claim and whether this
     // group stamps it. Only a team's own messages have a cool-down.
-    let mut claimed: HashMap<String, ClaimedRow> = HashMap::new();
-    for row in tx.query_all(&read).await? {
-        claimed.insert(
-            row.try_get("", "sid")?,
-            ClaimedRow {
-                team: row.try_get("", "team_id")?,
-                id: row.try_get("", "id")?,
-                last: row.try_get("", "last_refreshed_at")?,
-                stamped: false,
-            },
-        );
-    }
+    let mut claimed: HashMap<&str, ClaimedRow> = known
+        .iter()
+        .map(|(sid, key)| {
+            (
+                sid.as_str(),
+                ClaimedRow {
+                    team: key.team,
+                    id: key.id,
+                    last: key.last_refreshed_at,
+                    stamped: false,
+                },
+            )
+        })
+        .collect();
     let granted = claims
         .iter()
         .map(|claim| {
@@ -228,17 +249,18 @@ impl RefreshLimiter for Store {
             sids: wanted.iter().map(|sid| (*sid).to_owned()).collect(),
             now,
             cooldown,
+            read: false,
         };
         // On a SQLite file the claim joins the group commit: one write transaction for the
         // claims and status writes that arrive together, instead of a commit of its own.
         // On PostgreSQL a single refresh's claim shares a statement with the claims that arrive
         // together (`batched_claims`).
         let granted = if let Some(group) = self.group_commit() {
-            group.claim(self, claim).await?
+            group.claim(self, claim).await?.granted
         } else if let Some(batches) = self.batches()
             && claim.sids.len() == 1
         {
-            batches.claims.call(self, claim).await?
+            batches.claims.call(self, claim).await?.granted
         } else {
             claim_in(self.writer(), self.backend(), &claim)
                 .await
@@ -278,6 +300,44 @@ impl RefreshLimiter for Store {
                 }
             })
             .collect())
+    }
+
+    /// One statement on PostgreSQL (the batched claim reads the message beside its stamp) and
+    /// one group transaction on a SQLite file (the group's read of its messages serves the
+    /// claim's); elsewhere `None`, and the caller reads and claims apart.
+    async fn claim_and_read(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+        now: Timestamp,
+        cooldown: Duration,
+    ) -> Result<Option<ClaimedRead>, RepositoryError> {
+        let now = stored_time(now);
+        let claim = MessageClaim {
+            team,
+            sids: vec![sid.as_str().to_owned()],
+            now,
+            cooldown,
+            read: true,
+        };
+        let claimed = if let Some(group) = self.group_commit() {
+            group.claim(self, claim).await?
+        } else if let Some(batches) = self.batches() {
+            batches.claims.call(self, claim).await?
+        } else {
+            return Ok(None);
+        };
+        let Some(message) = claimed.message else {
+            return Ok(Some(ClaimedRead::NotFound));
+        };
+        // A refused claim's wait comes from the last claim as read with the message: the one
+        // that refused it (a claim granted since then, if any, would only make it longer).
+        let claim = if claimed.granted.is_empty() {
+            denial(message.last_refreshed_at, now, cooldown)
+        } else {
+            CooldownClaim::Granted
+        };
+        Ok(Some(ClaimedRead::Found { message, claim }))
     }
 
     async fn claim_bulk(

@@ -200,7 +200,7 @@ fn account_sid_from_stored(
     AccountSid::parse(value).map_err(|err| corrupt("account SID", err))
 }
 
-fn message_from_row<R: Columns + ?Sized>(
+pub(crate) fn message_from_row<R: Columns + ?Sized>(
     row: &R,
     cipher: &SecretCipher,
 ) -> Result<Message, RepositoryError> {
@@ -228,8 +228,9 @@ fn message_from_row<R: Columns + ?Sized>(
     })
 }
 
-/// Every column of a listed message, in the order a [`PageRow`] holds them.
-const PAGE_COLUMNS: [&str; 19] = [
+/// Every column of a listed message, in the order a [`PageRow`] holds them: every column
+/// [`message_from_row`] reads.
+pub(crate) const PAGE_COLUMNS: [&str; 19] = [
     "sid",
     "team_id",
     "direction",
@@ -700,56 +701,89 @@ pub(crate) struct TeamWrites<'a> {
     pub(crate) writes: &'a [ObservationWrite],
 }
 
-/// The messages `calls` write, in one read of each team's own only: by SID (unique across
-/// teams), the owning team and the id. A call naming another team's SID finds the owner's team
-/// here, not its own, and so no id ([`message_id_of`]).
-async fn message_ids(
+/// What a batch of claims and writes needs of one message: its owning team, its id and its
+/// last cool-down claim, and the whole message when the batch asked for it.
+pub(crate) struct MessageKey {
+    pub(crate) team: i64,
+    pub(crate) id: i64,
+    pub(crate) last_refreshed_at: Option<Timestamp>,
+    pub(crate) message: Option<Message>,
+}
+
+/// [`message_keys`]' answer, by SID (unique across teams).
+pub(crate) type MessageKeys = HashMap<String, MessageKey>;
+
+/// The messages named by `wanted` (team, SID) pairs, in one read of each team's own only. A
+/// pair naming another team's SID finds nothing here, so it has no id ([`message_id_of`]) and no
+/// cool-down to claim. With a cipher (`whole`), every column is read and each whole message
+/// decoded too (a row that does not decode fails the read: a group then runs its calls alone,
+/// where each answers its own error).
+pub(crate) async fn message_keys(
     conn: &impl ConnectionTrait,
-    calls: &[TeamWrites<'_>],
-) -> Result<HashMap<String, (i64, i64)>, sea_orm::DbErr> {
+    wanted: &[(TeamId, &str)],
+    whole: Option<&SecretCipher>,
+) -> Result<MessageKeys, sea_orm::DbErr> {
     let mut sids_by_team: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
-    for call in calls {
-        sids_by_team
-            .entry(call.team.get())
-            .or_default()
-            .extend(call.writes.iter().map(|write| write.sid.as_str()));
+    for &(team, sid) in wanted {
+        sids_by_team.entry(team.get()).or_default().push(sid);
     }
     let mut of_teams = Condition::any();
-    for (team, sids) in sids_by_team {
+    for (team, mut sids) in sids_by_team {
+        sids.sort_unstable();
+        sids.dedup();
         of_teams = of_teams.add(
             Expr::col(SmsMessages::TeamId)
                 .eq(team)
                 .and(Expr::col(SmsMessages::Sid).is_in(sids)),
         );
     }
-    let query = Query::select()
-        .columns([SmsMessages::Id, SmsMessages::TeamId, SmsMessages::Sid])
-        .from(SmsMessages::Table)
-        .cond_where(of_teams)
-        .to_owned();
+    let mut query = Query::select();
+    query.column(SmsMessages::Id);
+    match whole {
+        Some(_) => query.columns(PAGE_COLUMNS.map(Alias::new)),
+        None => query.columns([
+            SmsMessages::TeamId,
+            SmsMessages::Sid,
+            SmsMessages::LastRefreshedAt,
+        ]),
+    };
+    query.from(SmsMessages::Table).cond_where(of_teams);
     let rows = conn.query_all(&query).await?;
     rows.iter()
         .map(|row| {
+            let message = whole
+                .map(|cipher| message_from_row(row, cipher))
+                .transpose()
+                .map_err(|err| sea_orm::DbErr::Custom(err.to_string()))?;
             Ok((
                 row.try_get::<String>("", "sid")?,
-                (
-                    row.try_get::<i64>("", "team_id")?,
-                    row.try_get::<i64>("", "id")?,
-                ),
+                MessageKey {
+                    team: row.try_get("", "team_id")?,
+                    id: row.try_get("", "id")?,
+                    last_refreshed_at: row.try_get("", "last_refreshed_at")?,
+                    message,
+                },
             ))
         })
         .collect()
 }
 
-/// The id of the message `write` names, if it belongs to `team` ([`message_ids`]' answer).
-fn message_id_of(
-    ids: &HashMap<String, (i64, i64)>,
-    team: TeamId,
-    write: &ObservationWrite,
-) -> Option<i64> {
-    ids.get(write.sid.as_str())
-        .filter(|(owner, _)| *owner == team.get())
-        .map(|(_, id)| *id)
+/// The (team, SID) pairs `calls` write, pushed onto `wanted`.
+pub(crate) fn push_written<'a>(wanted: &mut Vec<(TeamId, &'a str)>, calls: &'a [TeamWrites<'_>]) {
+    for call in calls {
+        wanted.extend(
+            call.writes
+                .iter()
+                .map(|write| (call.team, write.sid.as_str())),
+        );
+    }
+}
+
+/// The id of the message `write` names, if it belongs to `team` ([`message_keys`]' answer).
+fn message_id_of(keys: &MessageKeys, team: TeamId, write: &ObservationWrite) -> Option<i64> {
+    keys.get(write.sid.as_str())
+        .filter(|key| key.team == team.get())
+        .map(|key| key.id)
 }
 
 /// The forward-only rule in SQL: `change` lands only if nobody changed the status since the
@@ -929,12 +963,8 @@ async fn missing_or_conflict(
     team: TeamId,
     write: &ObservationWrite,
 ) -> Result<WriteOutcome, sea_orm::DbErr> {
-    let call = TeamWrites {
-        team,
-        writes: std::slice::from_ref(write),
-    };
-    let ids = message_ids(db, &[call]).await?;
-    Ok(match message_id_of(&ids, team, write) {
+    let keys = message_keys(db, &[(team, write.sid.as_str())], None).await?;
+    Ok(match message_id_of(&keys, team, write) {
         None => WriteOutcome::Missing,
         Some(_) => WriteOutcome::Conflict,
     })
@@ -956,7 +986,19 @@ pub(crate) async fn apply_in(
         let outcome = apply_one_change(tx, call.team, write, change).await?;
         return Ok(vec![vec![outcome]]);
     }
-    let ids = message_ids(tx, calls).await?;
+    let mut written = Vec::new();
+    push_written(&mut written, calls);
+    let keys = message_keys(tx, &written, None).await?;
+    apply_known_in(tx, calls, &keys).await
+}
+
+/// [`apply_in`] once the written messages' ids are known (`keys` holds at least every message
+/// `calls` write, as [`message_keys`] read them in this transaction).
+pub(crate) async fn apply_known_in(
+    tx: &DatabaseTransaction,
+    calls: &[TeamWrites<'_>],
+    ids: &MessageKeys,
+) -> Result<Vec<Vec<WriteOutcome>>, sea_orm::DbErr> {
     // Every write of every call, in the calls' order, then sorted by message id: rows are
     // locked in message-id order, whatever the order of the writes, so two batches touching
     // the same messages cannot deadlock on PostgreSQL. The sort is stable, so writes to one
@@ -966,7 +1008,6 @@ pub(crate) async fn apply_in(
         .iter()
         .enumerate()
         .flat_map(|(call_index, call)| {
-            let ids = &ids;
             call.writes.iter().enumerate().map(move |(index, write)| {
                 (call_index, index, message_id_of(ids, call.team, write))
             })

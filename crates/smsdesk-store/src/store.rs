@@ -68,7 +68,7 @@ pub(crate) struct PostgresBatches {
     /// Reads of one message by SID: [`crate::batched_finds`].
     pub(crate) finds: Batcher<FindCall, Option<FoundMessage>>,
     /// Single-message cool-down claims: [`crate::batched_claims`].
-    pub(crate) claims: Batcher<MessageClaim, Vec<String>>,
+    pub(crate) claims: Batcher<MessageClaim, crate::limiter::Claimed>,
 }
 
 impl PostgresBatches {

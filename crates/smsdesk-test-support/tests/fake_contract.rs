@@ -32,6 +32,7 @@ on_the_fake!(
     limiter::a_cooldown_is_claimed_by_exactly_one_of_twenty_concurrent_claimers,
     limiter::message_claims_answer_in_order_with_the_time_left,
     limiter::claims_and_status_writes_arriving_together_keep_the_outcomes_of_a_serial_order,
+    limiter::a_claim_with_its_read_answers_as_a_read_beside_a_claim,
     integrations::integrations_round_trip_and_an_account_belongs_to_one_team,
     inbox::a_parked_callback_is_taken_back_with_every_field_oldest_first,
     inbox::parking_the_same_sid_and_status_twice_keeps_one,

@@ -29,10 +29,10 @@ use serde::Serialize;
 use super::apply::{Stored, store_observations};
 use crate::access::{Plan, Requester};
 use crate::changes::{Activity, ChangeNotifier, CooldownScope, IgnoreChanges, RefreshMode};
-use crate::ids::MessageSid;
+use crate::ids::{MessageSid, TeamId};
 use crate::message::{DeliveryState, Message, ObservationSource, StatusObservation, Timestamp};
 use crate::ports::{
-    Clock, IntegrationRepository, MessageRepository, ProviderError, RefreshLimiter,
+    ClaimedRead, Clock, IntegrationRepository, MessageRepository, ProviderError, RefreshLimiter,
     RepositoryError, SmsProvider, TwilioCredentials,
 };
 use crate::refresh_rules::{CooldownClaim, RefreshPolicy, RefreshWindow, describe_period};
@@ -409,11 +409,11 @@ impl RefreshStatus {
         }
         let team = requester.team_id;
         // The integration comes from a cache, so it is asked first; the message's read and its
-        // cool-down claim then go to the store together rather than one after the other (one
-        // round trip of waiting instead of two). A claim of a SID the team has no message under
-        // stamps nothing, so running it before the read knows the message changes nothing.
-        // The answers keep their order: a missing message, then a missing integration, then
-        // the cool-down.
+        // cool-down claim then go to the store in one step where it can (one statement), or
+        // together rather than one after the other (one round trip of waiting instead of two).
+        // A claim of a SID the team has no message under stamps nothing, so running it before
+        // the read knows the message changes nothing. The answers keep their order: a missing
+        // message, then a missing integration, then the cool-down.
         let integration = self
             .integrations
             .for_team(team)
@@ -427,27 +427,15 @@ impl RefreshStatus {
                 .ok_or(RefreshOneError::MessageNotFound)?;
             return Err(RefreshOneError::IntegrationMissing);
         };
-        let (found, claims) = futures::join!(
-            self.messages.find(team, sid),
-            self.limiter.claim_messages(
-                team,
-                std::slice::from_ref(sid),
-                self.clock.now(),
-                self.policy.message_cooldown,
-            )
-        );
-        let message = found
-            .map_err(RefreshOneError::Store)?
-            .ok_or(RefreshOneError::MessageNotFound)?;
+        let (message, claim) = self.claim_and_read(team, sid).await?;
         let credentials = integration.credentials;
-        let claims = claims.map_err(RefreshOneError::Store)?;
-        if let Some(CooldownClaim::Denied { retry_after_secs }) = claims.first() {
+        if let CooldownClaim::Denied { retry_after_secs } = claim {
             self.notifier.activity(&Activity::CooldownRefused {
                 scope: CooldownScope::Message,
                 count: 1,
             });
             return Err(RefreshOneError::CoolingDown {
-                retry_after_secs: *retry_after_secs,
+                retry_after_secs,
                 cooldown_secs: self.policy.message_cooldown.as_secs(),
             });
         }
@@ -470,6 +458,42 @@ impl RefreshStatus {
                 "no outcome for the message".into(),
             ))
         })
+    }
+
+    /// Claims the cool-down of `team`'s message `sid` and reads the message: in one step where
+    /// the limiter can ([`RefreshLimiter::claim_and_read`]), else the read beside the claim.
+    async fn claim_and_read(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+    ) -> Result<(Message, CooldownClaim), RefreshOneError> {
+        let (now, cooldown) = (self.clock.now(), self.policy.message_cooldown);
+        let in_one_step = self
+            .limiter
+            .claim_and_read(team, sid, now, cooldown)
+            .await
+            .map_err(RefreshOneError::Store)?;
+        match in_one_step {
+            Some(ClaimedRead::Found { message, claim }) => Ok((message, claim)),
+            Some(ClaimedRead::NotFound) => Err(RefreshOneError::MessageNotFound),
+            None => {
+                let (found, claims) = futures::join!(
+                    self.messages.find(team, sid),
+                    self.limiter
+                        .claim_messages(team, std::slice::from_ref(sid), now, cooldown)
+                );
+                let message = found
+                    .map_err(RefreshOneError::Store)?
+                    .ok_or(RefreshOneError::MessageNotFound)?;
+                let claims = claims.map_err(RefreshOneError::Store)?;
+                let claim = claims.into_iter().next().ok_or_else(|| {
+                    RefreshOneError::Store(RepositoryError::Unexpected(
+                        "no answer to the message's claim".into(),
+                    ))
+                })?;
+                Ok((message, claim))
+            }
+        }
     }
 
     /// Refreshes the requester's team's recent outbound messages that are not final yet.
@@ -810,7 +834,9 @@ mod tests {
     use crate::fakes::{FakeSmsProvider, InMemoryStore, ManualClock};
     use crate::ids::{AccountSid, Address, TeamId, UserId};
     use crate::ports::WriteOutcome;
-    use crate::ports::{MockMessageRepository, MockRefreshLimiter, NewIntegration, Sender};
+    use crate::ports::{
+        ClaimedRead, MockMessageRepository, MockRefreshLimiter, NewIntegration, Sender,
+    };
     use crate::services::apply::MAX_WRITE_ROUNDS;
     use crate::status::Direction;
     use chrono::TimeZone;
@@ -851,7 +877,27 @@ mod tests {
         }
     }
 
+    /// A limiter that claims apart from the read (no one-step claim) and grants every claim.
+    fn granting_limiter() -> MockRefreshLimiter {
+        let mut limiter = MockRefreshLimiter::new();
+        limiter
+            .expect_claim_and_read()
+            .returning(|_, _, _, _| Ok(None));
+        limiter
+            .expect_claim_messages()
+            .returning(|_, sids, _, _| Ok(vec![CooldownClaim::Granted; sids.len()]));
+        limiter
+    }
+
     async fn service(messages: MockMessageRepository, twilio_says: MessageStatus) -> RefreshStatus {
+        service_with(messages, twilio_says, granting_limiter()).await
+    }
+
+    async fn service_with(
+        messages: MockMessageRepository,
+        twilio_says: MessageStatus,
+        limiter: MockRefreshLimiter,
+    ) -> RefreshStatus {
         let integrations = InMemoryStore::new();
         integrations
             .upsert(
@@ -873,10 +919,6 @@ mod tests {
             &message(MessageStatus::Sent).sid,
             DeliveryState::new(twilio_says),
         );
-        let mut limiter = MockRefreshLimiter::new();
-        limiter
-            .expect_claim_messages()
-            .returning(|_, sids, _, _| Ok(vec![CooldownClaim::Granted; sids.len()]));
         RefreshStatus::new(
             Arc::new(messages),
             Arc::new(integrations),
@@ -885,6 +927,74 @@ mod tests {
             Arc::new(ManualClock::new(t0())),
             RefreshPolicy::default(),
         )
+    }
+
+    /// A limiter that claims and reads in one step, answering `found` (and never claims apart).
+    fn one_step_limiter(found: ClaimedRead) -> MockRefreshLimiter {
+        let mut limiter = MockRefreshLimiter::new();
+        limiter
+            .expect_claim_and_read()
+            .times(1)
+            .returning(move |_, _, _, _| Ok(Some(found.clone())));
+        limiter.expect_claim_messages().never();
+        limiter
+    }
+
+    #[tokio::test]
+    async fn a_claim_and_read_in_one_step_takes_the_place_of_the_read() {
+        // No `find` expectation: a read beside the one-step claim would fail the test.
+        let mut messages = MockMessageRepository::new();
+        messages
+            .expect_apply_observations()
+            .times(1)
+            .returning(|_, writes| Ok(vec![WriteOutcome::Written; writes.len()]));
+        let limiter = one_step_limiter(ClaimedRead::Found {
+            message: message(MessageStatus::Sent),
+            claim: CooldownClaim::Granted,
+        });
+        let refresh = service_with(messages, MessageStatus::Delivered, limiter).await;
+        let outcome = refresh
+            .refresh_one(&pro(), &message(MessageStatus::Sent).sid)
+            .await
+            .expect("refreshed");
+        assert_eq!(outcome.result, OutcomeKind::Updated);
+        assert_eq!(outcome.previous_status, MessageStatus::Sent);
+        assert_eq!(outcome.new_status, MessageStatus::Delivered);
+    }
+
+    #[tokio::test]
+    async fn a_denied_claim_in_one_step_is_the_cool_down_and_writes_nothing() {
+        let mut messages = MockMessageRepository::new();
+        messages.expect_apply_observations().never();
+        let limiter = one_step_limiter(ClaimedRead::Found {
+            message: message(MessageStatus::Sent),
+            claim: CooldownClaim::Denied {
+                retry_after_secs: 42,
+            },
+        });
+        let refresh = service_with(messages, MessageStatus::Delivered, limiter).await;
+        let answer = refresh
+            .refresh_one(&pro(), &message(MessageStatus::Sent).sid)
+            .await;
+        assert_eq!(
+            answer.err(),
+            Some(RefreshOneError::CoolingDown {
+                retry_after_secs: 42,
+                cooldown_secs: RefreshPolicy::default().message_cooldown.as_secs(),
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn no_message_found_in_one_step_is_not_found() {
+        let mut messages = MockMessageRepository::new();
+        messages.expect_apply_observations().never();
+        let limiter = one_step_limiter(ClaimedRead::NotFound);
+        let refresh = service_with(messages, MessageStatus::Delivered, limiter).await;
+        let answer = refresh
+            .refresh_one(&pro(), &message(MessageStatus::Sent).sid)
+            .await;
+        assert_eq!(answer.err(), Some(RefreshOneError::MessageNotFound));
     }
 
     #[tokio::test]

@@ -220,3 +220,137 @@ pub async fn claims_and_status_writes_arriving_together_keep_the_outcomes_of_a_s
         "another team's claim never touches team B's message"
     );
 }
+
+/// The subject claims and reads in one step ([`RefreshLimiter::claim_and_read`] answers `Some`),
+/// and answers what a read beside a claim would: the message as stored before the claim's
+/// stamp, the claim decided as [`RefreshLimiter::claim_messages`] decides it, and nothing
+/// claimed for a SID the team has no message under.
+pub async fn a_claim_with_its_read_answers_as_a_read_beside_a_claim(subject: &dyn ContractSubject) {
+    let store = &subject.ports();
+    let a = team(subject, "A").await;
+    let b = team(subject, "B").await;
+    stored(
+        store,
+        new_message(a, 1, Direction::OutboundApi, MessageStatus::Sent, at(0)),
+    )
+    .await;
+    stored(
+        store,
+        new_message(b, 2, Direction::OutboundApi, MessageStatus::Sent, at(0)),
+    )
+    .await;
+    let before = store
+        .find(a, &sid(1))
+        .await
+        .expect("readable")
+        .expect("stored");
+
+    let first = store
+        .claim_and_read(a, &sid(1), at(100), MINUTE)
+        .await
+        .expect("no store error");
+    assert_eq!(
+        first,
+        Some(ClaimedRead::Found {
+            message: before.clone(),
+            claim: CooldownClaim::Granted,
+        }),
+        "the message as stored before the claim, and the claim granted"
+    );
+    let second = store
+        .claim_and_read(a, &sid(1), at(145), MINUTE)
+        .await
+        .expect("no store error");
+    assert_eq!(
+        second,
+        Some(ClaimedRead::Found {
+            message: Message {
+                last_refreshed_at: Some(at(100)),
+                ..before.clone()
+            },
+            claim: CooldownClaim::Denied {
+                retry_after_secs: 15
+            },
+        }),
+        "45 s into the cool-down the first claim's stamp refuses the second"
+    );
+    assert_eq!(
+        store
+            .claim_and_read(a, &sid(1), at(160), Duration::ZERO)
+            .await,
+        Ok(Some(ClaimedRead::Found {
+            message: Message {
+                last_refreshed_at: Some(at(100)),
+                ..before
+            },
+            claim: CooldownClaim::Granted,
+        })),
+        "without a cool-down every claim is granted"
+    );
+
+    for (claimer, unknown) in [(a, sid(2)), (a, sid(9)), (b, sid(1))] {
+        assert_eq!(
+            store
+                .claim_and_read(claimer, &unknown, at(200), MINUTE)
+                .await,
+            Ok(Some(ClaimedRead::NotFound)),
+            "another team's message, or none, is not found"
+        );
+    }
+    assert_eq!(
+        store
+            .find(b, &sid(2))
+            .await
+            .expect("readable")
+            .and_then(|m| m.last_refreshed_at),
+        None,
+        "a claim made as another team stamps nothing"
+    );
+    assert_eq!(
+        store
+            .find(a, &sid(1))
+            .await
+            .expect("readable")
+            .and_then(|m| m.last_refreshed_at),
+        Some(at(160)),
+        "team B's claim of A's message stamped nothing either"
+    );
+
+    // Twenty at once, and five of the same message made as team B among them (on a SQLite
+    // file they share group transactions): exactly one granted, each of A's read the message,
+    // none of B's found it.
+    let racing: Vec<_> = (0..25)
+        .map(|n| {
+            let store = store.clone();
+            let claimer = if n % 5 == 4 { b } else { a };
+            tokio::spawn(async move {
+                let answer = store
+                    .claim_and_read(claimer, &sid(1), at(300), MINUTE)
+                    .await;
+                (claimer, answer)
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for joined in futures::future::join_all(racing).await {
+        let (claimer, answer) = joined.expect("joins");
+        let answer = answer.expect("no store error");
+        if claimer == b {
+            assert_eq!(answer, Some(ClaimedRead::NotFound), "not team B's message");
+            continue;
+        }
+        match answer {
+            Some(ClaimedRead::Found { message, claim }) => {
+                assert_eq!(message.sid, sid(1));
+                match claim {
+                    CooldownClaim::Granted => granted += 1,
+                    CooldownClaim::Denied { retry_after_secs } => {
+                        assert_eq!(retry_after_secs, 60, "denied at the moment of the claim");
+                    }
+                }
+            }
+            other => panic!("a racing claim answered {other:?}"),
+        }
+    }
+    assert_eq!(granted, 1, "exactly one of twenty racing claims");
+}

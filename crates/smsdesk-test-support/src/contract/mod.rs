@@ -32,7 +32,7 @@ use smsdesk_domain::changes::{LogPosition, LoggedChange};
 use smsdesk_domain::fakes::InMemoryStore;
 use smsdesk_domain::idempotency::{IdempotencyClaim, IdempotencyKey};
 use smsdesk_domain::ports::{
-    ApiKeyRepository, CallbackInbox, ChangeLog, FoundMessage, IdempotencyStore,
+    ApiKeyRepository, CallbackInbox, ChangeLog, ClaimedRead, FoundMessage, IdempotencyStore,
     IntegrationRepository, Leases, MessageCursor, MessagePage, MessageQuery, MessageRepository,
     MessageRetention, NewIntegration, ObservationWrite, RefreshLimiter, ReplicaRegistry,
     RepositoryError, Sender, StateChange, StuckMessages, TwilioAuth, TwilioIntegration,
@@ -233,6 +233,16 @@ impl RefreshLimiter for PortSet {
         cooldown: Duration,
     ) -> Result<Vec<CooldownClaim>, RepositoryError> {
         self.limiter.claim_messages(team, sids, now, cooldown).await
+    }
+
+    async fn claim_and_read(
+        &self,
+        team: TeamId,
+        sid: &MessageSid,
+        now: Timestamp,
+        cooldown: Duration,
+    ) -> Result<Option<ClaimedRead>, RepositoryError> {
+        self.limiter.claim_and_read(team, sid, now, cooldown).await
     }
 
     async fn claim_bulk(
