@@ -1,14 +1,16 @@
 //! [`MessageRepository`] on SQL: messages, their history, the bulk candidate query and the
 //! conditional status writes; and [`MessageRetention`], which redacts old messages.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use sea_orm::sea_query::{
     Alias, CommonTableExpression, Condition, Expr, ExprTrait, InsertStatement, LockBehavior,
     LockType, Order, Query, SelectStatement, UpdateStatement, WithClause,
 };
-use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, Statement, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Statement, TransactionTrait,
+};
 use smsdesk_domain::ports::{
     FoundMessage, MessageCursor, MessagePage, MessageQuery, MessageRepository, MessageRetention,
     ObservationWrite, RepositoryError, StateChange, StuckMessages, UnfinishedMessages,
@@ -818,6 +820,76 @@ fn conditional_update(
     update
 }
 
+/// One change of a batch of writes: where its outcome goes, and its message's id.
+struct RoundWrite<'a> {
+    call_index: usize,
+    index: usize,
+    message_id: i64,
+    team: TeamId,
+    write: &'a ObservationWrite,
+    change: &'a StateChange,
+}
+
+/// Changes per statement of a round (11 parameters each).
+const ROUND_CHUNK: usize = 256;
+
+/// Applies one round of changes, at most one per message, on a SQLite file: one `UPDATE … FROM
+/// (VALUES …)` per chunk, with [`conditional_update`]'s values and conditions for each row (the
+/// team, the status the caller read and, when it gave one, the time it read). Returns the ids
+/// of the messages it changed.
+async fn update_round(
+    tx: &DatabaseTransaction,
+    round: &[RoundWrite<'_>],
+) -> Result<HashSet<i64>, sea_orm::DbErr> {
+    let mut written = HashSet::with_capacity(round.len());
+    for chunk in round.chunks(ROUND_CHUNK) {
+        let mut sql = String::from(
+            "UPDATE sms_messages SET status = input.column5, error_code = input.column6, \
+             error_message = input.column7, num_segments = input.column8, \
+             price = input.column9, price_unit = input.column10, updated_at = input.column11, \
+             delivery_unknown_at = NULL FROM (VALUES ",
+        );
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 11);
+        for (n, change) in chunk.iter().enumerate() {
+            sql.push_str(if n == 0 { "(" } else { ", (" });
+            sql.push_str(&["?"; 11].join(", "));
+            sql.push(')');
+            let next = &change.change.next;
+            values.extend([
+                change.message_id.into(),
+                change.team.get().into(),
+                change.change.expected_status.as_str().into(),
+                change.change.expected_updated_at.map(stored_time).into(),
+                next.status.as_str().into(),
+                to_i64(next.error_code).into(),
+                next.error_message.clone().into(),
+                to_i64(next.num_segments).into(),
+                next.price.clone().into(),
+                next.price_unit.clone().into(),
+                stored_time(change.write.observation.observed_at).into(),
+            ]);
+        }
+        sql.push_str(
+            ") AS input WHERE sms_messages.id = input.column1 \
+             AND sms_messages.team_id = input.column2 \
+             AND sms_messages.status = input.column3 \
+             AND (input.column4 IS NULL OR sms_messages.updated_at = input.column4) \
+             RETURNING id",
+        );
+        let rows = tx
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                sql,
+                values,
+            ))
+            .await?;
+        for row in rows {
+            written.insert(row.try_get::<i64>("", "id")?);
+        }
+    }
+    Ok(written)
+}
+
 /// One call with one change (a status callback, a single refresh): the update finds its row by
 /// SID and returns its id, so no id lookup comes first; only a write that matched nothing asks
 /// whether the message is missing or was changed meanwhile. One row locks in no order.
@@ -1018,38 +1090,76 @@ pub(crate) async fn apply_known_in(
         .iter()
         .map(|call| vec![WriteOutcome::Missing; call.writes.len()])
         .collect();
+    // The changes, in that order.
+    let changes: Vec<RoundWrite<'_>> = order
+        .iter()
+        .filter_map(|&(call_index, index, message_id)| {
+            let write = &calls[call_index].writes[index];
+            Some(RoundWrite {
+                call_index,
+                index,
+                message_id: message_id?,
+                team: calls[call_index].team,
+                write,
+                change: write.change.as_ref()?,
+            })
+        })
+        .collect();
+    if tx.get_database_backend() == DbBackend::Sqlite {
+        // On a SQLite file, each round is one statement: the first change of each message,
+        // then the second, and so on, so each sees the ones before it as a serial run would.
+        // The rows take no locks there (the transaction holds the one writer), so their order
+        // does not matter; each statement is a round trip to the connection's thread saved.
+        let mut pending = changes;
+        while !pending.is_empty() {
+            let mut messages = HashSet::new();
+            let (round, later): (Vec<_>, Vec<_>) = pending
+                .into_iter()
+                .partition(|change| messages.insert(change.message_id));
+            let written = update_round(tx, &round).await?;
+            for change in &round {
+                outcomes[change.call_index][change.index] = if written.contains(&change.message_id)
+                {
+                    WriteOutcome::Written
+                } else {
+                    WriteOutcome::Conflict
+                };
+            }
+            pending = later;
+        }
+    } else {
+        for change in &changes {
+            let update = conditional_update(change.team, change.write, change.change)
+                .and_where(Expr::col(SmsMessages::Id).eq(change.message_id))
+                .to_owned();
+            outcomes[change.call_index][change.index] = if execute(tx, &update).await? == 1 {
+                WriteOutcome::Written
+            } else {
+                WriteOutcome::Conflict
+            };
+        }
+    }
     let mut events = Vec::with_capacity(order.len());
     for (call_index, index, message_id) in order {
         let Some(message_id) = message_id else {
             continue;
         };
-        let team = calls[call_index].team;
         let write = &calls[call_index].writes[index];
         let outcome = &mut outcomes[call_index][index];
-        let Some(change) = &write.change else {
-            events.push(EventRow {
-                team_id: team,
-                message_id,
-                observation: &write.observation,
-                applied: false,
-            });
-            *outcome = WriteOutcome::Recorded;
-            continue;
+        let applied = match (&write.change, &*outcome) {
+            (None, _) => {
+                *outcome = WriteOutcome::Recorded;
+                false
+            }
+            (Some(_), WriteOutcome::Written) => true,
+            (Some(_), _) => continue,
         };
-        let update = conditional_update(team, write, change)
-            .and_where(Expr::col(SmsMessages::Id).eq(message_id))
-            .to_owned();
-        if execute(tx, &update).await? == 1 {
-            events.push(EventRow {
-                team_id: team,
-                message_id,
-                observation: &write.observation,
-                applied: true,
-            });
-            *outcome = WriteOutcome::Written;
-        } else {
-            *outcome = WriteOutcome::Conflict;
-        }
+        events.push(EventRow {
+            team_id: calls[call_index].team,
+            message_id,
+            observation: &write.observation,
+            applied,
+        });
     }
     insert_events(tx, &events).await?;
     Ok(outcomes)
