@@ -1,12 +1,14 @@
 //! Group commit on a SQLite file: concurrent `apply_observations` calls, and the per-message
-//! cool-down claims of refreshes (`claim_messages`), share one write transaction.
+//! cool-down claims of refreshes (`claim_messages`, `claim_and_read`), share one write
+//! transaction.
 //!
-//! SQLite has one writer ([`crate::Store`]'s writer connection), and every transaction costs a
-//! `BEGIN` and a `COMMIT`, each a round trip to the connection's thread. When status changes
+//! SQLite has one writer ([`crate::Store`]'s writer connection), and every statement, `BEGIN`
+//! and `COMMIT` included, is a round trip to the connection's thread. When status changes
 //! arrive together (a burst of Twilio callbacks), the first caller becomes the leader: it takes
-//! what is queued (at most 64 calls) and applies them in one transaction, with one
-//! id lookup, one webhook-endpoint lookup and one history insert for the whole group, then hands
-//! each caller its own outcomes. Callers that arrive meanwhile queue for the next group.
+//! what is queued (at most 64 calls) and applies them in one transaction, with one read of the
+//! messages (the claims' last claims and messages, the writes' ids), one webhook-endpoint
+//! lookup, one `UPDATE` per round of changes and one history insert for the whole group, then
+//! hands each caller its own outcomes. Callers that arrive meanwhile queue for the next group.
 //! A refresh claims its message before asking Twilio; alone, each claim would be a commit of its
 //! own on the one writer, which cost a single refresh more than its status write did.
 //!
@@ -14,11 +16,11 @@
 //! message run in the order their calls queued and each sees the writes before it, so the
 //! forward-only rule holds exactly as between separate transactions. The group's claims run
 //! first, decided together in queue order (`limiter::claim_group_in`: one read shared with the
-//! group's writes, the domain's cool-down rule claim by claim, one UPDATE), so of two claims on one message in a group only
-//! the first is granted under a cool-down, as between separate transactions; claims
-//! and status writes of one group were all in flight together, so either order is one a serial
-//! execution could have taken. If any call fails, the
-//! whole group is rolled back and each call runs again in a transaction of its own, so one
+//! group's writes, the domain's cool-down rule claim by claim, one UPDATE), so of two claims on
+//! one message in a group only the first is granted under a cool-down, as between separate
+//! transactions; claims and status writes of one group were all in flight together, so either
+//! order is one a serial execution could have taken. If any call fails, the whole group is
+//! rolled back and each call runs again in a transaction of its own, so one
 //! caller's failure is never another's. The queue and the leadership are the ones PostgreSQL's
 //! batches use ([`crate::batches::Batcher`]); the group runs in a task of its own, on a thread
 //! kept for groups ([`spawn_group`]), so a leader whose request is cancelled (a client that hung
