@@ -283,11 +283,68 @@ fn aggregated_page(page: SelectStatement) -> SelectStatement {
         .to_owned()
 }
 
+/// One value of an aggregated page, as SQLite's JSON writes a column: NULL, an integer or a
+/// text. A text without escapes is borrowed from the page, not copied.
+enum Cell<'a> {
+    Null,
+    Integer(i64),
+    Text(std::borrow::Cow<'a, str>),
+}
+
+impl std::fmt::Display for Cell<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cell::Null => f.write_str("null"),
+            Cell::Integer(value) => write!(f, "{value}"),
+            Cell::Text(text) => write!(f, "{text:?}"),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Cell<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CellVisitor;
+        impl<'de> serde::de::Visitor<'de> for CellVisitor {
+            type Value = Cell<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("null, an integer or a text")
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Cell::Null)
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+                Ok(Cell::Integer(value))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+                i64::try_from(value)
+                    .map(Cell::Integer)
+                    .map_err(|_| E::custom(format!("{value} is out of range")))
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                value: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Cell::Text(std::borrow::Cow::Borrowed(value)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(Cell::Text(std::borrow::Cow::Owned(value.to_owned())))
+            }
+        }
+        deserializer.deserialize_any(CellVisitor)
+    }
+}
+
 /// One message of an aggregated page.
-struct PageRow<'a>(&'a [serde_json::Value]);
+struct PageRow<'a>(&'a [Cell<'a>]);
 
 impl PageRow<'_> {
-    fn value(&self, column: &'static str) -> Result<&serde_json::Value, RepositoryError> {
+    fn value(&self, column: &'static str) -> Result<&Cell<'_>, RepositoryError> {
         PAGE_COLUMNS
             .iter()
             .position(|name| *name == column)
@@ -299,26 +356,28 @@ impl PageRow<'_> {
 impl Columns for PageRow<'_> {
     fn text(&self, column: &'static str) -> Result<Option<String>, RepositoryError> {
         match self.value(column)? {
-            serde_json::Value::Null => Ok(None),
-            serde_json::Value::String(text) => Ok(Some(text.clone())),
+            Cell::Null => Ok(None),
+            Cell::Text(text) => Ok(Some(text.clone().into_owned())),
             other => Err(corrupt(column, other)),
         }
     }
 
     fn integer(&self, column: &'static str) -> Result<Option<i64>, RepositoryError> {
         match self.value(column)? {
-            serde_json::Value::Null => Ok(None),
-            value => value
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| corrupt(column, value)),
+            Cell::Null => Ok(None),
+            Cell::Integer(value) => Ok(Some(*value)),
+            other => Err(corrupt(column, other)),
         }
     }
 
     fn time(&self, column: &'static str) -> Result<Option<Timestamp>, RepositoryError> {
-        self.text(column)?
-            .map(|text| parse_stored_time(&text).ok_or_else(|| corrupt(column, &text)))
-            .transpose()
+        match self.value(column)? {
+            Cell::Null => Ok(None),
+            Cell::Text(text) => parse_stored_time(text)
+                .map(Some)
+                .ok_or_else(|| corrupt(column, text)),
+            other => Err(corrupt(column, other)),
+        }
     }
 }
 
@@ -555,7 +614,7 @@ impl Store {
             .map_err(repo_err)?
             .ok_or_else(|| corrupt("page", "no aggregate row"))?;
         let json = required(row.text("page")?, "page")?;
-        let rows: Vec<Vec<serde_json::Value>> =
+        let rows: Vec<Vec<Cell<'_>>> =
             serde_json::from_str(&json).map_err(|err| corrupt("page", err))?;
         let mut messages = rows
             .iter()
@@ -1618,7 +1677,7 @@ impl MessageRetention for Store {
 
 #[cfg(test)]
 mod tests {
-    use super::{Columns as _, PAGE_COLUMNS, PageRow, QueryPlan, parse_stored_time};
+    use super::{Cell, Columns as _, PageRow, QueryPlan, parse_stored_time};
 
     fn plan(text: &str) -> QueryPlan {
         QueryPlan {
@@ -1662,10 +1721,24 @@ mod tests {
             assert_eq!(parse_stored_time(text), Some(expected), "{text}");
         }
         assert_eq!(parse_stored_time("yesterday"), None);
-        let values = vec![serde_json::Value::from("not a number"); PAGE_COLUMNS.len()];
+        let cells: Vec<Cell<'_>> =
+            serde_json::from_str(r#"["not a number", 7, null, "2026-03-01T12:00:05.123456Z"]"#)
+                .expect("cells");
+        let row = PageRow(&cells);
+        assert!(row.integer("sid").is_err(), "a text is no integer");
+        assert_eq!(row.integer("team_id").expect("an integer"), Some(7));
+        assert!(row.text("team_id").is_err(), "an integer is no text");
+        assert_eq!(row.text("direction").expect("null"), None);
+        assert_eq!(
+            row.time("from_address").expect("a time"),
+            Some(expected),
+            "a time read straight from the page's text"
+        );
+        assert!(row.time("sid").is_err(), "a text that is no time");
+        assert!(row.text("to_address").is_err(), "a page row too short");
         assert!(
-            PageRow(&values).integer("team_id").is_err(),
-            "a corrupt page is an error"
+            serde_json::from_str::<Vec<Cell<'_>>>("[1.5]").is_err(),
+            "SQLite writes no other kind of value for a message's columns"
         );
     }
 }

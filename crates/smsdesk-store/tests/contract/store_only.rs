@@ -776,6 +776,23 @@ pub(crate) async fn a_write_carries_any_text_and_its_time_to_the_microsecond(db:
         .expect("present");
     assert_eq!(message.delivery, undelivered, "every value as it was given");
     assert_eq!(message.updated_at, observed_at, "to the microsecond");
+    // A page of the list reads it the same (on SQLite, from the page the database aggregated
+    // into one JSON text, escapes and all).
+    let page = store
+        .list(
+            a,
+            smsdesk_domain::ports::MessageQuery {
+                limit: 50,
+                ..smsdesk_domain::ports::MessageQuery::default()
+            },
+        )
+        .await
+        .expect("listable");
+    assert_eq!(
+        page.messages,
+        vec![message],
+        "a listed message reads as found"
+    );
 
     // The next change is conditional on the time just stored: one microsecond off is a
     // conflict, the time itself lands.
