@@ -386,6 +386,15 @@ impl IntegrationRepository for InMemoryStore {
     }
 }
 
+/// Claims `message`'s cool-down at `now` by the domain's rule: a granted claim stamps it.
+fn claim_cooldown(message: &mut Message, now: Timestamp, cooldown: Duration) -> CooldownClaim {
+    let claim = CooldownClaim::decide(message.last_refreshed_at, now, cooldown);
+    if claim.is_granted() {
+        message.last_refreshed_at = Some(now);
+    }
+    claim
+}
+
 #[async_trait]
 impl RefreshLimiter for InMemoryStore {
     async fn claim_messages(
@@ -405,11 +414,7 @@ impl RefreshLimiter for InMemoryStore {
                 else {
                     return CooldownClaim::Granted;
                 };
-                let claim = CooldownClaim::decide(message.last_refreshed_at, now, cooldown);
-                if claim.is_granted() {
-                    message.last_refreshed_at = Some(now);
-                }
-                claim
+                claim_cooldown(message, now, cooldown)
             })
             .collect())
     }
@@ -427,10 +432,7 @@ impl RefreshLimiter for InMemoryStore {
             return Ok(Some(ClaimedRead::NotFound));
         };
         let message = stored.clone();
-        let claim = CooldownClaim::decide(stored.last_refreshed_at, now, cooldown);
-        if claim.is_granted() {
-            stored.last_refreshed_at = Some(now);
-        }
+        let claim = claim_cooldown(stored, now, cooldown);
         Ok(Some(ClaimedRead::Found { message, claim }))
     }
 

@@ -14,14 +14,17 @@
 //! every write of this store locks them; a due message another transaction holds is skipped and
 //! its claim runs alone, which waits for that row only.
 
+use sea_orm::sea_query::PostgresQueryBuilder;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
 use std::sync::OnceLock;
 
-use crate::batches::{BatchResult, Batcher, input_opening, input_rows, on_this_runtime};
+use crate::batches::{
+    BatchResult, Batcher, input_opening, input_rows, message_of_input, on_this_runtime,
+};
 use crate::cipher::SecretCipher;
 use crate::limiter::{Claimed, MessageClaim, claim_alone, cutoff};
-use crate::messages::{PAGE_COLUMNS, message_from_row};
+use crate::messages::message_from_row;
 
 /// The batcher of single-message claims, at most one per message in a batch; each answers the
 /// SIDs it was granted and, for a claim that reads, its message.
@@ -79,24 +82,21 @@ stamped AS (
 SELECT input.i,
     (stamped.i IS NOT NULL) AS granted,
     (due.i IS NOT NULL AND in_order.i IS NULL) AS locked,
-    {message}
+    message.*
 FROM input
 LEFT JOIN due ON due.i = input.i
 LEFT JOIN in_order ON in_order.i = input.i
 LEFT JOIN stamped ON stamped.i = input.i
-LEFT JOIN sms_messages message
-    ON input.read AND message.team_id = input.team_id AND message.sid = input.sid
+LEFT JOIN LATERAL ({message}) message ON input.read
 ORDER BY input.i";
 
 /// The whole statement: the input rows (parameters 1 and 2), then [`BATCH_STATEMENT`] with the
-/// message's columns. The final SELECT reads the message in the statement's snapshot, so as
-/// stored before the claim's stamp; it is joined only for a claim that reads.
+/// message of each claim that reads ([`message_of_input`]). The final SELECT reads it in the
+/// statement's snapshot, so as stored before the claim's stamp.
 fn statement() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| {
-        let message = PAGE_COLUMNS
-            .map(|column| format!("message.{column}"))
-            .join(", ");
+        let message = message_of_input().to_string(PostgresQueryBuilder);
         format!(
             "{},{}",
             input_opening(&INPUT_COLUMNS, 1),

@@ -9,13 +9,15 @@
 
 use std::sync::OnceLock;
 
-use sea_orm::sea_query::{Expr, ExprTrait, PostgresQueryBuilder};
+use sea_orm::sea_query::PostgresQueryBuilder;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 use smsdesk_domain::ports::{FoundMessage, RepositoryError};
 use smsdesk_domain::{MessageSid, MessageStatus, ObservationSource, TeamId};
 
-use crate::batches::{BatchResult, Batcher, input_opening, input_rows, on_this_runtime};
-use crate::messages::{found_message, select_messages};
+use crate::batches::{
+    BatchResult, Batcher, input_opening, input_rows, message_of_input, on_this_runtime,
+};
+use crate::messages::found_message;
 use crate::schema::SmsMessages;
 use crate::store::Store;
 
@@ -43,21 +45,13 @@ pub(crate) fn batcher() -> Batcher<FindCall, Option<FoundMessage>> {
     )
 }
 
-/// The whole statement: the input rows (parameters 1 and 2), then for each the message columns
-/// [`select_messages`] reads and the id, found by a lateral subquery (so the columns come from
-/// the one place that lists them), and whether its history holds the observation asked about.
+/// The whole statement: the input rows (parameters 1 and 2), then for each its message and id
+/// ([`message_of_input`]) and whether its history holds the observation asked about.
 fn statement() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| {
-        let message_of_input = select_messages()
+        let message_of_input = message_of_input()
             .column((SmsMessages::Table, SmsMessages::Id))
-            .and_where(
-                Expr::col((SmsMessages::Table, SmsMessages::TeamId))
-                    .eq(Expr::cust("input.team_id")),
-            )
-            .and_where(
-                Expr::col((SmsMessages::Table, SmsMessages::Sid)).eq(Expr::cust("input.sid")),
-            )
             .to_string(PostgresQueryBuilder);
         format!(
             "{} SELECT input.i, m.*, EXISTS (SELECT 1 FROM message_status_events e \
@@ -79,7 +73,7 @@ const INPUT_COLUMNS: [(&str, &str); 4] = [
 
 /// Reads `calls` in one statement; answers in their order.
 async fn find_batch(store: &Store, calls: &[FindCall]) -> BatchResult<Option<FoundMessage>> {
-    let mut values: Vec<Value> = Vec::with_capacity(calls.len() * 5);
+    let mut values: Vec<Value> = Vec::with_capacity(2);
     input_rows(
         &INPUT_COLUMNS,
         calls,

@@ -30,11 +30,14 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use sea_orm::sea_query::{Expr, ExprTrait, SelectStatement};
 use sea_orm::{DbErr, Value};
 use smsdesk_domain::ports::RepositoryError;
 use tokio::sync::oneshot;
 
 use crate::error::{nothing_was_written, repo_err};
+use crate::messages::select_messages;
+use crate::schema::SmsMessages;
 use crate::store::Store;
 
 /// How many batches of one kind run at once. One: while it runs, the calls that arrive queue
@@ -397,6 +400,18 @@ pub(crate) fn input_opening(columns: &[(&str, &str)], rows_param: usize) -> Stri
     // execution counts a tenth of the input's estimate.
     let _ = write!(sql, ") LIMIT ${})", rows_param + 1);
     sql
+}
+
+/// The message of an input row's team and SID, as [`select_messages`] reads it: the lateral
+/// subquery by which a batch statement reads its calls' messages, so the columns come from the
+/// one place that lists them.
+pub(crate) fn message_of_input() -> SelectStatement {
+    select_messages()
+        .and_where(
+            Expr::col((SmsMessages::Table, SmsMessages::TeamId)).eq(Expr::cust("input.team_id")),
+        )
+        .and_where(Expr::col((SmsMessages::Table, SmsMessages::Sid)).eq(Expr::cust("input.sid")))
+        .to_owned()
 }
 
 /// Writes a bound value as the JSON the server's input function reads back as the same value:

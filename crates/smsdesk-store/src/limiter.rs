@@ -57,7 +57,7 @@ pub(crate) struct MessageClaim {
 
 /// What a claim answers: the SIDs granted and, when it asked to read ([`MessageClaim::read`]),
 /// its message as stored before the claim's stamp (`None`: the team has no such message).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Claimed {
     pub(crate) granted: Vec<String>,
     pub(crate) message: Option<Message>,

@@ -230,9 +230,8 @@ pub(crate) fn message_from_row<R: Columns + ?Sized>(
     })
 }
 
-/// Every column of a listed message, in the order a [`PageRow`] holds them: every column
-/// [`message_from_row`] reads.
-pub(crate) const PAGE_COLUMNS: [&str; 19] = [
+/// Every column of a listed message, in the order a [`PageRow`] holds them.
+const PAGE_COLUMNS: [&str; 19] = [
     "sid",
     "team_id",
     "direction",
@@ -798,17 +797,18 @@ pub(crate) async fn message_keys(
                 .and(Expr::col(SmsMessages::Sid).is_in(sids)),
         );
     }
-    let mut query = Query::select();
-    query.column(SmsMessages::Id);
-    match whole {
-        Some(_) => query.columns(PAGE_COLUMNS.map(Alias::new)),
-        None => query.columns([
-            SmsMessages::TeamId,
-            SmsMessages::Sid,
-            SmsMessages::LastRefreshedAt,
-        ]),
+    let mut query = match whole {
+        Some(_) => select_messages(),
+        None => Query::select()
+            .columns([
+                SmsMessages::TeamId,
+                SmsMessages::Sid,
+                SmsMessages::LastRefreshedAt,
+            ])
+            .from(SmsMessages::Table)
+            .to_owned(),
     };
-    query.from(SmsMessages::Table).cond_where(of_teams);
+    query.column(SmsMessages::Id).cond_where(of_teams);
     let rows = conn.query_all(&query).await?;
     rows.iter()
         .map(|row| {
@@ -847,6 +847,42 @@ fn message_id_of(keys: &MessageKeys, team: TeamId, write: &ObservationWrite) -> 
         .map(|key| key.id)
 }
 
+/// The columns a change sets in its message's row, in the order [`changed_values`] gives them.
+const CHANGED_COLUMNS: [SmsMessages; 8] = [
+    SmsMessages::Status,
+    SmsMessages::ErrorCode,
+    SmsMessages::ErrorMessage,
+    SmsMessages::NumSegments,
+    SmsMessages::Price,
+    SmsMessages::PriceUnit,
+    SmsMessages::UpdatedAt,
+    SmsMessages::DeliveryUnknownAt,
+];
+
+/// What a change stores in [`CHANGED_COLUMNS`]: the new delivery state ([`state_values`]), the
+/// observation's time as `updated_at`, and no longer stuck (any change, however late, is news
+/// of the message).
+fn changed_values(write: &ObservationWrite, change: &StateChange) -> [sea_orm::Value; 8] {
+    let [
+        status,
+        error_code,
+        error_message,
+        num_segments,
+        price,
+        price_unit,
+    ] = state_values(&change.next);
+    [
+        status,
+        error_code,
+        error_message,
+        num_segments,
+        price,
+        price_unit,
+        stored_time(write.observation.observed_at).into(),
+        Option::<Timestamp>::None.into(),
+    ]
+}
+
 /// The forward-only rule in SQL: `change` lands only if nobody changed the status since the
 /// caller read it (a concurrent writer that got there first makes it match no row). The caller
 /// adds which row: by id, or by SID.
@@ -855,21 +891,13 @@ fn conditional_update(
     write: &ObservationWrite,
     change: &StateChange,
 ) -> UpdateStatement {
-    let next = &change.next;
     let mut update = Query::update()
         .table(SmsMessages::Table)
-        .value(SmsMessages::Status, next.status.as_str())
-        .value(SmsMessages::ErrorCode, to_i64(next.error_code))
-        .value(SmsMessages::ErrorMessage, next.error_message.clone())
-        .value(SmsMessages::NumSegments, to_i64(next.num_segments))
-        .value(SmsMessages::Price, next.price.clone())
-        .value(SmsMessages::PriceUnit, next.price_unit.clone())
-        .value(
-            SmsMessages::UpdatedAt,
-            stored_time(write.observation.observed_at),
+        .values(
+            CHANGED_COLUMNS
+                .into_iter()
+                .zip(changed_values(write, change).map(Expr::val)),
         )
-        // Any change, however late, is news of the message: it is no longer stuck.
-        .value(SmsMessages::DeliveryUnknownAt, Option::<Timestamp>::None)
         .and_where(Expr::col(SmsMessages::TeamId).eq(team.get()))
         .and_where(Expr::col(SmsMessages::Status).eq(change.expected_status.as_str()))
         .to_owned();
@@ -889,52 +917,54 @@ struct RoundWrite<'a> {
     change: &'a StateChange,
 }
 
-/// Changes per statement of a round (11 parameters each).
+/// Changes per statement of a round (12 parameters each).
 const ROUND_CHUNK: usize = 256;
 
 /// Applies one round of changes, at most one per message, on a SQLite file: one `UPDATE … FROM
-/// (VALUES …)` per chunk, with [`conditional_update`]'s values and conditions for each row (the
-/// team, the status the caller read and, when it gave one, the time it read). Returns the ids
-/// of the messages it changed.
+/// (VALUES …)` per chunk, each row with [`conditional_update`]'s conditions (the message's id and
+/// team, the status the caller read and, when it gave one, the time it read) and the values
+/// [`changed_values`] sets. Returns the ids of the messages it changed.
 async fn update_round(
     tx: &DatabaseTransaction,
     round: &[RoundWrite<'_>],
 ) -> Result<HashSet<i64>, sea_orm::DbErr> {
+    use sea_orm::sea_query::Iden as _;
+    // Each input row: the four conditions, then the changed values. SQLite names a `VALUES`
+    // list's columns `column1`, `column2`, ….
+    const CONDITIONS: usize = 4;
+    const PER_ROW: usize = CONDITIONS + CHANGED_COLUMNS.len();
+    static TEXT: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    let (set, row) = TEXT.get_or_init(|| {
+        let set = CHANGED_COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(n, column)| {
+                format!("{} = input.column{}", column.unquoted(), CONDITIONS + n + 1)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        (set, format!("({})", ["?"; PER_ROW].join(", ")))
+    });
     let mut written = HashSet::with_capacity(round.len());
     for chunk in round.chunks(ROUND_CHUNK) {
-        let mut sql = String::from(
-            "UPDATE sms_messages SET status = input.column5, error_code = input.column6, \
-             error_message = input.column7, num_segments = input.column8, \
-             price = input.column9, price_unit = input.column10, updated_at = input.column11, \
-             delivery_unknown_at = NULL FROM (VALUES ",
+        let rows = vec![row.as_str(); chunk.len()].join(", ");
+        let sql = format!(
+            "UPDATE sms_messages SET {set} FROM (VALUES {rows}) AS input \
+             WHERE sms_messages.id = input.column1 AND sms_messages.team_id = input.column2 \
+             AND sms_messages.status = input.column3 \
+             AND (input.column4 IS NULL OR sms_messages.updated_at = input.column4) \
+             RETURNING id"
         );
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 11);
-        for (n, change) in chunk.iter().enumerate() {
-            sql.push_str(if n == 0 { "(" } else { ", (" });
-            sql.push_str(&["?"; 11].join(", "));
-            sql.push(')');
-            let next = &change.change.next;
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * PER_ROW);
+        for change in chunk {
             values.extend([
                 change.message_id.into(),
                 change.team.get().into(),
                 change.change.expected_status.as_str().into(),
                 change.change.expected_updated_at.map(stored_time).into(),
-                next.status.as_str().into(),
-                to_i64(next.error_code).into(),
-                next.error_message.clone().into(),
-                to_i64(next.num_segments).into(),
-                next.price.clone().into(),
-                next.price_unit.clone().into(),
-                stored_time(change.write.observation.observed_at).into(),
             ]);
+            values.extend(changed_values(change.write, change.change));
         }
-        sql.push_str(
-            ") AS input WHERE sms_messages.id = input.column1 \
-             AND sms_messages.team_id = input.column2 \
-             AND sms_messages.status = input.column3 \
-             AND (input.column4 IS NULL OR sms_messages.updated_at = input.column4) \
-             RETURNING id",
-        );
         let rows = tx
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Sqlite,
@@ -1128,7 +1158,7 @@ pub(crate) async fn apply_in(
 pub(crate) async fn apply_known_in(
     tx: &DatabaseTransaction,
     calls: &[TeamWrites<'_>],
-    ids: &MessageKeys,
+    keys: &MessageKeys,
 ) -> Result<Vec<Vec<WriteOutcome>>, sea_orm::DbErr> {
     // Every write of every call, in the calls' order, then sorted by message id: rows are
     // locked in message-id order, whatever the order of the writes, so two batches touching
@@ -1140,7 +1170,7 @@ pub(crate) async fn apply_known_in(
         .enumerate()
         .flat_map(|(call_index, call)| {
             call.writes.iter().enumerate().map(move |(index, write)| {
-                (call_index, index, message_id_of(ids, call.team, write))
+                (call_index, index, message_id_of(keys, call.team, write))
             })
         })
         .collect();
